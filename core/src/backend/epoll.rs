@@ -1,0 +1,533 @@
+//! The epoll backend: level-triggered readiness, with the loop performing each system call to
+//! produce the same completions io_uring would.
+//!
+//! Costs it is built to avoid:
+//! - Interest changes are recorded per fd and written to the kernel in one pass just before
+//!   `epoll_wait`, so arming and disarming within one iteration costs nothing, and a socket that
+//!   reads continuously costs no `epoll_ctl` at all after its first.
+//! - Sends and connects are tried at submission; only `EAGAIN`/`EINPROGRESS` arms `EPOLLOUT`.
+//! - One `recv` per readiness event into a single loop-owned buffer: no allocation per read, and
+//!   no second `recv` just to see `EAGAIN`.
+
+use super::{ready, Completion, Op, Token};
+use crate::error::{Error, Result};
+use crate::sys::epoll::{Epoll, Event};
+use crate::sys::socket::{self, RawAddr};
+use crate::sys::{self, to_res};
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::RawFd;
+
+const EVENT_BATCH: usize = 1024;
+/// Accepts performed for one readiness event before other fds get their turn.
+const ACCEPT_BURST: u32 = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Accept,
+    Recv,
+    RecvFrom,
+    Poll(u32),
+    Wake,
+}
+
+#[derive(Clone, Copy)]
+enum Writer {
+    Send {
+        ptr: *const u8,
+        len: usize,
+    },
+    SendTo {
+        ptr: *const u8,
+        len: usize,
+        addr: *const RawAddr,
+    },
+    Connect,
+}
+
+/// Per-fd state, indexed by fd number. Kept small: every idle connection pays for one. The
+/// parameters of a blocked write live in a side table, since few fds ever have one.
+#[derive(Default)]
+struct FdSlot {
+    /// Bumped when the fd is released, so events of a closed fd never reach its successor.
+    gen: u32,
+    /// The events the kernel currently has for this fd (0: not in the epoll set).
+    registered: u32,
+    dirty: bool,
+    reader: Option<(Token, Reader)>,
+    writer: Option<Token>,
+}
+
+/// Where `next_completion` is within the current readiness event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Reader,
+    Writer,
+}
+
+pub(crate) struct EpollBackend {
+    epoll: Epoll,
+    slots: Vec<FdSlot>,
+    writers: HashMap<RawFd, Writer>,
+    dirty: Vec<RawFd>,
+    events: Vec<Event>,
+    cursor: usize,
+    stage: Stage,
+    accepts_this_event: u32,
+    /// Completions decided without the kernel (cancellations, arming errors).
+    ready: VecDeque<Completion>,
+    recv_buf: Box<[u8]>,
+    recv_addr: RawAddr,
+    /// An fd kept open so that, at the descriptor limit, pending connections can still be
+    /// accepted and dropped instead of spinning on a listener that stays readable.
+    reserve_fd: RawFd,
+}
+
+fn data_of(fd: RawFd, gen: u32) -> u64 {
+    fd as u32 as u64 | (gen as u64) << 32
+}
+
+impl EpollBackend {
+    pub(crate) fn new(recv_buffer_size: usize) -> Result<EpollBackend> {
+        Ok(EpollBackend {
+            epoll: Epoll::new()?,
+            slots: Vec::new(),
+            writers: HashMap::new(),
+            dirty: Vec::new(),
+            events: Vec::with_capacity(EVENT_BATCH),
+            cursor: 0,
+            stage: Stage::Reader,
+            accepts_this_event: 0,
+            ready: VecDeque::new(),
+            recv_buf: vec![0u8; recv_buffer_size.max(64)].into_boxed_slice(),
+            recv_addr: RawAddr::empty(),
+            reserve_fd: -1,
+        })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.epoll.fd()
+    }
+
+    fn slot(&mut self, fd: RawFd) -> &mut FdSlot {
+        let i = fd as usize;
+        if i >= self.slots.len() {
+            self.slots
+                .resize_with((i + 1).next_power_of_two(), FdSlot::default);
+        }
+        &mut self.slots[i]
+    }
+
+    fn mark_dirty(&mut self, fd: RawFd) {
+        let slot = self.slot(fd);
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(fd);
+        }
+    }
+
+    pub(crate) fn submit(&mut self, token: Token, op: Op) -> Option<i32> {
+        match op {
+            Op::Accept { fd } => {
+                if self.reserve_fd < 0 {
+                    self.reserve_fd = open_reserve();
+                }
+                self.arm_reader(fd, token, Reader::Accept)
+            }
+            Op::Recv { fd } => self.arm_reader(fd, token, Reader::Recv),
+            Op::RecvFrom { fd } => self.arm_reader(fd, token, Reader::RecvFrom),
+            Op::Poll { fd, events } => self.arm_reader(fd, token, Reader::Poll(events)),
+            Op::Wake { fd } => self.arm_reader(fd, token, Reader::Wake),
+            Op::Send { fd, ptr, len } => {
+                // SAFETY: the submitter guarantees `len` readable bytes at `ptr` until the
+                // operation completes.
+                let buf = unsafe { std::slice::from_raw_parts(ptr, len) };
+                match socket::send(fd, buf) {
+                    Err(Error::EAGAIN) => self.arm_writer(fd, token, Writer::Send { ptr, len }),
+                    r => Some(to_res(r)),
+                }
+            }
+            Op::SendTo { fd, ptr, len, addr } => {
+                // SAFETY: as for Send; `addr` likewise stays valid until completion.
+                let (buf, to) = unsafe { (std::slice::from_raw_parts(ptr, len), &*addr) };
+                match socket::send_to(fd, buf, to) {
+                    Err(Error::EAGAIN) => {
+                        self.arm_writer(fd, token, Writer::SendTo { ptr, len, addr })
+                    }
+                    r => Some(to_res(r)),
+                }
+            }
+            Op::Connect { fd, addr } => {
+                // SAFETY: `addr` stays valid until completion.
+                match socket::connect(fd, unsafe { &*addr }) {
+                    Ok(()) => Some(0),
+                    Err(Error::EINPROGRESS) => self.arm_writer(fd, token, Writer::Connect),
+                    Err(e) => Some(e.code()),
+                }
+            }
+            Op::Shutdown { fd } => Some(to_res(socket::shutdown_write(fd).map(|_| 0))),
+        }
+    }
+
+    fn arm_reader(&mut self, fd: RawFd, token: Token, reader: Reader) -> Option<i32> {
+        if fd < 0 {
+            return Some(Error::EBADF.code());
+        }
+        let slot = self.slot(fd);
+        if slot.reader.is_some() {
+            return Some(Error::EBUSY.code());
+        }
+        slot.reader = Some((token, reader));
+        self.mark_dirty(fd);
+        None
+    }
+
+    fn arm_writer(&mut self, fd: RawFd, token: Token, writer: Writer) -> Option<i32> {
+        let slot = self.slot(fd);
+        if slot.writer.is_some() {
+            return Some(Error::EBUSY.code());
+        }
+        slot.writer = Some(token);
+        self.writers.insert(fd, writer);
+        self.mark_dirty(fd);
+        None
+    }
+
+    pub(crate) fn cancel(&mut self, token: Token, fd: RawFd) {
+        if fd < 0 || fd as usize >= self.slots.len() {
+            return;
+        }
+        let slot = &mut self.slots[fd as usize];
+        let mut found = false;
+        if matches!(slot.reader, Some((t, _)) if t == token) {
+            slot.reader = None;
+            found = true;
+        } else if slot.writer == Some(token) {
+            slot.writer = None;
+            self.writers.remove(&fd);
+            found = true;
+        }
+        if found {
+            self.mark_dirty(fd);
+            self.ready
+                .push_back(Completion::new(token, Error::ECANCELED.code(), false));
+        }
+    }
+
+    pub(crate) fn update_poll(&mut self, token: Token, fd: RawFd, events: u32) {
+        if let Some(slot) = self.slots.get_mut(fd as usize) {
+            if let Some((t, Reader::Poll(ev))) = slot.reader.as_mut() {
+                if *t == token {
+                    *ev = events;
+                    self.mark_dirty(fd);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn release_fd(&mut self, fd: RawFd, owned: bool) {
+        if fd < 0 || fd as usize >= self.slots.len() {
+            return;
+        }
+        let slot = &mut self.slots[fd as usize];
+        debug_assert!(
+            slot.reader.is_none() && slot.writer.is_none(),
+            "fd released with operations pending"
+        );
+        slot.reader = None;
+        slot.writer = None;
+        let registered = std::mem::take(&mut slot.registered);
+        slot.gen = slot.gen.wrapping_add(1);
+        self.writers.remove(&fd);
+        // Closing the last descriptor of a file removes it from the epoll set, so an fd the loop
+        // created and is about to close needs no epoll_ctl. One the user lent us may be
+        // duplicated elsewhere and must be removed explicitly.
+        if registered != 0 && !owned {
+            let _ = self.epoll.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
+        }
+    }
+
+    fn wanted_events(slot: &FdSlot) -> u32 {
+        let mut ev = 0;
+        match slot.reader {
+            Some((_, Reader::Poll(want))) => {
+                if want & ready::READABLE != 0 {
+                    ev |= libc::EPOLLIN as u32;
+                }
+                if want & ready::WRITABLE != 0 {
+                    ev |= libc::EPOLLOUT as u32;
+                }
+                if want & ready::DISCONNECT != 0 {
+                    ev |= libc::EPOLLRDHUP as u32;
+                }
+                if want & ready::PRIORITIZED != 0 {
+                    ev |= libc::EPOLLPRI as u32;
+                }
+            }
+            Some(_) => ev |= libc::EPOLLIN as u32,
+            None => {}
+        }
+        if slot.writer.is_some() {
+            ev |= libc::EPOLLOUT as u32;
+        }
+        ev
+    }
+
+    /// Writes recorded interest changes to the kernel. An fd the kernel refuses (a regular
+    /// file, say) fails its operations with that error.
+    fn sync_interest(&mut self) {
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let fd = self.dirty[i];
+            i += 1;
+            let slot = &mut self.slots[fd as usize];
+            slot.dirty = false;
+            let wanted = Self::wanted_events(slot);
+            if wanted == slot.registered {
+                continue;
+            }
+            let op = if wanted == 0 {
+                libc::EPOLL_CTL_DEL
+            } else if slot.registered == 0 {
+                libc::EPOLL_CTL_ADD
+            } else {
+                libc::EPOLL_CTL_MOD
+            };
+            let data = data_of(fd, slot.gen);
+            match self.epoll.ctl(op, fd, wanted, data) {
+                Ok(()) => self.slots[fd as usize].registered = wanted,
+                Err(e) => {
+                    let slot = &mut self.slots[fd as usize];
+                    if op == libc::EPOLL_CTL_DEL {
+                        slot.registered = 0;
+                        continue;
+                    }
+                    if let Some((t, _)) = slot.reader.take() {
+                        self.ready.push_back(Completion::new(t, e.code(), false));
+                    }
+                    if let Some(t) = slot.writer.take() {
+                        self.writers.remove(&fd);
+                        self.ready.push_back(Completion::new(t, e.code(), false));
+                    }
+                }
+            }
+        }
+        self.dirty.clear();
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || self.cursor < self.events.len()
+    }
+
+    pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
+        self.sync_interest();
+        let timeout = if self.has_ready() { 0 } else { timeout_ms };
+        if self.cursor < self.events.len() {
+            // Unprocessed events remain (the caller stopped early): keep them.
+            return Ok(());
+        }
+        self.epoll.wait(&mut self.events, timeout)?;
+        self.cursor = 0;
+        self.stage = Stage::Reader;
+        self.accepts_this_event = 0;
+        Ok(())
+    }
+
+    pub(crate) fn recycle(&mut self, _c: &Completion) {
+        // One buffer, reused by the next receive: nothing to return.
+    }
+
+    pub(crate) fn next_completion(&mut self) -> Option<Completion> {
+        loop {
+            if let Some(c) = self.ready.pop_front() {
+                return Some(c);
+            }
+            let ev = *self.events.get(self.cursor)?;
+            let fd = ev.u64 as u32 as RawFd;
+            let gen = (ev.u64 >> 32) as u32;
+            let revents = ev.events;
+            let current = self.slots.get(fd as usize).is_some_and(|s| s.gen == gen);
+            if current && self.stage == Stage::Reader {
+                self.stage = Stage::Writer;
+                if let Some(c) = self.perform_read(fd, revents) {
+                    return Some(c);
+                }
+            }
+            if current && self.stage == Stage::Writer {
+                self.stage = Stage::Reader; // for the next event
+                self.cursor += 1;
+                self.accepts_this_event = 0;
+                if let Some(c) = self.perform_write(fd, revents) {
+                    return Some(c);
+                }
+                continue;
+            }
+            self.cursor += 1;
+            self.stage = Stage::Reader;
+            self.accepts_this_event = 0;
+        }
+    }
+
+    fn finish_reader(&mut self, fd: RawFd) {
+        self.slots[fd as usize].reader = None;
+        self.mark_dirty(fd);
+    }
+
+    fn perform_read(&mut self, fd: RawFd, revents: u32) -> Option<Completion> {
+        let (token, reader) = self.slots[fd as usize].reader?;
+        let readable = revents
+            & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32
+            != 0;
+        match reader {
+            Reader::Poll(want) => {
+                let bits = readiness_bits(revents) & (want | ready::ERROR | ready::DISCONNECT);
+                (bits != 0).then(|| Completion::new(token, bits as i32, true))
+            }
+            _ if !readable => None,
+            Reader::Recv => match socket::recv(fd, &mut self.recv_buf) {
+                Err(Error::EAGAIN) | Err(Error::EINTR) => None,
+                Ok(0) => {
+                    self.finish_reader(fd);
+                    Some(Completion::new(token, 0, false))
+                }
+                Ok(n) => {
+                    let mut c = Completion::new(token, n as i32, true);
+                    c.data = self.recv_buf.as_ptr();
+                    c.buf_id = 0;
+                    Some(c)
+                }
+                Err(e) => {
+                    self.finish_reader(fd);
+                    Some(Completion::new(token, e.code(), false))
+                }
+            },
+            Reader::RecvFrom => {
+                match socket::recv_from(fd, &mut self.recv_buf, &mut self.recv_addr) {
+                    Err(Error::EAGAIN) | Err(Error::EINTR) => None,
+                    r => {
+                        let res = r.map(|n| n.min(self.recv_buf.len()));
+                        let mut c = Completion::new(token, to_res(res), true);
+                        if res.is_ok() {
+                            c.data = self.recv_buf.as_ptr();
+                            c.addr = &self.recv_addr;
+                            c.buf_id = 0;
+                        }
+                        Some(c)
+                    }
+                }
+            }
+            Reader::Wake => {
+                let mut counter = [0u8; 8];
+                match sys::read(fd, &mut counter) {
+                    Ok(_) => Some(Completion::new(token, 0, true)),
+                    Err(_) => None,
+                }
+            }
+            Reader::Accept => loop {
+                if self.accepts_this_event >= ACCEPT_BURST {
+                    return None;
+                }
+                match socket::accept(fd) {
+                    Ok(conn) => {
+                        self.accepts_this_event += 1;
+                        // More may be pending: come back to this event's reader.
+                        self.stage = Stage::Reader;
+                        return Some(Completion::new(token, conn, true));
+                    }
+                    Err(Error::EAGAIN) => return None,
+                    Err(Error::ECONNABORTED) | Err(Error::EINTR) => continue,
+                    Err(e @ (Error::EMFILE | Error::ENFILE)) => {
+                        self.drop_pending_connections(fd);
+                        return Some(Completion::new(token, e.code(), true));
+                    }
+                    Err(e) => {
+                        self.finish_reader(fd);
+                        return Some(Completion::new(token, e.code(), false));
+                    }
+                }
+            },
+        }
+    }
+
+    /// At the descriptor limit, frees the reserve fd to accept and close what is queued, so a
+    /// level-triggered listener does not spin (libuv does the same).
+    fn drop_pending_connections(&mut self, listener: RawFd) {
+        if self.reserve_fd < 0 {
+            return;
+        }
+        sys::close(self.reserve_fd);
+        while let Ok(conn) = socket::accept(listener) {
+            sys::close(conn);
+        }
+        self.reserve_fd = open_reserve();
+    }
+
+    fn perform_write(&mut self, fd: RawFd, revents: u32) -> Option<Completion> {
+        let token = self.slots[fd as usize].writer?;
+        if revents & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 == 0 {
+            return None;
+        }
+        let writer = *self.writers.get(&fd)?;
+        let res = match writer {
+            Writer::Send { ptr, len } => {
+                // SAFETY: the submitter keeps the buffer valid until completion.
+                match socket::send(fd, unsafe { std::slice::from_raw_parts(ptr, len) }) {
+                    Err(Error::EAGAIN) => return None,
+                    r => to_res(r),
+                }
+            }
+            Writer::SendTo { ptr, len, addr } => {
+                // SAFETY: as above, for the buffer and the address.
+                match socket::send_to(
+                    fd,
+                    unsafe { std::slice::from_raw_parts(ptr, len) },
+                    unsafe { &*addr },
+                ) {
+                    Err(Error::EAGAIN) => return None,
+                    r => to_res(r),
+                }
+            }
+            Writer::Connect => to_res(socket::take_error(fd).map(|_| 0)),
+        };
+        self.slots[fd as usize].writer = None;
+        self.writers.remove(&fd);
+        self.mark_dirty(fd);
+        Some(Completion::new(token, res, false))
+    }
+}
+
+fn readiness_bits(revents: u32) -> u32 {
+    let mut bits = 0;
+    if revents & libc::EPOLLIN as u32 != 0 {
+        bits |= ready::READABLE;
+    }
+    if revents & libc::EPOLLOUT as u32 != 0 {
+        bits |= ready::WRITABLE;
+    }
+    if revents & libc::EPOLLPRI as u32 != 0 {
+        bits |= ready::PRIORITIZED;
+    }
+    if revents & libc::EPOLLRDHUP as u32 != 0 {
+        bits |= ready::DISCONNECT;
+    }
+    if revents & libc::EPOLLHUP as u32 != 0 {
+        // A hung-up fd reads EOF and fails writes: let both kinds of watcher find out.
+        bits |= ready::READABLE | ready::WRITABLE | ready::DISCONNECT;
+    }
+    if revents & libc::EPOLLERR as u32 != 0 {
+        bits |= ready::READABLE | ready::WRITABLE | ready::ERROR;
+    }
+    bits
+}
+
+fn open_reserve() -> RawFd {
+    // SAFETY: opening /dev/null with a constant, NUL-terminated path.
+    unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
+}
+
+impl Drop for EpollBackend {
+    fn drop(&mut self) {
+        if self.reserve_fd >= 0 {
+            sys::close(self.reserve_fd);
+        }
+    }
+}

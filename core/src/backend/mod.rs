@@ -1,0 +1,235 @@
+//! The contract between the loop and a kernel interface.
+//!
+//! The loop asks for *operations* ([`Op`]) and receives *completions* ([`Completion`]), whichever
+//! backend runs: io_uring performs operations in the kernel, epoll waits for readiness and then
+//! performs the system call itself. Some operations are *multishot*: one submission yields many
+//! completions (`more == true`) until a final one (`more == false`), as io_uring's multishot
+//! accept/recv/poll do.
+//!
+//! Rules every backend keeps:
+//! - `submit` may finish an operation at once and return its result; then no completion follows.
+//!   Otherwise exactly one final completion (`more == false`) arrives for it later.
+//! - `cancel` makes a pending operation finish soon, with `-ECANCELED` or with a real result if it
+//!   had already completed; it never suppresses the final completion.
+//! - Memory named by an operation (send buffers, addresses) belongs to the backend until the final
+//!   completion.
+//! - Data of a receive completion stays valid until the next call to `next_completion` or
+//!   `recycle`, whichever comes first.
+
+pub(crate) mod epoll;
+
+use crate::error::Result;
+use crate::sys::socket::RawAddr;
+use std::os::fd::RawFd;
+
+/// The loop's name for one operation; comes back unchanged in its completions.
+pub(crate) type Token = u64;
+
+/// Readiness bits reported by [`Op::Poll`] completions (and used by fd watchers).
+pub mod ready {
+    /// The fd is readable.
+    pub const READABLE: u32 = 1;
+    /// The fd is writable.
+    pub const WRITABLE: u32 = 2;
+    /// The peer hung up (EPOLLRDHUP / EPOLLHUP).
+    pub const DISCONNECT: u32 = 4;
+    /// Urgent / priority data (EPOLLPRI).
+    pub const PRIORITIZED: u32 = 8;
+    /// An error condition on the fd (EPOLLERR).
+    pub const ERROR: u32 = 16;
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    /// Multishot: each completion is an accepted, non-blocking, close-on-exec fd or `-errno`.
+    Accept { fd: RawFd },
+    /// Multishot: each completion is a chunk of received bytes in a backend buffer; `0` is EOF
+    /// (final). Errors are final.
+    Recv { fd: RawFd },
+    /// Multishot: each completion is one datagram with its source address.
+    RecvFrom { fd: RawFd },
+    /// Multishot: each completion is the readiness bits (`ready::*`) seen for `events`.
+    Poll { fd: RawFd, events: u32 },
+    /// Multishot: completes each time the eventfd is signalled, after resetting its counter.
+    Wake { fd: RawFd },
+    /// One-shot: send `len` bytes from `ptr`; the result may be short.
+    Send {
+        fd: RawFd,
+        ptr: *const u8,
+        len: usize,
+    },
+    /// One-shot: send one datagram to `addr`.
+    SendTo {
+        fd: RawFd,
+        ptr: *const u8,
+        len: usize,
+        addr: *const RawAddr,
+    },
+    /// One-shot: connect a non-blocking socket to `addr`.
+    Connect { fd: RawFd, addr: *const RawAddr },
+    /// One-shot: shut down the write side.
+    Shutdown { fd: RawFd },
+}
+
+/// One result of an operation.
+pub(crate) struct Completion {
+    pub(crate) token: Token,
+    /// Bytes, an fd, readiness bits, or `-errno`.
+    pub(crate) res: i32,
+    /// The operation stays armed and will complete again.
+    pub(crate) more: bool,
+    /// Received bytes (`res` of them) for `Recv`/`RecvFrom`, else null.
+    pub(crate) data: *const u8,
+    /// Source address for `RecvFrom`, else null.
+    pub(crate) addr: *const RawAddr,
+    /// Identifies the lent buffer for [`Backend::recycle`].
+    pub(crate) buf_id: u32,
+}
+
+impl Completion {
+    pub(crate) fn new(token: Token, res: i32, more: bool) -> Completion {
+        Completion {
+            token,
+            res,
+            more,
+            data: std::ptr::null(),
+            addr: std::ptr::null(),
+            buf_id: NO_BUFFER,
+        }
+    }
+
+    /// The received bytes.
+    ///
+    /// # Safety
+    /// Only until the next `next_completion`/`recycle` call on the backend that produced it.
+    pub(crate) unsafe fn bytes<'a>(&self) -> &'a [u8] {
+        if self.data.is_null() || self.res <= 0 {
+            &[]
+        } else {
+            // SAFETY: the backend guarantees `res` valid bytes at `data` until recycled.
+            unsafe { std::slice::from_raw_parts(self.data, self.res as usize) }
+        }
+    }
+}
+
+pub(crate) const NO_BUFFER: u32 = u32::MAX;
+
+/// Which kernel interface a loop uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// io_uring where the kernel allows it, else epoll. `EVLOOP_BACKEND` overrides it.
+    #[default]
+    Auto,
+    /// epoll: readiness, with the loop performing each system call.
+    Epoll,
+    /// io_uring. Not available yet (see the README); asking for it fails with `ENOSYS`.
+    Uring,
+}
+
+impl BackendKind {
+    /// Parses `auto`, `epoll` or `uring` (as in `EVLOOP_BACKEND`).
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Some(BackendKind::Auto),
+            "epoll" => Some(BackendKind::Epoll),
+            "uring" | "io_uring" => Some(BackendKind::Uring),
+            _ => None,
+        }
+    }
+}
+
+/// The backends behind one interface; an enum rather than a trait object so the hot calls
+/// inline.
+pub(crate) enum Backend {
+    Epoll(epoll::EpollBackend),
+}
+
+impl Backend {
+    pub(crate) fn new(kind: BackendKind, recv_buffer_size: usize) -> Result<Backend> {
+        let kind = match kind {
+            BackendKind::Auto => match std::env::var("EVLOOP_BACKEND") {
+                Ok(v) => BackendKind::parse(&v).ok_or(crate::Error::EINVAL)?,
+                Err(_) => BackendKind::Auto,
+            },
+            other => other,
+        };
+        match kind {
+            BackendKind::Auto | BackendKind::Epoll => {
+                Ok(Backend::Epoll(epoll::EpollBackend::new(recv_buffer_size)?))
+            }
+            BackendKind::Uring => Err(crate::Error::ENOSYS),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Backend::Epoll(_) => "epoll",
+        }
+    }
+
+    #[inline]
+    pub(crate) fn submit(&mut self, token: Token, op: Op) -> Option<i32> {
+        match self {
+            Backend::Epoll(b) => b.submit(token, op),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn cancel(&mut self, token: Token, fd: RawFd) {
+        match self {
+            Backend::Epoll(b) => b.cancel(token, fd),
+        }
+    }
+
+    /// Changes the events of an armed multishot poll in place.
+    pub(crate) fn update_poll(&mut self, token: Token, fd: RawFd, events: u32) {
+        match self {
+            Backend::Epoll(b) => b.update_poll(token, fd, events),
+        }
+    }
+
+    /// Waits up to `timeout_ms` (negative: no limit) for completions, submitting what is queued.
+    #[inline]
+    pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
+        match self {
+            Backend::Epoll(b) => b.wait(timeout_ms),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn next_completion(&mut self) -> Option<Completion> {
+        match self {
+            Backend::Epoll(b) => b.next_completion(),
+        }
+    }
+
+    /// Returns a buffer lent by a receive completion.
+    #[inline]
+    pub(crate) fn recycle(&mut self, c: &Completion) {
+        match self {
+            Backend::Epoll(b) => b.recycle(c),
+        }
+    }
+
+    /// Completions are ready without waiting (the loop must not block).
+    #[inline]
+    pub(crate) fn has_ready(&self) -> bool {
+        match self {
+            Backend::Epoll(b) => b.has_ready(),
+        }
+    }
+
+    /// Forgets `fd` before the loop closes it; every operation on it has finished.
+    pub(crate) fn release_fd(&mut self, fd: RawFd, owned: bool) {
+        match self {
+            Backend::Epoll(b) => b.release_fd(fd, owned),
+        }
+    }
+
+    /// An fd that polls readable when completions are pending (for embedding).
+    pub(crate) fn fd(&self) -> RawFd {
+        match self {
+            Backend::Epoll(b) => b.fd(),
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The loop: one per thread, running timers, deferred callbacks and I/O completions.
+
+use crate::backend::{Backend, BackendKind, Completion, Token};
+use crate::error::{Error, Result};
+use crate::handle::{CloseCb, Common, Kind, RawHandle};
+use crate::poll::PollEntry;
+use crate::signal::SignalEntry;
+use crate::slab::Slab;
+use crate::stream::StreamEntry;
+use crate::sys;
+use crate::timer::wheel::{Expired, Wheel};
+use crate::timer::TimerEntry;
+use crate::udp::UdpEntry;
+use crate::wakeup::{AsyncEntry, WakeState};
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::os::fd::RawFd;
+
+/// How long `run` goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until the loop has nothing alive, or `stop` is called.
+    Default,
+    /// One iteration, blocking for I/O at most once.
+    Once,
+    /// One iteration without blocking.
+    NoWait,
+}
+
+/// Settings for [`Loop::with_config`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Which kernel interface to use. `EVLOOP_BACKEND` overrides `Auto`.
+    pub backend: BackendKind,
+    /// Size of the loop-owned receive buffer lent to read callbacks.
+    pub recv_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            backend: BackendKind::Auto,
+            recv_buffer_size: 64 * 1024,
+        }
+    }
+}
+
+pub(crate) type SoonCb = Box<dyn FnOnce(&mut Loop)>;
+
+/// Work the loop owes a handle outside any completion (e.g. callbacks of writes that finished
+/// at submission, which must not run inside the `write` call).
+#[derive(Clone, Copy)]
+pub(crate) enum Deferred {
+    StreamWrites(u32, u32),
+    UdpSends(u32, u32),
+}
+
+/// An event loop. Not `Send`: it lives and runs on the thread that made it; other threads reach
+/// it through [`crate::Waker`].
+pub struct Loop {
+    pub(crate) backend: Backend,
+    start_ns: u64,
+    now_ns: u64,
+    now_ms: u64,
+    stop_requested: bool,
+    /// Active, referenced handles: the loop is alive while this is non-zero.
+    pub(crate) alive_refs: usize,
+    pub(crate) wheel: Wheel,
+    pub(crate) timers: Slab<TimerEntry>,
+    pub(crate) timer_seq: u64,
+    expired: Vec<Expired>,
+    soon: VecDeque<SoonCb>,
+    pub(crate) deferred: VecDeque<Deferred>,
+    pub(crate) streams: Slab<StreamEntry>,
+    pub(crate) udps: Slab<UdpEntry>,
+    pub(crate) polls: Slab<PollEntry>,
+    pub(crate) asyncs: Slab<AsyncEntry>,
+    pub(crate) signals: Slab<SignalEntry>,
+    pub(crate) wake: WakeState,
+    closing: Vec<RawHandle>,
+    closing_now: Vec<RawHandle>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+// Token layout: index in bits 0..32, operation in 32..36, handle kind in 36..40, and the low 24
+// bits of the handle's generation in 40..64.
+pub(crate) fn token(kind: Kind, op: u8, idx: u32, gen: u32) -> Token {
+    idx as u64
+        | ((op as u64 & 0xf) << 32)
+        | ((kind as u64) << 36)
+        | ((gen as u64 & 0xff_ffff) << 40)
+}
+
+pub(crate) fn gen_matches(gen: u32, token: Token) -> bool {
+    (gen & 0xff_ffff) as u64 == token >> 40
+}
+
+impl Loop {
+    /// A loop with the default configuration.
+    pub fn new() -> Result<Loop> {
+        Loop::with_config(Config::default())
+    }
+
+    /// A loop with `config`. Asking for a backend the system cannot run is an error, not a
+    /// silent fallback.
+    pub fn with_config(config: Config) -> Result<Loop> {
+        let backend = Backend::new(config.backend, config.recv_buffer_size)?;
+        let start_ns = sys::monotonic_ns();
+        Ok(Loop {
+            backend,
+            start_ns,
+            now_ns: start_ns,
+            now_ms: 0,
+            stop_requested: false,
+            alive_refs: 0,
+            wheel: Wheel::new(),
+            timers: Slab::new(),
+            timer_seq: 0,
+            expired: Vec::new(),
+            soon: VecDeque::new(),
+            deferred: VecDeque::new(),
+            streams: Slab::new(),
+            udps: Slab::new(),
+            polls: Slab::new(),
+            asyncs: Slab::new(),
+            signals: Slab::new(),
+            wake: WakeState::new(),
+            closing: Vec::new(),
+            closing_now: Vec::new(),
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The backend this loop runs on: `"epoll"` or `"uring"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// The loop's cached time in milliseconds, updated at the start of each iteration.
+    pub fn now(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The loop's cached time in nanoseconds (same clock and epoch as [`Loop::now`]).
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns - self.start_ns
+    }
+
+    /// Refreshes the cached time.
+    pub fn update_time(&mut self) {
+        self.now_ns = sys::monotonic_ns();
+        self.now_ms = (self.now_ns - self.start_ns) / 1_000_000;
+    }
+
+    /// Makes `run` return after the current iteration.
+    pub fn stop(&mut self) {
+        self.stop_requested = true;
+    }
+
+    /// Whether anything keeps the loop running: active referenced handles, queued callbacks or
+    /// handles waiting for their close callback.
+    pub fn alive(&self) -> bool {
+        self.alive_refs > 0
+            || !self.soon.is_empty()
+            || !self.deferred.is_empty()
+            || !self.closing.is_empty()
+    }
+
+    /// Runs `cb` on the next iteration, after I/O is polled. Callbacks queued while the queue
+    /// drains wait for the next iteration, so a callback that re-queues itself cannot starve I/O.
+    pub fn call_soon(&mut self, cb: impl FnOnce(&mut Loop) + 'static) {
+        self.soon.push_back(Box::new(cb));
+    }
+
+    /// Callbacks queued with `call_soon` and not yet run.
+    pub fn pending_calls(&self) -> usize {
+        self.soon.len()
+    }
+
+    /// An fd that becomes readable when the loop has work; poll it from a foreign loop and call
+    /// `run(RunMode::NoWait)` when it fires, or when [`Loop::backend_timeout`] elapses.
+    pub fn backend_fd(&self) -> RawFd {
+        self.backend.fd()
+    }
+
+    /// Milliseconds until the loop needs to run again without I/O (`-1`: no deadline; `0`: it has
+    /// work now).
+    pub fn backend_timeout(&self) -> i32 {
+        if self.stop_requested
+            || !self.soon.is_empty()
+            || !self.deferred.is_empty()
+            || !self.closing.is_empty()
+            || self.backend.has_ready()
+        {
+            return 0;
+        }
+        let now = (sys::monotonic_ns() - self.start_ns) / 1_000_000;
+        match self.wheel.timeout(now) {
+            Some(ms) => ms.min(i32::MAX as u64) as i32,
+            None => -1,
+        }
+    }
+
+    /// Runs the loop. Returns whether it is still alive (has more to do).
+    pub fn run(&mut self, mode: RunMode) -> Result<bool> {
+        let mut alive = self.alive();
+        if !alive {
+            self.update_time();
+        }
+        while alive && !self.stop_requested {
+            self.update_time();
+            self.run_timers();
+            self.run_deferred();
+            self.run_soon();
+            let timeout = if mode == RunMode::NoWait
+                || self.stop_requested
+                || !self.soon.is_empty()
+                || !self.deferred.is_empty()
+                || !self.closing.is_empty()
+            {
+                0
+            } else {
+                match self.wheel.timeout(self.now_ms) {
+                    Some(ms) => ms.min(i32::MAX as u64) as i32,
+                    None => -1,
+                }
+            };
+            self.backend.wait(timeout)?;
+            self.update_time();
+            self.dispatch_completions();
+            self.run_deferred();
+            if mode == RunMode::Once {
+                // Timers that came due while waiting belong to this iteration.
+                self.run_timers();
+            }
+            self.run_closing();
+            alive = self.alive();
+            if mode != RunMode::Default {
+                break;
+            }
+        }
+        self.stop_requested = false;
+        Ok(alive)
+    }
+
+    fn run_timers(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.advance(self.now_ms, &mut expired);
+        for &(_, seq, idx) in &expired {
+            self.fire_timer(idx, seq);
+        }
+        expired.clear();
+        self.expired = expired;
+    }
+
+    fn run_soon(&mut self) {
+        let n = self.soon.len();
+        for _ in 0..n {
+            match self.soon.pop_front() {
+                Some(cb) => cb(self),
+                None => break,
+            }
+        }
+    }
+
+    fn run_deferred(&mut self) {
+        while let Some(d) = self.deferred.pop_front() {
+            match d {
+                Deferred::StreamWrites(idx, gen) => self.stream_finish_writes(idx, gen),
+                Deferred::UdpSends(idx, gen) => self.udp_finish_sends(idx, gen),
+            }
+        }
+    }
+
+    fn dispatch_completions(&mut self) {
+        while let Some(c) = self.backend.next_completion() {
+            self.dispatch(&c);
+            if !c.data.is_null() {
+                self.backend.recycle(&c);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, c: &Completion) {
+        let idx = c.token as u32;
+        let op = ((c.token >> 32) & 0xf) as u8;
+        match (c.token >> 36) & 0xf {
+            k if k == Kind::Stream as u64 => self.stream_completion(idx, op, c),
+            k if k == Kind::Udp as u64 => self.udp_completion(idx, op, c),
+            k if k == Kind::Poll as u64 => self.poll_completion(idx, c),
+            k if k == Kind::Async as u64 => self.wake_completion(c),
+            _ => debug_assert!(false, "completion with unknown token {:#x}", c.token),
+        }
+    }
+
+    /// Runs `f` on the common state of `h`, if it still exists.
+    pub(crate) fn with_common<R>(&self, h: RawHandle, f: impl FnOnce(&Common) -> R) -> Option<R> {
+        match h.kind {
+            Kind::Timer => self.timers.get(h.idx, h.gen).map(|e| f(&e.common)),
+            Kind::Stream => self.streams.get(h.idx, h.gen).map(|e| f(&e.common)),
+            Kind::Udp => self.udps.get(h.idx, h.gen).map(|e| f(&e.common)),
+            Kind::Poll => self.polls.get(h.idx, h.gen).map(|e| f(&e.common)),
+            Kind::Async => self.asyncs.get(h.idx, h.gen).map(|e| f(&e.common)),
+            Kind::Signal => self.signals.get(h.idx, h.gen).map(|e| f(&e.common)),
+        }
+    }
+
+    fn common_mut(&mut self, h: RawHandle) -> Option<&mut Common> {
+        match h.kind {
+            Kind::Timer => self.timers.get_mut(h.idx, h.gen).map(|e| &mut e.common),
+            Kind::Stream => self.streams.get_mut(h.idx, h.gen).map(|e| &mut e.common),
+            Kind::Udp => self.udps.get_mut(h.idx, h.gen).map(|e| &mut e.common),
+            Kind::Poll => self.polls.get_mut(h.idx, h.gen).map(|e| &mut e.common),
+            Kind::Async => self.asyncs.get_mut(h.idx, h.gen).map(|e| &mut e.common),
+            Kind::Signal => self.signals.get_mut(h.idx, h.gen).map(|e| &mut e.common),
+        }
+    }
+
+    pub(crate) fn set_handle_ref(&mut self, h: RawHandle, referenced: bool) -> Result<()> {
+        let mut refs = self.alive_refs;
+        let c = self.common_mut(h).ok_or(Error::EBADF)?;
+        c.set_ref(&mut refs, referenced);
+        self.alive_refs = refs;
+        Ok(())
+    }
+
+    pub(crate) fn close_handle(&mut self, h: RawHandle, cb: Option<CloseCb>) -> Result<()> {
+        let mut refs = self.alive_refs;
+        let c = self.common_mut(h).ok_or(Error::EBADF)?;
+        if c.closing {
+            return Err(Error::EBADF);
+        }
+        c.closing = true;
+        c.close_cb = cb;
+        c.set_active(&mut refs, false);
+        self.alive_refs = refs;
+        // Stop the handle's work; operations in flight are cancelled and counted down as their
+        // final completions arrive.
+        match h.kind {
+            Kind::Timer => self.wheel.remove(h.idx),
+            Kind::Stream => self.stream_cancel_all(h.idx, h.gen),
+            Kind::Udp => self.udp_cancel_all(h.idx, h.gen),
+            Kind::Poll => self.poll_cancel(h.idx, h.gen),
+            Kind::Async => {}
+            Kind::Signal => self.signal_stop_entry(h.idx, h.gen),
+        }
+        self.maybe_finish_close(h);
+        Ok(())
+    }
+
+    /// Queues the close callback once a closing handle has no operation left in the kernel.
+    pub(crate) fn maybe_finish_close(&mut self, h: RawHandle) {
+        if let Some(c) = self.common_mut(h) {
+            if c.closing && c.inflight == 0 {
+                // Mark it so it is queued once: inflight can no longer rise for a closing handle.
+                c.inflight = u32::MAX;
+                self.closing.push(h);
+            }
+        }
+    }
+
+    fn run_closing(&mut self) {
+        // Close callbacks may close more handles; those run in the next pass of this loop.
+        while !self.closing.is_empty() {
+            let mut batch = std::mem::take(&mut self.closing_now);
+            std::mem::swap(&mut batch, &mut self.closing);
+            for &h in &batch {
+                let cb = self.release_handle(h);
+                if let Some(cb) = cb {
+                    cb(self);
+                }
+            }
+            batch.clear();
+            self.closing_now = batch;
+        }
+    }
+
+    /// Frees a fully closed handle and its fd; returns its close callback.
+    fn release_handle(&mut self, h: RawHandle) -> Option<CloseCb> {
+        match h.kind {
+            Kind::Timer => self
+                .timers
+                .remove(h.idx, h.gen)
+                .and_then(|mut e| e.common.close_cb.take()),
+            Kind::Stream => self.stream_release(h.idx, h.gen),
+            Kind::Udp => self.udp_release(h.idx, h.gen),
+            Kind::Poll => self.poll_release(h.idx, h.gen),
+            Kind::Async => self
+                .asyncs
+                .remove(h.idx, h.gen)
+                .and_then(|mut e| e.common.close_cb.take()),
+            Kind::Signal => self
+                .signals
+                .remove(h.idx, h.gen)
+                .and_then(|mut e| e.common.close_cb.take()),
+        }
+    }
+
+    /// Counts down a final completion of a handle's operation.
+    #[inline]
+    pub(crate) fn op_finished(common: &mut Common) -> bool {
+        common.inflight -= 1;
+        common.closing && common.inflight == 0
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        self.signal_loop_dropped();
+        // Handles never closed still own fds: close them so dropping a loop leaks nothing.
+        let mut live = Vec::new();
+        self.streams.live(&mut live);
+        for &(i, g) in &live {
+            if let Some(e) = self.streams.get(i, g) {
+                if e.fd >= 0 {
+                    sys::close(e.fd);
+                }
+            }
+        }
+        self.udps.live(&mut live);
+        for &(i, g) in &live {
+            if let Some(e) = self.udps.get(i, g) {
+                sys::close(e.fd);
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! evloop: a completion-style event loop for Linux.
+//!
+//! One [`Loop`] per thread runs timers, deferred callbacks and I/O. Handles ([`Timer`],
+//! [`Stream`], [`Udp`], [`FdWatcher`], [`Async`], [`Signal`]) follow one life cycle: create →
+//! start/stop → [`Handle::close`] → close callback. Callbacks receive `&mut Loop`, so they can
+//! start, stop and close anything, including their own handle.
+//!
+//! ```no_run
+//! use evloop::{Handle, Loop, Read, RunMode, Stream, BindOptions};
+//!
+//! let mut lp = Loop::new()?;
+//! let server = Stream::tcp_bind(&mut lp, "127.0.0.1:7000".parse().unwrap(), BindOptions::default())?;
+//! server.listen(&mut lp, 128, |lp, _server, conn| {
+//!     let Ok(conn) = conn else { return };
+//!     let _ = conn.read_start(lp, |lp, conn, read| match read {
+//!         Read::Data(bytes) => { let _ = conn.write(lp, bytes, None); }
+//!         Read::Eof | Read::Error(_) => { let _ = conn.close(lp, None); }
+//!     });
+//! })?;
+//! lp.run(RunMode::Default)?;
+//! # Ok::<(), evloop::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod event_loop;
+mod handle;
+mod poll;
+mod signal;
+mod slab;
+mod stream;
+mod sys;
+mod timer;
+mod udp;
+mod wakeup;
+
+pub use backend::{ready, BackendKind};
+pub use error::{Error, Result};
+pub use event_loop::{Config, Loop, RunMode};
+pub use handle::{CloseCb, Handle};
+pub use poll::{FdWatcher, PollCb};
+pub use signal::{Signal, SignalCb};
+pub use stream::tcp::BindOptions;
+pub use stream::{AcceptCb, DoneCb, DrainCb, Read, ReadCb, Stream};
+pub use timer::{Timer, TimerCb};
+pub use udp::{RecvCb, SendCb, Udp, UdpBindOptions};
+pub use wakeup::{Async, AsyncCb, Waker};

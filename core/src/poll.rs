@@ -1,0 +1,175 @@
+//! fd watchers (libuv's `uv_poll_t`): readiness of any pollable fd the caller owns.
+
+use crate::backend::{Completion, Op};
+use crate::error::{Error, Result};
+use crate::event_loop::{gen_matches, token, Loop};
+use crate::handle::{handle_type, CloseCb, Common, Kind, RawHandle};
+use std::os::fd::RawFd;
+
+pub use crate::backend::ready;
+
+handle_type!(
+    /// Watches an fd it does not own for readability, writability and hang-up.
+    FdWatcher,
+    Kind::Poll
+);
+
+/// Receives the readiness bits (`ready::*`) seen, or an error.
+pub type PollCb = Box<dyn FnMut(&mut Loop, FdWatcher, Result<u32>)>;
+
+pub(crate) struct PollEntry {
+    pub(crate) common: Common,
+    fd: RawFd,
+    events: u32,
+    /// A multishot poll is in the backend.
+    armed: bool,
+    /// Its cancellation was asked for; its final completion has not arrived.
+    cancelling: bool,
+    cb: Option<PollCb>,
+}
+
+const ALL: u32 = ready::READABLE | ready::WRITABLE | ready::DISCONNECT | ready::PRIORITIZED;
+
+impl FdWatcher {
+    /// A watcher for `fd`, which stays the caller's: closing the watcher does not close it.
+    pub fn new(lp: &mut Loop, fd: RawFd) -> Result<FdWatcher> {
+        // SAFETY: F_GETFD only reads descriptor flags; a bad fd gives EBADF.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(Error::EBADF);
+        }
+        let (idx, gen) = lp.polls.insert(PollEntry {
+            common: Common::new(),
+            fd,
+            events: 0,
+            armed: false,
+            cancelling: false,
+            cb: None,
+        });
+        Ok(FdWatcher { idx, gen })
+    }
+
+    /// Starts (or changes) watching for `events` (`ready::READABLE | ready::WRITABLE | …`).
+    pub fn start(
+        self,
+        lp: &mut Loop,
+        events: u32,
+        cb: impl FnMut(&mut Loop, FdWatcher, Result<u32>) + 'static,
+    ) -> Result<()> {
+        if events & !ALL != 0 || events == 0 {
+            return Err(Error::EINVAL);
+        }
+        let e = match lp.polls.get_mut(self.idx, self.gen) {
+            Some(e) if !e.common.closing => e,
+            _ => return Err(Error::EBADF),
+        };
+        e.cb = Some(Box::new(cb));
+        let changed = e.events != events;
+        e.events = events;
+        e.common.set_active(&mut lp.alive_refs, true);
+        if !e.armed {
+            lp.poll_arm(self.idx, self.gen);
+        } else if changed && !e.cancelling {
+            let (fd, t) = (e.fd, token(Kind::Poll, 0, self.idx, self.gen));
+            lp.backend.update_poll(t, fd, events);
+        }
+        Ok(())
+    }
+
+    /// Stops watching.
+    pub fn stop(self, lp: &mut Loop) -> Result<()> {
+        let e = lp.polls.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+        e.common.set_active(&mut lp.alive_refs, false);
+        lp.poll_cancel(self.idx, self.gen);
+        Ok(())
+    }
+}
+
+impl Loop {
+    fn poll_arm(&mut self, idx: u32, gen: u32) {
+        let Some(e) = self.polls.get_mut(idx, gen) else {
+            return;
+        };
+        match self.backend.submit(
+            token(Kind::Poll, 0, idx, gen),
+            Op::Poll {
+                fd: e.fd,
+                events: e.events,
+            },
+        ) {
+            None => {
+                e.armed = true;
+                e.common.inflight += 1;
+            }
+            Some(res) => {
+                let err = Error::from_errno(-res);
+                e.common.set_active(&mut self.alive_refs, false);
+                self.call_soon(move |lp| {
+                    if let Some(mut cb) = lp.polls.get_mut(idx, gen).and_then(|e| e.cb.take()) {
+                        cb(lp, FdWatcher { idx, gen }, Err(err));
+                    }
+                });
+            }
+        }
+    }
+
+    pub(crate) fn poll_cancel(&mut self, idx: u32, gen: u32) {
+        let Some(e) = self.polls.get_mut(idx, gen) else {
+            return;
+        };
+        if e.armed && !e.cancelling {
+            e.cancelling = true;
+            let fd = e.fd;
+            self.backend.cancel(token(Kind::Poll, 0, idx, gen), fd);
+        }
+    }
+
+    pub(crate) fn poll_completion(&mut self, idx: u32, c: &Completion) {
+        let Some((gen, e)) = self.polls.get_by_index(idx) else {
+            return;
+        };
+        if !gen_matches(gen, c.token) {
+            return;
+        }
+        if !c.more {
+            e.armed = false;
+            e.cancelling = false;
+            if Loop::op_finished(&mut e.common) {
+                self.maybe_finish_close(RawHandle {
+                    kind: Kind::Poll,
+                    idx,
+                    gen,
+                });
+                return;
+            }
+            if e.common.active && !e.common.closing {
+                // Restarted while its cancellation was in flight.
+                self.poll_arm(idx, gen);
+            }
+        }
+        let Some(e) = self.polls.get_mut(idx, gen) else {
+            return;
+        };
+        if c.res == -libc::ECANCELED || !e.common.active || e.common.closing || e.cancelling {
+            return;
+        }
+        let Some(mut cb) = e.cb.take() else { return };
+        let result = if c.res < 0 {
+            Err(Error::from_errno(-c.res))
+        } else {
+            Ok(c.res as u32)
+        };
+        cb(self, FdWatcher { idx, gen }, result);
+        if let Some(e) = self.polls.get_mut(idx, gen) {
+            if e.cb.is_none() && !e.common.closing {
+                e.cb = Some(cb);
+            }
+        }
+    }
+
+    pub(crate) fn poll_release(&mut self, idx: u32, gen: u32) -> Option<CloseCb> {
+        let mut e = self.polls.remove(idx, gen)?;
+        // The fd is the caller's and stays open: remove it from the kernel's interest set.
+        self.backend.release_fd(e.fd, false);
+        e.common.close_cb.take()
+    }
+}

@@ -1,0 +1,781 @@
+//! Stream sockets (TCP and Unix): accept, connect, read, write, shutdown, close.
+//!
+//! Reads arrive as slices of a loop-owned buffer, valid during the callback: no allocation and
+//! no allocation callback per read. Writes are copied into a per-stream queue of two reused
+//! vectors: one is being sent while the other collects new writes, so a steady stream of writes
+//! allocates nothing once the vectors have grown. On epoll the send is tried at once and usually
+//! finishes inside `write`; only `EAGAIN` arms writability.
+
+pub mod tcp;
+pub mod unix;
+
+use crate::backend::{Completion, Op};
+use crate::error::{Error, Result};
+use crate::event_loop::{gen_matches, token, Deferred, Loop};
+use crate::handle::{handle_type, CloseCb, Common, Kind};
+use crate::sys::{self, socket::RawAddr};
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+
+handle_type!(
+    /// A stream socket: a TCP or Unix listener or connection (libuv's `uv_stream_t`).
+    /// Made by [`Stream::tcp_bind`], [`Stream::tcp_connect`], [`Stream::unix_bind`],
+    /// [`Stream::unix_connect`], [`Stream::adopt`], or by a listener's accept callback.
+    Stream,
+    Kind::Stream
+);
+
+/// What a read callback receives.
+#[derive(Debug)]
+pub enum Read<'a> {
+    /// Bytes received, lent for the duration of the callback.
+    Data(&'a [u8]),
+    /// The peer shut down its write side; no more data will come.
+    Eof,
+    /// The connection failed (e.g. `ECONNRESET`); reading has stopped.
+    Error(Error),
+}
+
+/// Receives data, EOF or an error.
+pub type ReadCb = Box<dyn FnMut(&mut Loop, Stream, Read<'_>)>;
+/// Receives each accepted connection (or an accept error) of a listener.
+pub type AcceptCb = Box<dyn FnMut(&mut Loop, Stream, Result<Stream>)>;
+/// Runs once when a write, connect or shutdown has finished or failed.
+pub type DoneCb = Box<dyn FnOnce(&mut Loop, Stream, Result<()>)>;
+/// Runs when a write queue that went above the high-water mark has emptied.
+pub type DrainCb = Box<dyn FnMut(&mut Loop, Stream)>;
+
+pub(crate) const OP_ACCEPT: u8 = 1;
+pub(crate) const OP_RECV: u8 = 2;
+pub(crate) const OP_SEND: u8 = 3;
+pub(crate) const OP_CONNECT: u8 = 4;
+pub(crate) const OP_SHUTDOWN: u8 = 5;
+
+const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+mod flag {
+    pub const READING: u16 = 1;
+    pub const LISTENING: u16 = 2;
+    pub const RECV_ARMED: u16 = 4;
+    pub const CONNECTING: u16 = 8;
+    pub const EOF: u16 = 16;
+    pub const ADOPTED: u16 = 32;
+    pub const SHUT_REQUESTED: u16 = 64;
+    pub const SHUT_SUBMITTED: u16 = 128;
+    pub const DEFERRED: u16 = 256;
+}
+
+enum Incoming {
+    None,
+    Read(ReadCb),
+    Accept(AcceptCb),
+}
+
+pub(crate) struct StreamEntry {
+    pub(crate) common: Common,
+    pub(crate) fd: RawFd,
+    pub(crate) family: u16,
+    flags: u16,
+    incoming: Incoming,
+    /// Allocated on first write or connect: an idle connection pays nothing for it.
+    w: Option<Box<WriteState>>,
+}
+
+struct WriteState {
+    /// Bytes handed to the backend (from `sent` on); stable while a send is in flight.
+    inflight: Vec<u8>,
+    sent: usize,
+    sending: bool,
+    /// Bytes written while a send was in flight.
+    pending: Vec<u8>,
+    /// Write callbacks and the stream offset at which each write is complete.
+    reqs: VecDeque<(u64, Option<DoneCb>)>,
+    queued_total: u64,
+    written_total: u64,
+    error: Option<Error>,
+    high_water: usize,
+    need_drain: bool,
+    drain_cb: Option<DrainCb>,
+    connect_addr: RawAddr,
+    connect_cb: Option<DoneCb>,
+    connect_result: Option<Result<()>>,
+    shutdown_cb: Option<DoneCb>,
+    shutdown_result: Option<Result<()>>,
+}
+
+impl WriteState {
+    fn new() -> Box<WriteState> {
+        Box::new(WriteState {
+            inflight: Vec::new(),
+            sent: 0,
+            sending: false,
+            pending: Vec::new(),
+            reqs: VecDeque::new(),
+            queued_total: 0,
+            written_total: 0,
+            error: None,
+            high_water: DEFAULT_HIGH_WATER,
+            need_drain: false,
+            drain_cb: None,
+            connect_addr: RawAddr::empty(),
+            connect_cb: None,
+            connect_result: None,
+            shutdown_cb: None,
+            shutdown_result: None,
+        })
+    }
+
+    fn queue_size(&self) -> usize {
+        (self.queued_total - self.written_total) as usize
+    }
+}
+
+impl StreamEntry {
+    pub(crate) fn new(fd: RawFd, family: i32) -> StreamEntry {
+        StreamEntry {
+            common: Common::new(),
+            fd,
+            family: family as u16,
+            flags: 0,
+            incoming: Incoming::None,
+            w: None,
+        }
+    }
+
+    fn has(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+
+    fn wants_active(&self) -> bool {
+        (self.has(flag::READING) && !self.has(flag::EOF))
+            || self.has(flag::LISTENING)
+            || self.has(flag::CONNECTING)
+            || self.w.as_ref().is_some_and(|w| {
+                w.queue_size() > 0
+                    || !w.reqs.is_empty()
+                    || w.shutdown_cb.is_some()
+                    || w.connect_cb.is_some()
+            })
+    }
+}
+
+impl Stream {
+    /// Takes ownership of a connected or listening stream socket `fd` (made non-blocking here).
+    /// The loop closes it when the handle closes.
+    pub fn adopt(lp: &mut Loop, fd: RawFd) -> Result<Stream> {
+        if sys::socket::socket_type(fd)? != libc::SOCK_STREAM {
+            return Err(Error::ENOTSOCK);
+        }
+        let family = sys::socket::socket_domain(fd)?;
+        sys::set_nonblocking(fd)?;
+        let s = lp.stream_insert(fd, family);
+        lp.streams
+            .get_mut(s.idx, s.gen)
+            .expect("just inserted")
+            .flags |= flag::ADOPTED;
+        Ok(s)
+    }
+
+    fn entry(self, lp: &mut Loop) -> Result<&mut StreamEntry> {
+        match lp.streams.get_mut(self.idx, self.gen) {
+            Some(e) if !e.common.closing => Ok(e),
+            _ => Err(Error::EBADF),
+        }
+    }
+
+    /// The socket's fd, for options this API does not cover. Do not close it or read from it.
+    pub fn fd(self, lp: &Loop) -> Result<RawFd> {
+        lp.streams
+            .get(self.idx, self.gen)
+            .map(|e| e.fd)
+            .ok_or(Error::EBADF)
+    }
+
+    /// Starts accepting connections; `cb` receives each new connection, already a handle of
+    /// its own that the callback (or later code) must close.
+    pub fn listen(
+        self,
+        lp: &mut Loop,
+        backlog: i32,
+        cb: impl FnMut(&mut Loop, Stream, Result<Stream>) + 'static,
+    ) -> Result<()> {
+        let e = self.entry(lp)?;
+        if e.has(flag::LISTENING) || e.has(flag::READING) {
+            return Err(Error::EALREADY);
+        }
+        sys::socket::listen(e.fd, backlog)?;
+        e.incoming = Incoming::Accept(Box::new(cb));
+        e.flags |= flag::LISTENING;
+        lp.stream_arm_incoming(self.idx, self.gen);
+        lp.stream_update_active(self.idx, self.gen);
+        Ok(())
+    }
+
+    /// Starts delivering received data to `cb`. Replaces the callback if already reading.
+    pub fn read_start(
+        self,
+        lp: &mut Loop,
+        cb: impl FnMut(&mut Loop, Stream, Read<'_>) + 'static,
+    ) -> Result<()> {
+        self.read_start_boxed(lp, Box::new(cb))
+    }
+
+    /// [`Stream::read_start`] with a callback already boxed.
+    pub fn read_start_boxed(self, lp: &mut Loop, cb: ReadCb) -> Result<()> {
+        let e = self.entry(lp)?;
+        if e.has(flag::LISTENING) {
+            return Err(Error::EINVAL);
+        }
+        e.incoming = Incoming::Read(cb);
+        e.flags |= flag::READING;
+        if !e.has(flag::CONNECTING) {
+            lp.stream_arm_incoming(self.idx, self.gen);
+        }
+        lp.stream_update_active(self.idx, self.gen);
+        Ok(())
+    }
+
+    /// Stops delivering data; data that arrives meanwhile waits in the kernel.
+    pub fn read_stop(self, lp: &mut Loop) -> Result<()> {
+        let e = self.entry(lp)?;
+        e.flags &= !flag::READING;
+        if e.has(flag::RECV_ARMED) {
+            let fd = e.fd;
+            lp.backend
+                .cancel(token(Kind::Stream, OP_RECV, self.idx, self.gen), fd);
+        }
+        lp.stream_update_active(self.idx, self.gen);
+        Ok(())
+    }
+
+    /// Whether the stream is delivering reads.
+    pub fn is_reading(self, lp: &Loop) -> bool {
+        lp.streams
+            .get(self.idx, self.gen)
+            .is_some_and(|e| e.has(flag::READING) && !e.common.closing)
+    }
+
+    /// Queues `data` (copied) for sending and tries to send it at once. `cb`, if given, runs
+    /// when all of it has been handed to the kernel, or with the error that stopped it — never
+    /// inside this call. Returns `true` while the write queue is below the high-water mark, and
+    /// `false` once it is at or above it: wait for the drain callback before writing more.
+    pub fn write(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
+        let e = self.entry(lp)?;
+        if e.has(flag::LISTENING) {
+            return Err(Error::ENOTCONN);
+        }
+        if e.has(flag::SHUT_REQUESTED) {
+            return Err(Error::EPIPE);
+        }
+        let w = e.w.get_or_insert_with(WriteState::new);
+        if let Some(err) = w.error {
+            return Err(err);
+        }
+        w.pending.extend_from_slice(data);
+        w.queued_total += data.len() as u64;
+        if let Some(cb) = cb {
+            let end = w.queued_total;
+            w.reqs.push_back((end, Some(cb)));
+        }
+        lp.stream_flush(self.idx, self.gen);
+        lp.stream_update_active(self.idx, self.gen);
+        let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+        let w = e.w.as_mut().expect("write state exists");
+        let below = w.queue_size() < w.high_water;
+        if !below {
+            w.need_drain = true;
+        }
+        Ok(below)
+    }
+
+    /// Bytes accepted by `write` and not yet handed to the kernel.
+    pub fn write_queue_size(self, lp: &Loop) -> usize {
+        lp.streams
+            .get(self.idx, self.gen)
+            .and_then(|e| e.w.as_ref())
+            .map_or(0, |w| w.queue_size())
+    }
+
+    /// Sets the write-queue size at which `write` starts returning `false` (default 64 KiB).
+    pub fn set_high_water_mark(self, lp: &mut Loop, bytes: usize) -> Result<()> {
+        let e = self.entry(lp)?;
+        e.w.get_or_insert_with(WriteState::new).high_water = bytes.max(1);
+        Ok(())
+    }
+
+    /// Sets the callback run when the write queue empties after `write` returned `false`.
+    pub fn on_drain(
+        self,
+        lp: &mut Loop,
+        cb: impl FnMut(&mut Loop, Stream) + 'static,
+    ) -> Result<()> {
+        let e = self.entry(lp)?;
+        e.w.get_or_insert_with(WriteState::new).drain_cb = Some(Box::new(cb));
+        Ok(())
+    }
+
+    /// Shuts down the write side once queued writes are sent (the peer reads EOF). `cb` runs
+    /// when done. Writing afterwards fails with `EPIPE`.
+    pub fn shutdown(self, lp: &mut Loop, cb: Option<DoneCb>) -> Result<()> {
+        let e = self.entry(lp)?;
+        if e.has(flag::LISTENING) {
+            return Err(Error::ENOTCONN);
+        }
+        if e.has(flag::SHUT_REQUESTED) {
+            return Err(Error::EALREADY);
+        }
+        e.flags |= flag::SHUT_REQUESTED;
+        let w = e.w.get_or_insert_with(WriteState::new);
+        w.shutdown_cb = Some(cb.unwrap_or_else(|| Box::new(|_, _, _| {})));
+        lp.stream_flush(self.idx, self.gen);
+        lp.stream_update_active(self.idx, self.gen);
+        Ok(())
+    }
+}
+
+impl Loop {
+    pub(crate) fn stream_insert(&mut self, fd: RawFd, family: i32) -> Stream {
+        let (idx, gen) = self.streams.insert(StreamEntry::new(fd, family));
+        Stream { idx, gen }
+    }
+
+    pub(crate) fn stream_update_active(&mut self, idx: u32, gen: u32) {
+        if let Some(e) = self.streams.get_mut(idx, gen) {
+            if !e.common.closing {
+                let active = e.wants_active();
+                e.common.set_active(&mut self.alive_refs, active);
+            }
+        }
+    }
+
+    /// Arms the multishot accept or receive the stream's state asks for.
+    fn stream_arm_incoming(&mut self, idx: u32, gen: u32) {
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        if e.common.closing || e.has(flag::RECV_ARMED) || e.has(flag::EOF) {
+            return;
+        }
+        let (op, code) = if e.has(flag::LISTENING) {
+            (Op::Accept { fd: e.fd }, OP_ACCEPT)
+        } else if e.has(flag::READING) {
+            (Op::Recv { fd: e.fd }, OP_RECV)
+        } else {
+            return;
+        };
+        match self.backend.submit(token(Kind::Stream, code, idx, gen), op) {
+            None => {
+                e.flags |= flag::RECV_ARMED;
+                e.common.inflight += 1;
+            }
+            Some(res) => {
+                // Arming failed: report it as a read/accept error on the next deferred pass.
+                let err = Error::from_errno(-res);
+                self.call_soon(move |lp| lp.stream_incoming_error(idx, gen, err));
+            }
+        }
+    }
+
+    fn stream_incoming_error(&mut self, idx: u32, gen: u32, err: Error) {
+        let s = Stream { idx, gen };
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        if e.common.closing {
+            return;
+        }
+        match std::mem::replace(&mut e.incoming, Incoming::None) {
+            Incoming::Read(mut cb) => {
+                e.flags &= !flag::READING;
+                cb(self, s, Read::Error(err));
+                self.stream_restore_incoming(idx, gen, Incoming::Read(cb));
+            }
+            Incoming::Accept(mut cb) => {
+                cb(self, s, Err(err));
+                self.stream_restore_incoming(idx, gen, Incoming::Accept(cb));
+            }
+            Incoming::None => {}
+        }
+        self.stream_update_active(idx, gen);
+    }
+
+    fn stream_restore_incoming(&mut self, idx: u32, gen: u32, cb: Incoming) {
+        if let Some(e) = self.streams.get_mut(idx, gen) {
+            if matches!(e.incoming, Incoming::None) && !e.common.closing {
+                e.incoming = cb;
+            }
+        }
+    }
+
+    /// Hands queued bytes to the backend, one send in flight at a time, and submits a requested
+    /// shutdown once the queue is empty.
+    pub(crate) fn stream_flush(&mut self, idx: u32, gen: u32) {
+        loop {
+            let Some(e) = self.streams.get_mut(idx, gen) else {
+                return;
+            };
+            if e.common.closing || e.has(flag::CONNECTING) {
+                return;
+            }
+            let fd = e.fd;
+            let Some(w) = e.w.as_mut() else { return };
+            if w.sending || w.error.is_some() {
+                return;
+            }
+            if w.sent == w.inflight.len() {
+                w.inflight.clear();
+                w.sent = 0;
+                if w.pending.is_empty() {
+                    break;
+                }
+                std::mem::swap(&mut w.inflight, &mut w.pending);
+            }
+            let rest = &w.inflight[w.sent..];
+            let op = Op::Send {
+                fd,
+                ptr: rest.as_ptr(),
+                len: rest.len(),
+            };
+            match self
+                .backend
+                .submit(token(Kind::Stream, OP_SEND, idx, gen), op)
+            {
+                Some(res) => self.stream_sent(idx, gen, res),
+                None => {
+                    w.sending = true;
+                    e.common.inflight += 1;
+                    return;
+                }
+            }
+        }
+        // Queue empty: a requested shutdown can go now.
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        if e.has(flag::SHUT_REQUESTED) && !e.has(flag::SHUT_SUBMITTED) {
+            e.flags |= flag::SHUT_SUBMITTED;
+            match self.backend.submit(
+                token(Kind::Stream, OP_SHUTDOWN, idx, gen),
+                Op::Shutdown { fd: e.fd },
+            ) {
+                Some(res) => {
+                    e.w.as_mut()
+                        .expect("shutdown has write state")
+                        .shutdown_result = Some(result_of(res));
+                    self.stream_defer(idx, gen);
+                }
+                None => e.common.inflight += 1,
+            }
+        }
+    }
+
+    /// Accounts for a finished send; callbacks run from the deferred queue.
+    fn stream_sent(&mut self, idx: u32, gen: u32, res: i32) {
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        let Some(w) = e.w.as_mut() else { return };
+        w.sending = false;
+        if res < 0 {
+            let err = Error::from_errno(-res);
+            w.error = Some(err);
+            // Nothing more will be sent: the queue is dropped and its writes fail.
+            w.written_total = w.queued_total;
+            w.inflight.clear();
+            w.pending.clear();
+            w.sent = 0;
+        } else {
+            w.sent += res as usize;
+            w.written_total += res as u64;
+        }
+        let done = w.error.is_some()
+            || w.reqs
+                .front()
+                .is_some_and(|&(end, _)| end <= w.written_total)
+            || (w.need_drain && w.queue_size() == 0);
+        if done {
+            self.stream_defer(idx, gen);
+        }
+    }
+
+    fn stream_defer(&mut self, idx: u32, gen: u32) {
+        if let Some(e) = self.streams.get_mut(idx, gen) {
+            if !e.has(flag::DEFERRED) {
+                e.flags |= flag::DEFERRED;
+                self.deferred.push_back(Deferred::StreamWrites(idx, gen));
+            }
+        }
+    }
+
+    /// Runs the stream's finished connect, write, drain and shutdown callbacks, in that order.
+    pub(crate) fn stream_finish_writes(&mut self, idx: u32, gen: u32) {
+        let s = Stream { idx, gen };
+        if let Some(e) = self.streams.get_mut(idx, gen) {
+            e.flags &= !flag::DEFERRED;
+        }
+        // Connect.
+        if let Some(w) = self.streams.get_mut(idx, gen).and_then(|e| e.w.as_mut()) {
+            if let Some(result) = w.connect_result.take() {
+                if let Some(cb) = w.connect_cb.take() {
+                    cb(self, s, result);
+                }
+            }
+        }
+        // Writes, in order.
+        loop {
+            let Some(e) = self.streams.get_mut(idx, gen) else {
+                return;
+            };
+            if e.common.closing {
+                return;
+            }
+            let Some(w) = e.w.as_mut() else { return };
+            let result = match w.reqs.front() {
+                Some(&(end, _)) if end <= w.written_total && w.error.is_none() => Ok(()),
+                Some(_) if w.error.is_some() => Err(w.error.expect("checked")),
+                _ => break,
+            };
+            let (_, cb) = w.reqs.pop_front().expect("checked");
+            if let Some(cb) = cb {
+                cb(self, s, result);
+            }
+        }
+        // Drain.
+        if let Some(w) = self.streams.get_mut(idx, gen).and_then(|e| e.w.as_mut()) {
+            if w.need_drain && w.queue_size() == 0 && w.error.is_none() {
+                w.need_drain = false;
+                if let Some(mut cb) = w.drain_cb.take() {
+                    cb(self, s);
+                    if let Some(w) = self.streams.get_mut(idx, gen).and_then(|e| e.w.as_mut()) {
+                        if w.drain_cb.is_none() {
+                            w.drain_cb = Some(cb);
+                        }
+                    }
+                }
+            }
+        }
+        // Shutdown.
+        if let Some(w) = self.streams.get_mut(idx, gen).and_then(|e| e.w.as_mut()) {
+            if let Some(result) = w.shutdown_result.take() {
+                if let Some(cb) = w.shutdown_cb.take() {
+                    cb(self, s, result);
+                }
+            }
+        }
+        self.stream_update_active(idx, gen);
+    }
+
+    pub(crate) fn stream_completion(&mut self, idx: u32, op: u8, c: &Completion) {
+        let Some((gen, e)) = self.streams.get_by_index(idx) else {
+            return;
+        };
+        if !gen_matches(gen, c.token) {
+            return;
+        }
+        let handle = crate::handle::RawHandle {
+            kind: Kind::Stream,
+            idx,
+            gen,
+        };
+        if !c.more {
+            if Loop::op_finished(&mut e.common) {
+                self.maybe_finish_close(handle);
+                return;
+            }
+            if op == OP_RECV || op == OP_ACCEPT {
+                e.flags &= !flag::RECV_ARMED;
+            }
+        }
+        if e.common.closing {
+            return;
+        }
+        match op {
+            OP_RECV => self.stream_received(idx, gen, c),
+            OP_ACCEPT => self.stream_accepted(idx, gen, c),
+            OP_SEND => {
+                self.stream_sent(idx, gen, c.res);
+                self.stream_flush(idx, gen);
+            }
+            OP_CONNECT => {
+                if let Some(e) = self.streams.get_mut(idx, gen) {
+                    e.flags &= !flag::CONNECTING;
+                    let w = e.w.as_mut().expect("connect has write state");
+                    let result = result_of(c.res);
+                    if let Err(err) = result {
+                        w.error = Some(err);
+                    }
+                    w.connect_result = Some(result);
+                    self.stream_defer(idx, gen);
+                    self.stream_arm_incoming(idx, gen);
+                    self.stream_flush(idx, gen);
+                }
+            }
+            OP_SHUTDOWN => {
+                if let Some(w) = self.streams.get_mut(idx, gen).and_then(|e| e.w.as_mut()) {
+                    w.shutdown_result = Some(result_of(c.res));
+                    self.stream_defer(idx, gen);
+                }
+            }
+            _ => {}
+        }
+        self.stream_update_active(idx, gen);
+    }
+
+    fn stream_received(&mut self, idx: u32, gen: u32, c: &Completion) {
+        let s = Stream { idx, gen };
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        if c.res == -libc::ECANCELED {
+            // A stop followed by a start before the cancellation landed: arm again.
+            self.stream_arm_incoming(idx, gen);
+            return;
+        }
+        if !e.has(flag::READING) {
+            debug_assert!(false, "data after read_stop: a backend must not lose it");
+            return;
+        }
+        let Incoming::Read(mut cb) = std::mem::replace(&mut e.incoming, Incoming::None) else {
+            return;
+        };
+        if c.res > 0 {
+            // SAFETY: the bytes stay valid until the completion is recycled, after dispatch.
+            let data = unsafe { c.bytes() };
+            cb(self, s, Read::Data(data));
+        } else if c.res == 0 {
+            e.flags |= flag::EOF;
+            cb(self, s, Read::Eof);
+        } else {
+            e.flags |= flag::EOF;
+            cb(self, s, Read::Error(Error::from_errno(-c.res)));
+        }
+        self.stream_restore_incoming(idx, gen, Incoming::Read(cb));
+        // A multishot receive can end without EOF (e.g. out of buffers): re-arm.
+        self.stream_arm_incoming(idx, gen);
+    }
+
+    fn stream_accepted(&mut self, idx: u32, gen: u32, c: &Completion) {
+        let listener = Stream { idx, gen };
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        let family = e.family as i32;
+        let Incoming::Accept(mut cb) = std::mem::replace(&mut e.incoming, Incoming::None) else {
+            if c.res >= 0 {
+                sys::close(c.res);
+            }
+            return;
+        };
+        if c.res >= 0 {
+            let conn = self.stream_insert(c.res, family);
+            cb(self, listener, Ok(conn));
+        } else if c.res != -libc::ECANCELED {
+            cb(self, listener, Err(Error::from_errno(-c.res)));
+        }
+        self.stream_restore_incoming(idx, gen, Incoming::Accept(cb));
+        self.stream_arm_incoming(idx, gen);
+    }
+
+    /// Starts a connect on a fresh socket entry.
+    pub(crate) fn stream_connect(&mut self, s: Stream, addr: RawAddr, cb: DoneCb) {
+        let Some(e) = self.streams.get_mut(s.idx, s.gen) else {
+            return;
+        };
+        e.flags |= flag::CONNECTING;
+        let fd = e.fd;
+        let w = e.w.get_or_insert_with(WriteState::new);
+        w.connect_addr = addr;
+        w.connect_cb = Some(cb);
+        // The address lives in the boxed write state, stable until the completion.
+        let op = Op::Connect {
+            fd,
+            addr: &w.connect_addr,
+        };
+        match self
+            .backend
+            .submit(token(Kind::Stream, OP_CONNECT, s.idx, s.gen), op)
+        {
+            Some(res) => {
+                e.flags &= !flag::CONNECTING;
+                let w = e.w.as_mut().expect("just set");
+                let result = result_of(res);
+                if let Err(err) = result {
+                    w.error = Some(err);
+                }
+                w.connect_result = Some(result);
+                self.stream_defer(s.idx, s.gen);
+                self.stream_arm_incoming(s.idx, s.gen);
+            }
+            None => e.common.inflight += 1,
+        }
+        self.stream_update_active(s.idx, s.gen);
+    }
+
+    pub(crate) fn stream_cancel_all(&mut self, idx: u32, gen: u32) {
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        let fd = e.fd;
+        if e.has(flag::RECV_ARMED) {
+            let op = if e.has(flag::LISTENING) {
+                OP_ACCEPT
+            } else {
+                OP_RECV
+            };
+            self.backend.cancel(token(Kind::Stream, op, idx, gen), fd);
+        }
+        if let Some(w) = e.w.as_ref() {
+            if w.sending {
+                self.backend
+                    .cancel(token(Kind::Stream, OP_SEND, idx, gen), fd);
+            }
+            if e.has(flag::CONNECTING) {
+                self.backend
+                    .cancel(token(Kind::Stream, OP_CONNECT, idx, gen), fd);
+            }
+            if e.has(flag::SHUT_SUBMITTED) && w.shutdown_result.is_none() {
+                self.backend
+                    .cancel(token(Kind::Stream, OP_SHUTDOWN, idx, gen), fd);
+            }
+        }
+        e.incoming = Incoming::None;
+    }
+
+    /// Frees a closed stream: closes its fd, then fails what was still queued with
+    /// `ECANCELED` (before the close callback, as libuv does).
+    pub(crate) fn stream_release(&mut self, idx: u32, gen: u32) -> Option<CloseCb> {
+        let mut e = self.streams.remove(idx, gen)?;
+        if e.fd >= 0 {
+            self.backend.release_fd(e.fd, !e.has(flag::ADOPTED));
+            sys::close(e.fd);
+        }
+        let s = Stream { idx, gen };
+        if let Some(mut w) = e.w.take() {
+            if let Some(cb) = w.connect_cb.take() {
+                cb(self, s, Err(Error::ECANCELED));
+            }
+            while let Some((end, cb)) = w.reqs.pop_front() {
+                if let Some(cb) = cb {
+                    let r = if end <= w.written_total && w.error.is_none() {
+                        Ok(())
+                    } else {
+                        Err(Error::ECANCELED)
+                    };
+                    cb(self, s, r);
+                }
+            }
+            if let Some(cb) = w.shutdown_cb.take() {
+                cb(self, s, Err(Error::ECANCELED));
+            }
+        }
+        e.common.close_cb.take()
+    }
+}
+
+pub(crate) fn result_of(res: i32) -> Result<()> {
+    if res < 0 {
+        Err(Error::from_errno(-res))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! Socket system calls and conversions between Rust addresses and `sockaddr`.
+
+use super::{cvt, cvt_size};
+use crate::error::{Error, Result};
+use std::mem::{size_of, MaybeUninit};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// A socket address in kernel form, big enough for IPv4, IPv6 and Unix addresses.
+#[derive(Clone, Copy)]
+pub(crate) struct RawAddr {
+    pub(crate) storage: libc::sockaddr_storage,
+    pub(crate) len: libc::socklen_t,
+}
+
+impl RawAddr {
+    pub(crate) fn empty() -> RawAddr {
+        // SAFETY: an all-zero sockaddr_storage is a valid (AF_UNSPEC) value.
+        RawAddr {
+            storage: unsafe { MaybeUninit::zeroed().assume_init() },
+            len: size_of::<libc::sockaddr_storage>() as _,
+        }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
+        (&self.storage as *const libc::sockaddr_storage).cast()
+    }
+
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut libc::sockaddr {
+        (&mut self.storage as *mut libc::sockaddr_storage).cast()
+    }
+
+    pub(crate) fn from_inet(addr: &SocketAddr) -> RawAddr {
+        let mut raw = RawAddr::empty();
+        match addr {
+            SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as _,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
+                unsafe { std::ptr::write(raw.as_mut_ptr().cast(), sin) };
+                raw.len = size_of::<libc::sockaddr_in>() as _;
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as _,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
+                unsafe { std::ptr::write(raw.as_mut_ptr().cast(), sin6) };
+                raw.len = size_of::<libc::sockaddr_in6>() as _;
+            }
+        }
+        raw
+    }
+
+    /// A Unix address: a filesystem path, or an abstract name when it starts with a NUL byte.
+    pub(crate) fn from_unix(path: &[u8]) -> Result<RawAddr> {
+        let mut raw = RawAddr::empty();
+        // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_un.
+        let sun = unsafe { &mut *(raw.as_mut_ptr() as *mut libc::sockaddr_un) };
+        sun.sun_family = libc::AF_UNIX as _;
+        let is_abstract = path.first() == Some(&0);
+        // A path needs room for its terminating NUL; an abstract name does not.
+        let room = sun.sun_path.len() - usize::from(!is_abstract);
+        if path.is_empty() || path.len() > room {
+            return Err(Error::EINVAL);
+        }
+        if !is_abstract && path.contains(&0) {
+            return Err(Error::EINVAL);
+        }
+        for (dst, src) in sun.sun_path.iter_mut().zip(path) {
+            *dst = *src as libc::c_char;
+        }
+        let base = size_of::<libc::sa_family_t>();
+        raw.len = (base + path.len() + usize::from(!is_abstract)) as _;
+        Ok(raw)
+    }
+
+    pub(crate) fn family(&self) -> libc::c_int {
+        self.storage.ss_family as libc::c_int
+    }
+
+    pub(crate) fn to_inet(&self) -> Option<SocketAddr> {
+        match self.family() {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let sin = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in) };
+                let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(sin.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6 = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in6) };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    /// The Unix path or abstract name (leading NUL kept); empty for an unnamed socket.
+    pub(crate) fn to_unix(&self) -> Option<Vec<u8>> {
+        if self.family() != libc::AF_UNIX {
+            return None;
+        }
+        // SAFETY: the family says the storage holds a sockaddr_un.
+        let sun = unsafe { &*(self.as_ptr() as *const libc::sockaddr_un) };
+        let n = (self.len as usize)
+            .saturating_sub(size_of::<libc::sa_family_t>())
+            .min(sun.sun_path.len());
+        let mut name: Vec<u8> = sun.sun_path[..n].iter().map(|&c| c as u8).collect();
+        if name.first() != Some(&0) {
+            if let Some(end) = name.iter().position(|&b| b == 0) {
+                name.truncate(end);
+            }
+        }
+        Some(name)
+    }
+}
+
+pub(crate) fn socket(family: libc::c_int, ty: libc::c_int) -> Result<RawFd> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::socket(family, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })
+}
+
+pub(crate) fn bind(fd: RawFd, addr: &RawAddr) -> Result<()> {
+    // SAFETY: `addr` points to `addr.len` valid bytes.
+    cvt(unsafe { libc::bind(fd, addr.as_ptr(), addr.len) }).map(drop)
+}
+
+pub(crate) fn listen(fd: RawFd, backlog: i32) -> Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::listen(fd, backlog) }).map(drop)
+}
+
+pub(crate) fn accept(fd: RawFd) -> Result<RawFd> {
+    // SAFETY: null address pointers are allowed.
+    cvt(unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })
+}
+
+pub(crate) fn connect(fd: RawFd, addr: &RawAddr) -> Result<()> {
+    // SAFETY: `addr` points to `addr.len` valid bytes.
+    cvt(unsafe { libc::connect(fd, addr.as_ptr(), addr.len) }).map(drop)
+}
+
+/// `send` with MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE.
+pub(crate) fn send(fd: RawFd, buf: &[u8]) -> Result<usize> {
+    // SAFETY: `buf` is a valid readable region.
+    cvt_size(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
+}
+
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: `buf` is a valid writable region.
+    cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
+}
+
+pub(crate) fn send_to(fd: RawFd, buf: &[u8], addr: &RawAddr) -> Result<usize> {
+    // SAFETY: `buf` and `addr` are valid for their lengths.
+    cvt_size(unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+            addr.as_ptr(),
+            addr.len,
+        )
+    })
+}
+
+pub(crate) fn recv_from(fd: RawFd, buf: &mut [u8], addr: &mut RawAddr) -> Result<usize> {
+    addr.len = size_of::<libc::sockaddr_storage>() as _;
+    // SAFETY: `buf` and `addr` are valid writable regions; the kernel updates `addr.len`.
+    cvt_size(unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_TRUNC,
+            addr.as_mut_ptr(),
+            &mut addr.len,
+        )
+    })
+}
+
+pub(crate) fn shutdown_write(fd: RawFd) -> Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_WR) }).map(drop)
+}
+
+pub(crate) fn set_opt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> Result<()> {
+    // SAFETY: passes a pointer to a live c_int and its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as _,
+        )
+    })
+    .map(drop)
+}
+
+pub(crate) fn set_opt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> Result<()> {
+    // SAFETY: passes a pointer to a live T and its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as _,
+        )
+    })
+    .map(drop)
+}
+
+pub(crate) fn get_opt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid out-pointers for a c_int and its length.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// The pending error of a socket (SO_ERROR), as a result.
+pub(crate) fn take_error(fd: RawFd) -> Result<()> {
+    match get_opt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)? {
+        0 => Ok(()),
+        e => Err(Error::from_errno(e)),
+    }
+}
+
+pub(crate) fn local_addr(fd: RawFd) -> Result<RawAddr> {
+    let mut raw = RawAddr::empty();
+    // SAFETY: valid out-pointers; the kernel updates `raw.len`.
+    cvt(unsafe { libc::getsockname(fd, raw.as_mut_ptr(), &mut raw.len) })?;
+    Ok(raw)
+}
+
+pub(crate) fn peer_addr(fd: RawFd) -> Result<RawAddr> {
+    let mut raw = RawAddr::empty();
+    // SAFETY: valid out-pointers; the kernel updates `raw.len`.
+    cvt(unsafe { libc::getpeername(fd, raw.as_mut_ptr(), &mut raw.len) })?;
+    Ok(raw)
+}
+
+pub(crate) fn socket_type(fd: RawFd) -> Result<libc::c_int> {
+    get_opt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)
+}
+
+pub(crate) fn socket_domain(fd: RawFd) -> Result<libc::c_int> {
+    get_opt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)
+}

@@ -1,0 +1,173 @@
+//! Timer handles (libuv's `uv_timer_t`) over the timing wheel.
+
+pub(crate) mod wheel;
+
+use crate::error::{Error, Result};
+use crate::event_loop::Loop;
+use crate::handle::{handle_type, Common, Kind};
+
+/// Called when a timer fires.
+pub type TimerCb = Box<dyn FnMut(&mut Loop, Timer)>;
+
+handle_type!(
+    /// A one-shot or repeating timer. Create with [`Timer::new`], then `start`/`stop`/`again`,
+    /// and `close` when done.
+    Timer,
+    Kind::Timer
+);
+
+pub(crate) struct TimerEntry {
+    pub(crate) common: Common,
+    timeout: u64,
+    repeat: u64,
+    deadline: u64,
+    /// Start order, to fire same-deadline timers in the order they were started.
+    seq: u64,
+    started_once: bool,
+    cb: Option<TimerCb>,
+}
+
+impl Timer {
+    /// A stopped timer.
+    pub fn new(lp: &mut Loop) -> Timer {
+        let (idx, gen) = lp.timers.insert(TimerEntry {
+            common: Common::new(),
+            timeout: 0,
+            repeat: 0,
+            deadline: 0,
+            seq: 0,
+            started_once: false,
+            cb: None,
+        });
+        Timer { idx, gen }
+    }
+
+    /// Fires `cb` after `timeout_ms`, then every `repeat_ms` if that is non-zero. Restarts the
+    /// timer if it was running.
+    pub fn start(
+        self,
+        lp: &mut Loop,
+        timeout_ms: u64,
+        repeat_ms: u64,
+        cb: impl FnMut(&mut Loop, Timer) + 'static,
+    ) -> Result<()> {
+        self.start_boxed(lp, timeout_ms, repeat_ms, Box::new(cb))
+    }
+
+    /// [`Timer::start`] with a callback already boxed (no allocation if it is reused).
+    pub fn start_boxed(
+        self,
+        lp: &mut Loop,
+        timeout_ms: u64,
+        repeat_ms: u64,
+        cb: TimerCb,
+    ) -> Result<()> {
+        let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+        if e.common.closing {
+            return Err(Error::EBADF);
+        }
+        e.cb = Some(cb);
+        e.timeout = timeout_ms;
+        e.repeat = repeat_ms;
+        e.started_once = true;
+        lp.arm_timer(self.idx, self.gen, timeout_ms);
+        Ok(())
+    }
+
+    /// Stops the timer; its callback stays for `again`.
+    pub fn stop(self, lp: &mut Loop) -> Result<()> {
+        let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+        e.common.set_active(&mut lp.alive_refs, false);
+        lp.wheel.remove(self.idx);
+        Ok(())
+    }
+
+    /// Restarts a repeating timer with its repeat interval as the timeout. `EINVAL` if the timer
+    /// was never started; a non-repeating timer is just stopped.
+    pub fn again(self, lp: &mut Loop) -> Result<()> {
+        let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+        if !e.started_once || e.common.closing {
+            return Err(Error::EINVAL);
+        }
+        let repeat = e.repeat;
+        self.stop(lp)?;
+        if repeat > 0 {
+            lp.arm_timer(self.idx, self.gen, repeat);
+        }
+        Ok(())
+    }
+
+    /// Sets the repeat interval used from the next firing on.
+    pub fn set_repeat(self, lp: &mut Loop, repeat_ms: u64) -> Result<()> {
+        lp.timers
+            .get_mut(self.idx, self.gen)
+            .ok_or(Error::EBADF)?
+            .repeat = repeat_ms;
+        Ok(())
+    }
+
+    /// The repeat interval in milliseconds.
+    pub fn repeat(self, lp: &Loop) -> Result<u64> {
+        Ok(lp
+            .timers
+            .get(self.idx, self.gen)
+            .ok_or(Error::EBADF)?
+            .repeat)
+    }
+
+    /// Milliseconds until the timer fires (0 if it is due or stopped).
+    pub fn due_in(self, lp: &Loop) -> Result<u64> {
+        let e = lp.timers.get(self.idx, self.gen).ok_or(Error::EBADF)?;
+        Ok(if e.common.active {
+            e.deadline.saturating_sub(lp.now())
+        } else {
+            0
+        })
+    }
+}
+
+impl Loop {
+    fn arm_timer(&mut self, idx: u32, gen: u32, timeout_ms: u64) {
+        let now = self.now();
+        self.timer_seq += 1;
+        let seq = self.timer_seq;
+        let Some(e) = self.timers.get_mut(idx, gen) else {
+            return;
+        };
+        e.deadline = now.saturating_add(timeout_ms);
+        e.seq = seq;
+        e.common.set_active(&mut self.alive_refs, true);
+        let deadline = e.deadline;
+        self.wheel.remove(idx);
+        self.wheel.insert(idx, deadline, seq);
+    }
+
+    pub(crate) fn fire_timer(&mut self, idx: u32, seq: u64) {
+        let now = self.now();
+        let Some((gen, e)) = self.timers.get_by_index(idx) else {
+            return;
+        };
+        // A timer stopped or restarted by an earlier callback of this batch has a new sequence.
+        if e.seq != seq || !e.common.active || e.common.closing {
+            return;
+        }
+        let repeat = e.repeat;
+        if repeat > 0 {
+            // Re-arm before the callback, from the due time, so repeats do not drift.
+            let deadline = e.deadline.max(now.saturating_sub(repeat)) + repeat;
+            self.timer_seq += 1;
+            e.deadline = deadline;
+            e.seq = self.timer_seq;
+            self.wheel.insert(idx, deadline, e.seq);
+        } else {
+            e.common.set_active(&mut self.alive_refs, false);
+        }
+        let Some(mut cb) = e.cb.take() else { return };
+        cb(self, Timer { idx, gen });
+        if let Some(e) = self.timers.get_mut(idx, gen) {
+            if e.cb.is_none() && !e.common.closing {
+                e.cb = Some(cb);
+            }
+        }
+    }
+}

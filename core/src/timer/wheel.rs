@@ -1,0 +1,291 @@
+//! A hierarchical timing wheel: 6 levels of 64 slots at 1 ms resolution (about 2.2 years of
+//! range before a timer is parked at the top level and re-examined).
+//!
+//! Insertion and removal are O(1): each timer is a node of an intrusive doubly-linked list in its
+//! slot, addressed by the caller's index. Finding the next deadline scans at most six 64-bit
+//! occupancy masks. Timers due in the same millisecond come out in start order (by sequence
+//! number), whatever level they waited in.
+
+const LEVELS: usize = 6;
+const SLOT_BITS: u32 = 6;
+const SLOTS: usize = 1 << SLOT_BITS;
+const SLOT_MASK: u64 = SLOTS as u64 - 1;
+/// The furthest a timer is placed ahead of now: 63 of the 64 top-level slots, so a clamped timer
+/// never shares the top-level slot now is in (the top level is used as a ring).
+const MAX_SPAN: u64 = (63 << (SLOT_BITS as u64 * (LEVELS as u64 - 1))) - 1;
+const NIL: u32 = u32::MAX;
+const UNLINKED: u16 = u16::MAX;
+
+#[derive(Clone, Copy)]
+struct Node {
+    deadline: u64,
+    seq: u64,
+    prev: u32,
+    next: u32,
+    bucket: u16,
+}
+
+impl Default for Node {
+    fn default() -> Node {
+        Node {
+            deadline: 0,
+            seq: 0,
+            prev: NIL,
+            next: NIL,
+            bucket: UNLINKED,
+        }
+    }
+}
+
+/// An expired timer: `(deadline, sequence, index)`.
+pub(crate) type Expired = (u64, u64, u32);
+
+pub(crate) struct Wheel {
+    /// Every slot before this tick has been processed.
+    elapsed: u64,
+    nodes: Vec<Node>,
+    heads: [u32; LEVELS * SLOTS],
+    tails: [u32; LEVELS * SLOTS],
+    occupied: [u64; LEVELS],
+    len: usize,
+}
+
+fn level_for(elapsed: u64, when: u64) -> usize {
+    let masked = (elapsed ^ when) | SLOT_MASK;
+    let significant = 63 - masked.leading_zeros() as usize;
+    (significant / SLOT_BITS as usize).min(LEVELS - 1)
+}
+
+fn slot_for(when: u64, level: usize) -> usize {
+    ((when >> (level as u32 * SLOT_BITS)) & SLOT_MASK) as usize
+}
+
+impl Wheel {
+    pub(crate) fn new() -> Wheel {
+        Wheel {
+            elapsed: 0,
+            nodes: Vec::new(),
+            heads: [NIL; LEVELS * SLOTS],
+            tails: [NIL; LEVELS * SLOTS],
+            occupied: [0; LEVELS],
+            len: 0,
+        }
+    }
+
+    /// Timers currently waiting.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_linked(&self, idx: u32) -> bool {
+        self.nodes
+            .get(idx as usize)
+            .is_some_and(|n| n.bucket != UNLINKED)
+    }
+
+    /// Schedules timer `idx` (which must not be linked) for `deadline` (ms, on the loop's clock).
+    pub(crate) fn insert(&mut self, idx: u32, deadline: u64, seq: u64) {
+        let i = idx as usize;
+        if i >= self.nodes.len() {
+            self.nodes.resize(i + 1, Node::default());
+        }
+        debug_assert_eq!(self.nodes[i].bucket, UNLINKED);
+        self.nodes[i].deadline = deadline;
+        self.nodes[i].seq = seq;
+        self.link(idx);
+        self.len += 1;
+    }
+
+    fn link(&mut self, idx: u32) {
+        let deadline = self.nodes[idx as usize].deadline;
+        // A past deadline goes in the current slot; a far one waits at the top level.
+        let when = deadline.clamp(self.elapsed, self.elapsed + MAX_SPAN);
+        let level = level_for(self.elapsed, when);
+        let bucket = level * SLOTS + slot_for(when, level);
+        let tail = self.tails[bucket];
+        {
+            let node = &mut self.nodes[idx as usize];
+            node.bucket = bucket as u16;
+            node.prev = tail;
+            node.next = NIL;
+        }
+        if tail == NIL {
+            self.heads[bucket] = idx;
+        } else {
+            self.nodes[tail as usize].next = idx;
+        }
+        self.tails[bucket] = idx;
+        self.occupied[level] |= 1 << (bucket % SLOTS);
+    }
+
+    /// Unschedules timer `idx`; does nothing if it is not linked.
+    pub(crate) fn remove(&mut self, idx: u32) {
+        let Some(node) = self.nodes.get(idx as usize).copied() else {
+            return;
+        };
+        if node.bucket == UNLINKED {
+            return;
+        }
+        let bucket = node.bucket as usize;
+        if node.prev == NIL {
+            self.heads[bucket] = node.next;
+        } else {
+            self.nodes[node.prev as usize].next = node.next;
+        }
+        if node.next == NIL {
+            self.tails[bucket] = node.prev;
+        } else {
+            self.nodes[node.next as usize].prev = node.prev;
+        }
+        if self.heads[bucket] == NIL {
+            self.occupied[bucket / SLOTS] &= !(1 << (bucket % SLOTS));
+        }
+        let n = &mut self.nodes[idx as usize];
+        n.bucket = UNLINKED;
+        n.prev = NIL;
+        n.next = NIL;
+        self.len -= 1;
+    }
+
+    /// The earliest tick at which a slot holds timers: exact for the lowest level, a lower bound
+    /// for higher ones (their timers are redistributed when it is reached).
+    pub(crate) fn next_expiration(&self) -> Option<(usize, usize, u64)> {
+        for level in 0..LEVELS {
+            let shift = level as u32 * SLOT_BITS;
+            let current = slot_for(self.elapsed, level);
+            let level_range = 1u64 << (shift + SLOT_BITS);
+            let level_start = self.elapsed & !(level_range - 1);
+            if level < LEVELS - 1 {
+                // Below the top, timers sit at or after the current slot of their level.
+                let pending = self.occupied[level] & (u64::MAX << current);
+                if pending != 0 {
+                    let slot = pending.trailing_zeros() as usize;
+                    return Some((level, slot, level_start + ((slot as u64) << shift)));
+                }
+            } else if self.occupied[level] != 0 {
+                // The top level is a ring: a slot before the current one is in the next turn.
+                let ahead = self.occupied[level]
+                    .rotate_right(current as u32)
+                    .trailing_zeros() as usize;
+                let slot = (current + ahead) % SLOTS;
+                let mut at = level_start + ((slot as u64) << shift);
+                if slot < current {
+                    at += level_range;
+                }
+                return Some((level, slot, at));
+            }
+        }
+        None
+    }
+
+    /// Milliseconds from `now` until the wheel next needs attention, or `None` when it is empty.
+    pub(crate) fn timeout(&self, now: u64) -> Option<u64> {
+        self.next_expiration()
+            .map(|(_, _, at)| at.saturating_sub(now))
+    }
+
+    /// Advances the wheel to `now`, unlinking every timer due at or before it into `expired`,
+    /// sorted by deadline then start order.
+    pub(crate) fn advance(&mut self, now: u64, expired: &mut Vec<Expired>) {
+        let first = expired.len();
+        while let Some((level, slot, at)) = self.next_expiration() {
+            if at > now {
+                break;
+            }
+            self.elapsed = self.elapsed.max(at);
+            let bucket = level * SLOTS + slot;
+            let mut idx = std::mem::replace(&mut self.heads[bucket], NIL);
+            self.tails[bucket] = NIL;
+            self.occupied[level] &= !(1 << slot);
+            while idx != NIL {
+                let node = &mut self.nodes[idx as usize];
+                let next = node.next;
+                node.bucket = UNLINKED;
+                node.prev = NIL;
+                node.next = NIL;
+                if node.deadline <= now {
+                    expired.push((node.deadline, node.seq, idx));
+                    self.len -= 1;
+                } else {
+                    self.link(idx);
+                }
+                idx = next;
+            }
+        }
+        self.elapsed = self.elapsed.max(now);
+        expired[first..].sort_unstable_by_key(|&(deadline, seq, _)| (deadline, seq));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(w: &mut Wheel, now: u64) -> Vec<u32> {
+        let mut out = Vec::new();
+        w.advance(now, &mut out);
+        out.into_iter().map(|(_, _, i)| i).collect()
+    }
+
+    #[test]
+    fn fires_in_deadline_then_start_order() {
+        let mut w = Wheel::new();
+        w.insert(0, 5000, 0); // starts high, cascades down
+        w.insert(1, 10, 1);
+        w.insert(2, 10, 2);
+        assert_eq!(drain(&mut w, 4000), vec![1, 2]);
+        w.insert(3, 5000, 3); // same deadline, started later, lands low directly
+        assert_eq!(drain(&mut w, 4999), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, 5000), vec![0, 3]);
+        assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn remove_and_timeout() {
+        let mut w = Wheel::new();
+        w.insert(7, 100, 0);
+        w.insert(8, 200, 1);
+        assert!(w.timeout(0).unwrap() <= 100);
+        w.remove(7);
+        assert!(!w.is_linked(7));
+        w.remove(7);
+        assert_eq!(drain(&mut w, 150), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, 200), vec![8]);
+        assert_eq!(w.timeout(200), None);
+    }
+
+    #[test]
+    fn far_and_past_deadlines() {
+        let mut w = Wheel::new();
+        w.insert(0, MAX_SPAN * 3, 0);
+        w.insert(1, 0, 1);
+        assert_eq!(drain(&mut w, 0), vec![1]);
+        assert_eq!(drain(&mut w, MAX_SPAN * 2), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, MAX_SPAN * 3), vec![0]);
+    }
+
+    #[test]
+    fn many_random_deadlines_come_out_sorted() {
+        let mut w = Wheel::new();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut want = Vec::new();
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = x % 5_000_000;
+            w.insert(i, d, i as u64);
+            want.push((d, i));
+        }
+        want.sort();
+        let mut got = Vec::new();
+        let mut now = 0;
+        while w.len() > 0 {
+            now += 997;
+            got.extend(drain(&mut w, now));
+        }
+        assert_eq!(got, want.into_iter().map(|(_, i)| i).collect::<Vec<_>>());
+    }
+}
