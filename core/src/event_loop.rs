@@ -78,6 +78,8 @@ pub struct Loop {
     pub(crate) signals: Slab<SignalEntry>,
     pub(crate) wake: WakeState,
     closing: Vec<RawHandle>,
+    /// Handles closed while operations were in flight, waiting for their final completions.
+    closes_in_flight: usize,
     closing_now: Vec<RawHandle>,
     _not_send: PhantomData<*mut ()>,
 }
@@ -126,6 +128,7 @@ impl Loop {
             signals: Slab::new(),
             wake: WakeState::new(),
             closing: Vec::new(),
+            closes_in_flight: 0,
             closing_now: Vec::new(),
             _not_send: PhantomData,
         })
@@ -164,6 +167,7 @@ impl Loop {
             || !self.soon.is_empty()
             || !self.deferred.is_empty()
             || !self.closing.is_empty()
+            || self.closes_in_flight > 0
     }
 
     /// Runs `cb` on the next iteration, after I/O is polled. Callbacks queued while the queue
@@ -214,6 +218,7 @@ impl Loop {
             self.run_soon();
             let timeout = if mode == RunMode::NoWait
                 || self.stop_requested
+                || !self.alive()
                 || !self.soon.is_empty()
                 || !self.deferred.is_empty()
                 || !self.closing.is_empty()
@@ -344,6 +349,7 @@ impl Loop {
             Kind::Async => {}
             Kind::Signal => self.signal_stop_entry(h.idx, h.gen),
         }
+        self.closes_in_flight += 1;
         self.maybe_finish_close(h);
         Ok(())
     }
@@ -354,6 +360,7 @@ impl Loop {
             if c.closing && c.inflight == 0 {
                 // Mark it so it is queued once: inflight can no longer rise for a closing handle.
                 c.inflight = u32::MAX;
+                self.closes_in_flight -= 1;
                 self.closing.push(h);
             }
         }

@@ -267,6 +267,19 @@ mod tests {
     }
 
     #[test]
+    fn far_timer_inserted_late_in_a_top_level_turn() {
+        let mut w = Wheel::new();
+        let late = 63 << 30;
+        assert_eq!(drain(&mut w, late), Vec::<u32>::new());
+        w.insert(0, late + 3 * MAX_SPAN, 0);
+        w.insert(1, late + 5, 1);
+        assert_eq!(w.timeout(late), Some(5));
+        assert_eq!(drain(&mut w, late + 5), vec![1]);
+        assert_eq!(drain(&mut w, late + 3 * MAX_SPAN - 1), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, late + 3 * MAX_SPAN), vec![0]);
+    }
+
+    #[test]
     fn many_random_deadlines_come_out_sorted() {
         let mut w = Wheel::new();
         let mut x: u64 = 0x9e3779b97f4a7c15;

@@ -1,0 +1,402 @@
+mod common;
+
+use common::*;
+use evloop::{BindOptions, Error, Handle, Loop, Read, Stream};
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+/// An echo server on `addr`; returns the listener and its bound address.
+fn echo_server(lp: &mut Loop, addr: &str) -> (Stream, SocketAddr) {
+    let server = Stream::tcp_bind(lp, addr.parse().unwrap(), BindOptions::default()).unwrap();
+    let bound = server.local_addr(lp).unwrap();
+    server
+        .listen(lp, 128, |lp, _, conn| {
+            let conn = conn.unwrap();
+            conn.read_start(lp, |lp, conn, read| match read {
+                Read::Data(bytes) => {
+                    conn.write(lp, bytes, None).unwrap();
+                }
+                Read::Eof | Read::Error(_) => conn.close(lp, None).unwrap(),
+            })
+            .unwrap();
+        })
+        .unwrap();
+    (server, bound)
+}
+
+fn echo_round_trips(addr: &str) {
+    each_backend(|lp| {
+        let (server, bound) = echo_server(lp, addr);
+        let received = Rc::new(RefCell::new(Vec::new()));
+        let connected = Rc::new(Cell::new(false));
+        let (r, c) = (received.clone(), connected.clone());
+        let client = Stream::tcp_connect(lp, bound, move |lp, s, res| {
+            res.unwrap();
+            c.set(true);
+            assert_eq!(s.peer_addr(lp).unwrap(), bound);
+        })
+        .unwrap();
+        client
+            .read_start(lp, move |_, _, read| {
+                if let Read::Data(b) = read {
+                    r.borrow_mut().extend_from_slice(b);
+                }
+            })
+            .unwrap();
+        // Writes made before the connect completes wait for it.
+        let written = Rc::new(Cell::new(0));
+        for chunk in [&b"hello "[..], b"evloop"] {
+            let w = written.clone();
+            client
+                .write(
+                    lp,
+                    chunk,
+                    Some(Box::new(move |_, _, res| {
+                        res.unwrap();
+                        w.set(w.get() + 1);
+                    })),
+                )
+                .unwrap();
+        }
+        run_until(lp, LIMIT, |_| received.borrow().len() == 12);
+        assert!(connected.get());
+        assert_eq!(written.get(), 2);
+        assert_eq!(&received.borrow()[..], b"hello evloop");
+        // A larger payload, echoed in many reads.
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7) as u8).collect();
+        received.borrow_mut().clear();
+        client.write(lp, &big, None).unwrap();
+        run_until(lp, LIMIT, |_| received.borrow().len() == big.len());
+        assert!(received.borrow()[..] == big[..]);
+        client.close(lp, None).unwrap();
+        server.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+        assert!(!lp.alive());
+    });
+}
+
+#[test]
+fn tcp_echo_ipv4() {
+    echo_round_trips("127.0.0.1:0");
+}
+
+#[test]
+fn tcp_echo_ipv6() {
+    echo_round_trips("[::1]:0");
+}
+
+#[test]
+fn eof_is_distinct_from_reset() {
+    each_backend(|lp| {
+        let server =
+            Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let addr = server.local_addr(lp).unwrap();
+        let outcomes = Rc::new(RefCell::new(Vec::new()));
+        let o = outcomes.clone();
+        let accepted = Rc::new(Cell::new(0));
+        let a = accepted.clone();
+        server
+            .listen(lp, 16, move |lp, _, conn| {
+                a.set(a.get() + 1);
+                let o = o.clone();
+                conn.unwrap()
+                    .read_start(lp, move |lp, conn, read| match read {
+                        Read::Data(_) => {}
+                        Read::Eof => {
+                            o.borrow_mut().push("eof".to_string());
+                            conn.close(lp, None).unwrap();
+                        }
+                        Read::Error(e) => {
+                            o.borrow_mut().push(e.name().to_string());
+                            conn.close(lp, None).unwrap();
+                        }
+                    })
+                    .unwrap();
+            })
+            .unwrap();
+        // A graceful close: EOF.
+        let mut graceful = std::net::TcpStream::connect(addr).unwrap();
+        graceful.write_all(b"x").unwrap();
+        graceful.shutdown(std::net::Shutdown::Write).unwrap();
+        run_until(lp, LIMIT, |_| outcomes.borrow().len() == 1);
+        // An abortive close (SO_LINGER 0): RST, seen as ECONNRESET.
+        let abortive = std::net::TcpStream::connect(addr).unwrap();
+        abortive.set_linger_zero();
+        run_until(lp, LIMIT, |_| accepted.get() == 2);
+        drop(abortive);
+        run_until(lp, LIMIT, |_| outcomes.borrow().len() == 2);
+        assert_eq!(
+            *outcomes.borrow(),
+            vec!["eof".to_string(), "ECONNRESET".to_string()]
+        );
+        drop(graceful);
+        server.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}
+
+trait LingerZero {
+    fn set_linger_zero(&self);
+}
+
+impl LingerZero for std::net::TcpStream {
+    fn set_linger_zero(&self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: valid socket and option struct.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as u32,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+}
+
+#[test]
+fn peer_closing_mid_write_gives_an_error_not_sigpipe() {
+    each_backend(|lp| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let result = Rc::new(RefCell::new(None));
+        let client = Stream::tcp_connect(lp, addr, |_, _, r| r.unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        peer.set_linger_zero();
+        let chunk = vec![7u8; 256 * 1024];
+        let r = result.clone();
+        client
+            .write(
+                lp,
+                &chunk,
+                Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
+            )
+            .unwrap();
+        run_until(lp, LIMIT, |lp| client.write_queue_size(lp) < chunk.len());
+        drop(peer);
+        // Keep writing until the failure surfaces.
+        let mut attempts = 0;
+        run_until(lp, LIMIT, |_| {
+            attempts += 1;
+            if result.borrow().is_none() {
+                return false;
+            }
+            true
+        });
+        let first = result.borrow_mut().take().unwrap();
+        let err = match first {
+            Err(e) => e,
+            Ok(()) => {
+                // The first write reached the kernel before the reset; a later one fails.
+                let r = result.clone();
+                let _ = client.write(
+                    lp,
+                    &chunk,
+                    Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
+                );
+                run_until(lp, LIMIT, |_| result.borrow().is_some());
+                let later = result.borrow_mut().take().unwrap();
+                later.expect_err("write to a reset connection fails")
+            }
+        };
+        assert!(err == Error::EPIPE || err == Error::ECONNRESET, "got {err}");
+        // Further writes fail at once with the same error.
+        assert_eq!(client.write(lp, b"more", None), Err(err));
+        client.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+        assert!(attempts > 0);
+    });
+}
+
+#[test]
+fn backpressure_with_high_water_mark_and_drain() {
+    each_backend(|lp| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = Stream::tcp_connect(lp, addr, |_, _, r| r.unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        client.set_high_water_mark(lp, 64 * 1024).unwrap();
+        let drained = Rc::new(Cell::new(0));
+        let d = drained.clone();
+        client.on_drain(lp, move |_, _| d.set(d.get() + 1)).unwrap();
+        // The peer does not read: the queue grows past the mark.
+        let chunk = vec![1u8; 16 * 1024];
+        let mut total = 0usize;
+        let mut below = true;
+        while below {
+            below = client.write(lp, &chunk, None).unwrap();
+            total += chunk.len();
+            lp.run(evloop::RunMode::NoWait).unwrap();
+            assert!(total < 512 * 1024 * 1024, "kernel buffers never filled");
+        }
+        assert!(client.write_queue_size(lp) >= 64 * 1024);
+        assert_eq!(drained.get(), 0);
+        // The peer reads everything: the queue empties and drain fires once.
+        peer.set_nonblocking(true).unwrap();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 256 * 1024];
+        run_until(lp, LIMIT, |_| {
+            use std::io::Read as _;
+            while let Ok(n) = peer.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            got == total
+        });
+        run_until(lp, LIMIT, |_| drained.get() == 1);
+        assert_eq!(client.write_queue_size(lp), 0);
+        client.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}
+
+#[test]
+fn connect_refused() {
+    each_backend(|lp| {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let result = Rc::new(RefCell::new(None));
+        let r = result.clone();
+        let s =
+            Stream::tcp_connect(lp, addr, move |_, _, res| *r.borrow_mut() = Some(res)).unwrap();
+        run_until(lp, LIMIT, |_| result.borrow().is_some());
+        assert_eq!(
+            result.borrow_mut().take().unwrap(),
+            Err(Error::ECONNREFUSED)
+        );
+        s.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}
+
+#[test]
+fn shutdown_sends_eof_and_later_writes_fail() {
+    each_backend(|lp| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = Stream::tcp_connect(lp, addr, |_, _, r| r.unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        client.write(lp, b"last words", None).unwrap();
+        let done = Rc::new(Cell::new(false));
+        let d = done.clone();
+        client
+            .shutdown(
+                lp,
+                Some(Box::new(move |_, _, r| {
+                    r.unwrap();
+                    d.set(true);
+                })),
+            )
+            .unwrap();
+        assert_eq!(client.shutdown(lp, None), Err(Error::EALREADY));
+        assert_eq!(client.write(lp, b"x", None), Err(Error::EPIPE));
+        run_until(lp, LIMIT, |_| done.get());
+        let mut all = Vec::new();
+        use std::io::Read as _;
+        peer.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"last words");
+        client.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}
+
+#[test]
+fn close_cancels_pending_writes_before_the_close_callback() {
+    each_backend(|lp| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = Stream::tcp_connect(lp, addr, |_, _, r| r.unwrap()).unwrap();
+        let (_peer, _) = listener.accept().unwrap();
+        let events = Rc::new(RefCell::new(Vec::new()));
+        let chunk = vec![0u8; 4 * 1024 * 1024];
+        let e = events.clone();
+        client
+            .write(
+                lp,
+                &chunk,
+                Some(Box::new(move |_, _, r| {
+                    e.borrow_mut()
+                        .push(format!("write {:?}", r.err().map(|e| e.name())))
+                })),
+            )
+            .unwrap();
+        run_until(lp, LIMIT, |lp| client.write_queue_size(lp) > 0);
+        let e = events.clone();
+        client
+            .close(
+                lp,
+                Some(Box::new(move |_| e.borrow_mut().push("closed".into()))),
+            )
+            .unwrap();
+        assert_eq!(
+            client.write(lp, b"x", None),
+            Err(Error::EBADF),
+            "write after close"
+        );
+        lp.run(evloop::RunMode::Default).unwrap();
+        assert_eq!(
+            *events.borrow(),
+            vec!["write Some(\"ECANCELED\")".to_string(), "closed".into()]
+        );
+    });
+}
+
+#[test]
+fn options_addresses_and_adopt() {
+    each_backend(|lp| {
+        let (server, addr) = echo_server(lp, "127.0.0.1:0");
+        let std_client = std::net::TcpStream::connect(addr).unwrap();
+        use std::os::fd::IntoRawFd;
+        let local = std_client.local_addr().unwrap();
+        let s = Stream::adopt(lp, std_client.into_raw_fd()).unwrap();
+        assert_eq!(s.local_addr(lp).unwrap(), local);
+        assert_eq!(s.peer_addr(lp).unwrap(), addr);
+        s.set_nodelay(lp, true).unwrap();
+        s.set_keepalive(lp, true, 30).unwrap();
+        assert_eq!(s.set_keepalive(lp, true, 0), Err(Error::EINVAL));
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        s.read_start(lp, move |_, _, r| {
+            if let Read::Data(b) = r {
+                g.borrow_mut().extend_from_slice(b)
+            }
+        })
+        .unwrap();
+        s.write(lp, b"adopted", None).unwrap();
+        run_until(lp, LIMIT, |_| got.borrow().len() == 7);
+        assert_eq!(&got.borrow()[..], b"adopted");
+        assert_eq!(Stream::adopt(lp, -1), Err(Error::EBADF));
+        // Two listeners on one port with SO_REUSEPORT.
+        let opts = BindOptions {
+            reuse_port: true,
+            v6_only: false,
+        };
+        let a = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), opts).unwrap();
+        let port = a.local_addr(lp).unwrap();
+        let b = Stream::tcp_bind(lp, port, opts).unwrap();
+        for l in [a, b] {
+            l.listen(lp, 8, |lp, _, c| c.unwrap().close(lp, None).unwrap())
+                .unwrap();
+        }
+        assert_eq!(
+            Stream::tcp_bind(lp, port, BindOptions::default()),
+            Err(Error::EADDRINUSE)
+        );
+        for h in [s, server, a, b] {
+            h.close(lp, None).unwrap();
+        }
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}
