@@ -4,7 +4,6 @@
 pub(crate) struct Slab<T> {
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
-    len: usize,
 }
 
 struct Entry<T> {
@@ -17,18 +16,11 @@ impl<T> Slab<T> {
         Slab {
             entries: Vec::new(),
             free: Vec::new(),
-            len: 0,
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     /// Stores `value`; returns its (index, generation).
     pub(crate) fn insert(&mut self, value: T) -> (u32, u32) {
-        self.len += 1;
         if let Some(idx) = self.free.pop() {
             let e = &mut self.entries[idx as usize];
             e.value = Some(value);
@@ -75,7 +67,6 @@ impl<T> Slab<T> {
         let v = e.value.take()?;
         e.gen = e.gen.wrapping_add(1).max(1);
         self.free.push(idx);
-        self.len -= 1;
         Some(v)
     }
 

@@ -117,7 +117,7 @@ impl Udp {
     /// The bound address.
     pub fn local_addr(self, lp: &mut Loop) -> Result<SocketAddr> {
         socket::local_addr(self.entry(lp)?.fd)?
-            .to_inet()
+            .inet()
             .ok_or(Error::EAFNOSUPPORT)
     }
 
@@ -413,7 +413,7 @@ impl Loop {
                             Err(Error::from_errno(-c.res))
                         } else {
                             // SAFETY: set by the backend for successful receives; valid until recycled.
-                            let from = unsafe { c.addr.as_ref() }.and_then(RawAddr::to_inet);
+                            let from = unsafe { c.addr.as_ref() }.and_then(RawAddr::inet);
                             match from {
                                 // SAFETY: as above.
                                 Some(from) => Ok((unsafe { c.bytes() }, from)),

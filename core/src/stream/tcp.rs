@@ -96,14 +96,14 @@ impl Stream {
     /// The local address of a TCP socket.
     pub fn local_addr(self, lp: &Loop) -> Result<SocketAddr> {
         socket::local_addr(self.tcp_fd(lp)?)?
-            .to_inet()
+            .inet()
             .ok_or(Error::EAFNOSUPPORT)
     }
 
     /// The peer address of a connected TCP socket.
     pub fn peer_addr(self, lp: &Loop) -> Result<SocketAddr> {
         socket::peer_addr(self.tcp_fd(lp)?)?
-            .to_inet()
+            .inet()
             .ok_or(Error::EAFNOSUPPORT)
     }
 

@@ -39,14 +39,14 @@ impl Stream {
     /// The name a Unix socket is bound to (empty if unnamed).
     pub fn unix_local_name(self, lp: &Loop) -> Result<Vec<u8>> {
         socket::local_addr(self.unix_fd(lp)?)?
-            .to_unix()
+            .unix_name()
             .ok_or(Error::EAFNOSUPPORT)
     }
 
     /// The name of a connected Unix socket's peer (empty if unnamed).
     pub fn unix_peer_name(self, lp: &Loop) -> Result<Vec<u8>> {
         socket::peer_addr(self.unix_fd(lp)?)?
-            .to_unix()
+            .unix_name()
             .ok_or(Error::EAFNOSUPPORT)
     }
 

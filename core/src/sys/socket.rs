@@ -91,7 +91,7 @@ impl RawAddr {
         self.storage.ss_family as libc::c_int
     }
 
-    pub(crate) fn to_inet(&self) -> Option<SocketAddr> {
+    pub(crate) fn inet(&self) -> Option<SocketAddr> {
         match self.family() {
             libc::AF_INET => {
                 // SAFETY: the family says the storage holds a sockaddr_in.
@@ -118,7 +118,7 @@ impl RawAddr {
     }
 
     /// The Unix path or abstract name (leading NUL kept); empty for an unnamed socket.
-    pub(crate) fn to_unix(&self) -> Option<Vec<u8>> {
+    pub(crate) fn unix_name(&self) -> Option<Vec<u8>> {
         if self.family() != libc::AF_UNIX {
             return None;
         }

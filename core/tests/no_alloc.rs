@@ -1,0 +1,115 @@
+//! A steady-state echo round trip allocates nothing: checked with a counting global allocator.
+mod common;
+
+use common::*;
+use evloop::{BindOptions, Handle, Read, RunMode, Stream};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::rc::Rc;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: delegates to the system allocator; only counts calls on the current thread.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|c| c.get())
+}
+
+const WARMUP: u64 = 200;
+const MEASURED: u64 = 5_000;
+
+#[test]
+fn steady_state_echo_round_trip_allocates_nothing() {
+    each_backend(|lp| {
+        let server =
+            Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let addr = server.local_addr(lp).unwrap();
+        server
+            .listen(lp, 16, |lp, _, conn| {
+                conn.unwrap()
+                    .read_start(lp, |lp, c, r| match r {
+                        Read::Data(b) => {
+                            c.write(lp, b, None).unwrap();
+                        }
+                        _ => c.close(lp, None).unwrap(),
+                    })
+                    .unwrap();
+            })
+            .unwrap();
+        let trips = Rc::new(Cell::new(0u64));
+        let counted = Rc::new(Cell::new((0u64, 0u64)));
+        let client = Stream::tcp_connect(lp, addr, |lp, c, r| {
+            r.unwrap();
+            c.write(lp, &[42u8; 64], None).unwrap();
+        })
+        .unwrap();
+        let (t, k) = (trips.clone(), counted.clone());
+        let mut pending = 0usize;
+        client
+            .read_start(lp, move |lp, c, r| {
+                let Read::Data(b) = r else {
+                    panic!("unexpected {r:?}")
+                };
+                pending += b.len();
+                if pending < 64 {
+                    return;
+                }
+                pending -= 64;
+                t.set(t.get() + 1);
+                match t.get() {
+                    WARMUP => k.set((allocations(), 0)),
+                    n if n == WARMUP + MEASURED => {
+                        k.set((k.get().0, allocations()));
+                        c.close(lp, None).unwrap();
+                        server.close(lp, None).unwrap();
+                        return;
+                    }
+                    _ => {}
+                }
+                c.write(lp, &[42u8; 64], None).unwrap();
+            })
+            .unwrap();
+        // A watchdog that fails the test instead of hanging; it never fires when all is well.
+        let watchdog = evloop::Timer::new(lp);
+        watchdog
+            .start(lp, LIMIT.as_millis() as u64, 0, |_, _| {
+                panic!("echo did not finish in time")
+            })
+            .unwrap();
+        watchdog.unref(lp).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(trips.get(), WARMUP + MEASURED);
+        let (before, after) = counted.get();
+        assert_eq!(
+            after - before,
+            0,
+            "{} allocations in {MEASURED} round trips",
+            after - before
+        );
+        watchdog.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}
