@@ -87,10 +87,7 @@ pub struct Loop {
 // Token layout: index in bits 0..32, operation in 32..36, handle kind in 36..40, and the low 24
 // bits of the handle's generation in 40..64.
 pub(crate) fn token(kind: Kind, op: u8, idx: u32, gen: u32) -> Token {
-    idx as u64
-        | ((op as u64 & 0xf) << 32)
-        | ((kind as u64) << 36)
-        | ((gen as u64 & 0xff_ffff) << 40)
+    idx as u64 | ((op as u64 & 0xf) << 32) | ((kind as u64) << 36) | ((gen as u64 & 0xff_ffff) << 40)
 }
 
 pub(crate) fn gen_matches(gen: u32, token: Token) -> bool {

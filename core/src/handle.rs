@@ -104,8 +104,7 @@ pub trait Handle: Copy {
 
     /// Whether the handle keeps the loop alive when active.
     fn has_ref(self, lp: &Loop) -> bool {
-        lp.with_common(self.raw(), |c| c.referenced)
-            .unwrap_or(false)
+        lp.with_common(self.raw(), |c| c.referenced).unwrap_or(false)
     }
 
     /// Whether the handle is doing something (timer started, socket reading or writing…).

@@ -128,8 +128,7 @@ impl Signal {
         signum: i32,
         cb: impl FnMut(&mut Loop, Signal, i32) + 'static,
     ) -> Result<()> {
-        if !(1..=MAX_SIGNAL).contains(&signum) || signum == libc::SIGKILL || signum == libc::SIGSTOP
-        {
+        if !(1..=MAX_SIGNAL).contains(&signum) || signum == libc::SIGKILL || signum == libc::SIGSTOP {
             return Err(Error::EINVAL);
         }
         match lp.signals.get(self.idx, self.gen) {
@@ -161,10 +160,7 @@ impl Signal {
             reg.watchers[signum as usize] += 1;
             Ok::<(), Error>(())
         })?;
-        let e = lp
-            .signals
-            .get_mut(self.idx, self.gen)
-            .expect("checked above");
+        let e = lp.signals.get_mut(self.idx, self.gen).expect("checked above");
         e.signum = signum;
         e.cb = Some(Box::new(cb));
         e.common.set_active(&mut lp.alive_refs, true);

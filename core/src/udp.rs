@@ -79,12 +79,7 @@ impl Udp {
                 socket::set_opt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
             }
             if family == libc::AF_INET6 {
-                socket::set_opt_int(
-                    fd,
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_V6ONLY,
-                    i32::from(opts.v6_only),
-                )?;
+                socket::set_opt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, i32::from(opts.v6_only))?;
             }
             socket::bind(fd, &RawAddr::from_inet(&addr))
         };
@@ -123,13 +118,7 @@ impl Udp {
 
     /// Sends one datagram (copied) to `addr`. `cb` runs once it is sent or has failed, never
     /// inside this call. More than 1024 datagrams waiting gives `ENOBUFS`.
-    pub fn send_to(
-        self,
-        lp: &mut Loop,
-        data: &[u8],
-        addr: SocketAddr,
-        cb: Option<SendCb>,
-    ) -> Result<()> {
+    pub fn send_to(self, lp: &mut Loop, data: &[u8], addr: SocketAddr, cb: Option<SendCb>) -> Result<()> {
         let e = self.entry(lp)?;
         if e.queue.len() >= MAX_QUEUED {
             return Err(Error::ENOBUFS);
@@ -204,12 +193,9 @@ impl Udp {
     pub fn set_multicast_loop(self, lp: &mut Loop, on: bool) -> Result<()> {
         let fd = self.entry(lp)?.fd;
         match socket::socket_domain(fd)? {
-            libc::AF_INET6 => socket::set_opt_int(
-                fd,
-                libc::IPPROTO_IPV6,
-                libc::IPV6_MULTICAST_LOOP,
-                i32::from(on),
-            ),
+            libc::AF_INET6 => {
+                socket::set_opt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, i32::from(on))
+            }
             _ => socket::set_opt_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, i32::from(on)),
         }
     }
@@ -218,12 +204,9 @@ impl Udp {
     pub fn set_multicast_ttl(self, lp: &mut Loop, ttl: u32) -> Result<()> {
         let fd = self.entry(lp)?.fd;
         match socket::socket_domain(fd)? {
-            libc::AF_INET6 => socket::set_opt_int(
-                fd,
-                libc::IPPROTO_IPV6,
-                libc::IPV6_MULTICAST_HOPS,
-                ttl as i32,
-            ),
+            libc::AF_INET6 => {
+                socket::set_opt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, ttl as i32)
+            }
             _ => socket::set_opt_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl as i32),
         }
     }
@@ -258,9 +241,7 @@ impl Udp {
             }
             IpAddr::V6(g) => {
                 let mreq = libc::ipv6_mreq {
-                    ipv6mr_multiaddr: libc::in6_addr {
-                        s6_addr: g.octets(),
-                    },
+                    ipv6mr_multiaddr: libc::in6_addr { s6_addr: g.octets() },
                     ipv6mr_interface: interface_index,
                 };
                 let opt = if join {
@@ -291,10 +272,10 @@ impl Loop {
         if e.recv_armed || !e.receiving || e.common.closing {
             return;
         }
-        match self.backend.submit(
-            token(Kind::Udp, OP_RECV, idx, gen),
-            Op::RecvFrom { fd: e.fd },
-        ) {
+        match self
+            .backend
+            .submit(token(Kind::Udp, OP_RECV, idx, gen), Op::RecvFrom { fd: e.fd })
+        {
             None => {
                 e.recv_armed = true;
                 e.common.inflight += 1;

@@ -44,8 +44,7 @@ const MEASURED: u64 = 5_000;
 #[test]
 fn steady_state_echo_round_trip_allocates_nothing() {
     each_backend(|lp| {
-        let server =
-            Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
         let addr = server.local_addr(lp).unwrap();
         server
             .listen(lp, 16, |lp, _, conn| {

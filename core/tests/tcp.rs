@@ -90,8 +90,7 @@ fn tcp_echo_ipv6() {
 #[test]
 fn eof_is_distinct_from_reset() {
     each_backend(|lp| {
-        let server =
-            Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
         let addr = server.local_addr(lp).unwrap();
         let outcomes = Rc::new(RefCell::new(Vec::new()));
         let o = outcomes.clone();
@@ -269,13 +268,9 @@ fn connect_refused() {
         };
         let result = Rc::new(RefCell::new(None));
         let r = result.clone();
-        let s =
-            Stream::tcp_connect(lp, addr, move |_, _, res| *r.borrow_mut() = Some(res)).unwrap();
+        let s = Stream::tcp_connect(lp, addr, move |_, _, res| *r.borrow_mut() = Some(res)).unwrap();
         run_until(lp, LIMIT, |_| result.borrow().is_some());
-        assert_eq!(
-            result.borrow_mut().take().unwrap(),
-            Err(Error::ECONNREFUSED)
-        );
+        assert_eq!(result.borrow_mut().take().unwrap(), Err(Error::ECONNREFUSED));
         s.close(lp, None).unwrap();
         lp.run(evloop::RunMode::Default).unwrap();
     });
@@ -335,10 +330,7 @@ fn close_cancels_pending_writes_before_the_close_callback() {
         run_until(lp, LIMIT, |lp| client.write_queue_size(lp) > 0);
         let e = events.clone();
         client
-            .close(
-                lp,
-                Some(Box::new(move |_| e.borrow_mut().push("closed".into()))),
-            )
+            .close(lp, Some(Box::new(move |_| e.borrow_mut().push("closed".into()))))
             .unwrap();
         assert_eq!(
             client.write(lp, b"x", None),

@@ -88,11 +88,7 @@ fn stopping_a_due_timer_from_an_earlier_callback_cancels_it() {
         b.start(lp, 10, 0, move |_, _| flag.set(true)).unwrap();
         lp.run(RunMode::Default).unwrap();
         assert!(!b_fired.get());
-        assert_eq!(
-            b.stop(lp),
-            Err(Error::EBADF),
-            "a closed timer's id is stale"
-        );
+        assert_eq!(b.stop(lp), Err(Error::EBADF), "a closed timer's id is stale");
     });
 }
 
@@ -119,11 +115,7 @@ fn repeat_and_again() {
         assert!(t.is_active(lp));
         t.set_repeat(lp, 0).unwrap();
         lp.run(RunMode::Default).unwrap();
-        assert_eq!(
-            count.get(),
-            6,
-            "fired once more, then stopped as a one-shot"
-        );
+        assert_eq!(count.get(), 6, "fired once more, then stopped as a one-shot");
         t.close(lp, None).unwrap();
         lp.run(RunMode::Default).unwrap();
     });
@@ -139,8 +131,7 @@ fn closing_a_repeating_timer_inside_its_callback() {
         t.start(lp, 1, 1, move |lp, t| {
             f.set(f.get() + 1);
             let c = c.clone();
-            t.close(lp, Some(Box::new(move |_| c.set(c.get() + 1))))
-                .unwrap();
+            t.close(lp, Some(Box::new(move |_| c.set(c.get() + 1)))).unwrap();
             assert_eq!(t.close(lp, None), Err(Error::EBADF), "double close");
         })
         .unwrap();

@@ -9,11 +9,7 @@ fn unix_echo(name: Vec<u8>) {
     each_backend(|lp| {
         let server = Stream::unix_bind(lp, &name).unwrap();
         assert_eq!(server.unix_local_name(lp).unwrap(), name);
-        assert_eq!(
-            server.local_addr(lp),
-            Err(Error::ENOTSUP),
-            "not a TCP socket"
-        );
+        assert_eq!(server.local_addr(lp), Err(Error::ENOTSUP), "not a TCP socket");
         server
             .listen(lp, 16, |lp, _, conn| {
                 conn.unwrap()
@@ -65,22 +61,14 @@ fn unix_echo_on_an_abstract_name() {
 fn unix_names_are_validated() {
     each_backend(|lp| {
         assert_eq!(Stream::unix_bind(lp, b"").err(), Some(Error::EINVAL));
-        assert_eq!(
-            Stream::unix_bind(lp, vec![b'a'; 200]).err(),
-            Some(Error::EINVAL)
-        );
-        assert_eq!(
-            Stream::unix_bind(lp, b"bad\0name").err(),
-            Some(Error::EINVAL)
-        );
+        assert_eq!(Stream::unix_bind(lp, vec![b'a'; 200]).err(), Some(Error::EINVAL));
+        assert_eq!(Stream::unix_bind(lp, b"bad\0name").err(), Some(Error::EINVAL));
         let missing = std::env::temp_dir().join("evloop-no-such-dir/x.sock");
         let res = Rc::new(RefCell::new(None));
         let r = res.clone();
-        let s = Stream::unix_connect(
-            lp,
-            missing.as_os_str().as_encoded_bytes(),
-            move |_, _, e| *r.borrow_mut() = Some(e),
-        )
+        let s = Stream::unix_connect(lp, missing.as_os_str().as_encoded_bytes(), move |_, _, e| {
+            *r.borrow_mut() = Some(e)
+        })
         .unwrap();
         run_until(lp, LIMIT, |_| res.borrow().is_some());
         assert_eq!(res.borrow_mut().take().unwrap(), Err(Error::ENOENT));
@@ -139,10 +127,7 @@ fn udp_echo(addr: &str) {
         for h in [client, server] {
             h.close(lp, None).unwrap();
         }
-        assert_eq!(
-            client.send_to(lp, b"x", server_addr, None),
-            Err(Error::EBADF)
-        );
+        assert_eq!(client.send_to(lp, b"x", server_addr, None), Err(Error::EBADF));
         lp.run(RunMode::Default).unwrap();
         assert!(!lp.alive());
     });

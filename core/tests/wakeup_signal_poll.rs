@@ -38,11 +38,7 @@ fn wakeups_from_eight_threads_coalesce_and_none_is_lost() {
             t.join().unwrap();
         }
         assert!(calls.get() >= 1);
-        assert!(
-            calls.get() < 80_000,
-            "wakes coalesce ({} calls)",
-            calls.get()
-        );
+        assert!(calls.get() < 80_000, "wakes coalesce ({} calls)", calls.get());
         // After everything settled, one more wake means exactly one more call.
         let before = calls.get();
         waker.wake();

@@ -111,8 +111,8 @@ impl EpollBackend {
     fn slot(&mut self, fd: RawFd) -> &mut FdSlot {
         let i = fd as usize;
         if i >= self.slots.len() {
-            self.slots
-                .resize_with((i + 1).next_power_of_two(), FdSlot::default);
+            // Vec's own doubling amortizes this; only slots of fds seen so far are touched.
+            self.slots.resize_with(i + 1, FdSlot::default);
         }
         &mut self.slots[i]
     }
@@ -150,9 +150,7 @@ impl EpollBackend {
                 // SAFETY: as for Send; `addr` likewise stays valid until completion.
                 let (buf, to) = unsafe { (std::slice::from_raw_parts(ptr, len), &*addr) };
                 match socket::send_to(fd, buf, to) {
-                    Err(Error::EAGAIN) => {
-                        self.arm_writer(fd, token, Writer::SendTo { ptr, len, addr })
-                    }
+                    Err(Error::EAGAIN) => self.arm_writer(fd, token, Writer::SendTo { ptr, len, addr }),
                     r => Some(to_res(r)),
                 }
             }
@@ -374,9 +372,8 @@ impl EpollBackend {
 
     fn perform_read(&mut self, fd: RawFd, revents: u32) -> Option<Completion> {
         let (token, reader) = self.slots[fd as usize].reader?;
-        let readable = revents
-            & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32
-            != 0;
+        let readable =
+            revents & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0;
         match reader {
             Reader::Poll(want) => {
                 let bits = readiness_bits(revents) & (want | ready::ERROR | ready::DISCONNECT);
@@ -400,21 +397,19 @@ impl EpollBackend {
                     Some(Completion::new(token, e.code(), false))
                 }
             },
-            Reader::RecvFrom => {
-                match socket::recv_from(fd, &mut self.recv_buf, &mut self.recv_addr) {
-                    Err(Error::EAGAIN) | Err(Error::EINTR) => None,
-                    r => {
-                        let res = r.map(|n| n.min(self.recv_buf.len()));
-                        let mut c = Completion::new(token, to_res(res), true);
-                        if res.is_ok() {
-                            c.data = self.recv_buf.as_ptr();
-                            c.addr = &self.recv_addr;
-                            c.buf_id = 0;
-                        }
-                        Some(c)
+            Reader::RecvFrom => match socket::recv_from(fd, &mut self.recv_buf, &mut self.recv_addr) {
+                Err(Error::EAGAIN) | Err(Error::EINTR) => None,
+                r => {
+                    let res = r.map(|n| n.min(self.recv_buf.len()));
+                    let mut c = Completion::new(token, to_res(res), true);
+                    if res.is_ok() {
+                        c.data = self.recv_buf.as_ptr();
+                        c.addr = &self.recv_addr;
+                        c.buf_id = 0;
                     }
+                    Some(c)
                 }
-            }
+            },
             Reader::Wake => {
                 let mut counter = [0u8; 8];
                 match sys::read(fd, &mut counter) {
@@ -477,11 +472,9 @@ impl EpollBackend {
             }
             Writer::SendTo { ptr, len, addr } => {
                 // SAFETY: as above, for the buffer and the address.
-                match socket::send_to(
-                    fd,
-                    unsafe { std::slice::from_raw_parts(ptr, len) },
-                    unsafe { &*addr },
-                ) {
+                match socket::send_to(fd, unsafe { std::slice::from_raw_parts(ptr, len) }, unsafe {
+                    &*addr
+                }) {
                     Err(Error::EAGAIN) => return None,
                     r => to_res(r),
                 }

@@ -53,11 +53,7 @@ pub(crate) enum Op {
     /// Multishot: completes each time the eventfd is signalled, after resetting its counter.
     Wake { fd: RawFd },
     /// One-shot: send `len` bytes from `ptr`; the result may be short.
-    Send {
-        fd: RawFd,
-        ptr: *const u8,
-        len: usize,
-    },
+    Send { fd: RawFd, ptr: *const u8, len: usize },
     /// One-shot: send one datagram to `addr`.
     SendTo {
         fd: RawFd,
@@ -181,7 +177,17 @@ impl Backend {
         }
     }
 
+    /// Sends from a borrowed buffer now, if this backend does sends synchronously (epoll).
+    /// `None`: it does not; submit an `Op::Send` with owned memory instead.
+    #[inline]
+    pub(crate) fn try_send_now(&mut self, fd: RawFd, data: &[u8]) -> Option<Result<usize>> {
+        match self {
+            Backend::Epoll(_) => Some(crate::sys::socket::send(fd, data)),
+        }
+    }
+
     /// Changes the events of an armed multishot poll in place.
+
     pub(crate) fn update_poll(&mut self, token: Token, fd: RawFd, events: u32) {
         match self {
             Backend::Epoll(b) => b.update_poll(token, fd, events),

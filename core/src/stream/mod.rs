@@ -151,10 +151,7 @@ impl StreamEntry {
             || self.has(flag::LISTENING)
             || self.has(flag::CONNECTING)
             || self.w.as_ref().is_some_and(|w| {
-                w.queue_size() > 0
-                    || !w.reqs.is_empty()
-                    || w.shutdown_cb.is_some()
-                    || w.connect_cb.is_some()
+                w.queue_size() > 0 || !w.reqs.is_empty() || w.shutdown_cb.is_some() || w.connect_cb.is_some()
             })
     }
 }
@@ -169,10 +166,7 @@ impl Stream {
         let family = sys::socket::socket_domain(fd)?;
         sys::set_nonblocking(fd)?;
         let s = lp.stream_insert(fd, family);
-        lp.streams
-            .get_mut(s.idx, s.gen)
-            .expect("just inserted")
-            .flags |= flag::ADOPTED;
+        lp.streams.get_mut(s.idx, s.gen).expect("just inserted").flags |= flag::ADOPTED;
         Ok(s)
     }
 
@@ -267,20 +261,58 @@ impl Stream {
         if e.has(flag::SHUT_REQUESTED) {
             return Err(Error::EPIPE);
         }
-        let w = e.w.get_or_insert_with(WriteState::new);
-        if let Some(err) = w.error {
+        if let Some(err) = e.w.as_ref().and_then(|w| w.error) {
             return Err(err);
         }
-        w.pending.extend_from_slice(data);
+        // Nothing queued or in flight: send from the caller's slice, and copy only what the
+        // kernel did not take. Backends that must own the buffer (io_uring) decline.
+        let mut sent_now = 0;
+        let idle = !e.has(flag::CONNECTING) && e.w.as_ref().is_none_or(|w| w.queue_size() == 0 && !w.sending);
+        if idle {
+            let fd = e.fd;
+            match lp.backend.try_send_now(fd, data) {
+                Some(Ok(n)) if n == data.len() && cb.is_none() => {
+                    if let Some(w) = lp.streams.get_mut(self.idx, self.gen).and_then(|e| e.w.as_mut()) {
+                        w.queued_total += n as u64;
+                        w.written_total += n as u64;
+                    }
+                    return Ok(true);
+                }
+                Some(Ok(n)) => sent_now = n,
+                Some(Err(Error::EAGAIN)) | None => {}
+                Some(Err(err)) => {
+                    let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+                    let w = e.w.get_or_insert_with(WriteState::new);
+                    w.queued_total += data.len() as u64;
+                    if let Some(cb) = cb {
+                        w.reqs.push_back((w.queued_total, Some(cb)));
+                    }
+                    lp.stream_sent(self.idx, self.gen, err.code());
+                    return Ok(true);
+                }
+            }
+        }
+        let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+        let w = e.w.get_or_insert_with(WriteState::new);
+        w.pending.extend_from_slice(&data[sent_now..]);
         w.queued_total += data.len() as u64;
+        w.written_total += sent_now as u64;
+
         if let Some(cb) = cb {
             let end = w.queued_total;
             w.reqs.push_back((end, Some(cb)));
+        }
+        if sent_now == data.len() {
+            // All sent at once: only the callback is owed, from the deferred queue.
+            lp.stream_defer(self.idx, self.gen);
+            lp.stream_update_active(self.idx, self.gen);
+            return Ok(true);
         }
         lp.stream_flush(self.idx, self.gen);
         lp.stream_update_active(self.idx, self.gen);
         let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         let w = e.w.as_mut().expect("write state exists");
+
         let below = w.queue_size() < w.high_water;
         if !below {
             w.need_drain = true;
@@ -304,11 +336,7 @@ impl Stream {
     }
 
     /// Sets the callback run when the write queue empties after `write` returned `false`.
-    pub fn on_drain(
-        self,
-        lp: &mut Loop,
-        cb: impl FnMut(&mut Loop, Stream) + 'static,
-    ) -> Result<()> {
+    pub fn on_drain(self, lp: &mut Loop, cb: impl FnMut(&mut Loop, Stream) + 'static) -> Result<()> {
         let e = self.entry(lp)?;
         e.w.get_or_insert_with(WriteState::new).drain_cb = Some(Box::new(cb));
         Ok(())
@@ -436,10 +464,7 @@ impl Loop {
                 ptr: rest.as_ptr(),
                 len: rest.len(),
             };
-            match self
-                .backend
-                .submit(token(Kind::Stream, OP_SEND, idx, gen), op)
-            {
+            match self.backend.submit(token(Kind::Stream, OP_SEND, idx, gen), op) {
                 Some(res) => self.stream_sent(idx, gen, res),
                 None => {
                     w.sending = true;
@@ -459,9 +484,7 @@ impl Loop {
                 Op::Shutdown { fd: e.fd },
             ) {
                 Some(res) => {
-                    e.w.as_mut()
-                        .expect("shutdown has write state")
-                        .shutdown_result = Some(result_of(res));
+                    e.w.as_mut().expect("shutdown has write state").shutdown_result = Some(result_of(res));
                     self.stream_defer(idx, gen);
                 }
                 None => e.common.inflight += 1,
@@ -489,9 +512,7 @@ impl Loop {
             w.written_total += res as u64;
         }
         let done = w.error.is_some()
-            || w.reqs
-                .front()
-                .is_some_and(|&(end, _)| end <= w.written_total)
+            || w.reqs.front().is_some_and(|&(end, _)| end <= w.written_total)
             || (w.need_drain && w.queue_size() == 0);
         if done {
             self.stream_defer(idx, gen);
@@ -590,8 +611,10 @@ impl Loop {
             return;
         }
         match op {
-            OP_RECV => self.stream_received(idx, gen, c),
+            // Reads keep their state unless they end, which stream_received handles.
+            OP_RECV => return self.stream_received(idx, gen, c),
             OP_ACCEPT => self.stream_accepted(idx, gen, c),
+
             OP_SEND => {
                 self.stream_sent(idx, gen, c.res);
                 self.stream_flush(idx, gen);
@@ -649,9 +672,23 @@ impl Loop {
             e.flags |= flag::EOF;
             cb(self, s, Read::Error(Error::from_errno(-c.res)));
         }
-        self.stream_restore_incoming(idx, gen, Incoming::Read(cb));
-        // A multishot receive can end without EOF (e.g. out of buffers): re-arm.
-        self.stream_arm_incoming(idx, gen);
+        // One lookup to put the callback back and, if the multishot receive ended without EOF
+        // (e.g. out of buffers), to re-arm it.
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        if e.common.closing {
+            return;
+        }
+        if matches!(e.incoming, Incoming::None) {
+            e.incoming = Incoming::Read(cb);
+        }
+        if !e.has(flag::RECV_ARMED) && e.has(flag::READING) && !e.has(flag::EOF) {
+            self.stream_arm_incoming(idx, gen);
+        }
+        if c.res <= 0 {
+            self.stream_update_active(idx, gen);
+        }
     }
 
     fn stream_accepted(&mut self, idx: u32, gen: u32, c: &Completion) {
@@ -726,12 +763,10 @@ impl Loop {
         }
         if let Some(w) = e.w.as_ref() {
             if w.sending {
-                self.backend
-                    .cancel(token(Kind::Stream, OP_SEND, idx, gen), fd);
+                self.backend.cancel(token(Kind::Stream, OP_SEND, idx, gen), fd);
             }
             if e.has(flag::CONNECTING) {
-                self.backend
-                    .cancel(token(Kind::Stream, OP_CONNECT, idx, gen), fd);
+                self.backend.cancel(token(Kind::Stream, OP_CONNECT, idx, gen), fd);
             }
             if e.has(flag::SHUT_SUBMITTED) && w.shutdown_result.is_none() {
                 self.backend

@@ -34,12 +34,7 @@ impl Stream {
                 socket::set_opt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
             }
             if family == libc::AF_INET6 {
-                socket::set_opt_int(
-                    fd,
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_V6ONLY,
-                    i32::from(opts.v6_only),
-                )?;
+                socket::set_opt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, i32::from(opts.v6_only))?;
             }
             socket::bind(fd, &socket::RawAddr::from_inet(&addr))
         };

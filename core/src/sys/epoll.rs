@@ -32,21 +32,11 @@ impl Epoll {
         events.clear();
         // SAFETY: the kernel writes at most `capacity` events into the spare capacity, and we
         // set the length to exactly the count it reports.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd,
-                events.as_mut_ptr(),
-                events.capacity() as i32,
-                timeout_ms,
-            )
-        };
+        let n =
+            unsafe { libc::epoll_wait(self.fd, events.as_mut_ptr(), events.capacity() as i32, timeout_ms) };
         if n < 0 {
             let e = crate::Error::last_os_error();
-            return if e == crate::Error::EINTR {
-                Ok(())
-            } else {
-                Err(e)
-            };
+            return if e == crate::Error::EINTR { Ok(()) } else { Err(e) };
         }
         // SAFETY: see above.
         unsafe { events.set_len(n as usize) };

@@ -55,13 +55,7 @@ impl Timer {
     }
 
     /// [`Timer::start`] with a callback already boxed (no allocation if it is reused).
-    pub fn start_boxed(
-        self,
-        lp: &mut Loop,
-        timeout_ms: u64,
-        repeat_ms: u64,
-        cb: TimerCb,
-    ) -> Result<()> {
+    pub fn start_boxed(self, lp: &mut Loop, timeout_ms: u64, repeat_ms: u64, cb: TimerCb) -> Result<()> {
         let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         if e.common.closing {
             return Err(Error::EBADF);
@@ -99,20 +93,13 @@ impl Timer {
 
     /// Sets the repeat interval used from the next firing on.
     pub fn set_repeat(self, lp: &mut Loop, repeat_ms: u64) -> Result<()> {
-        lp.timers
-            .get_mut(self.idx, self.gen)
-            .ok_or(Error::EBADF)?
-            .repeat = repeat_ms;
+        lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?.repeat = repeat_ms;
         Ok(())
     }
 
     /// The repeat interval in milliseconds.
     pub fn repeat(self, lp: &Loop) -> Result<u64> {
-        Ok(lp
-            .timers
-            .get(self.idx, self.gen)
-            .ok_or(Error::EBADF)?
-            .repeat)
+        Ok(lp.timers.get(self.idx, self.gen).ok_or(Error::EBADF)?.repeat)
     }
 
     /// Milliseconds until the timer fires (0 if it is due or stopped).

@@ -73,16 +73,13 @@ impl Wheel {
     }
 
     /// Timers currently waiting.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     #[cfg(test)]
     pub(crate) fn is_linked(&self, idx: u32) -> bool {
-        self.nodes
-            .get(idx as usize)
-            .is_some_and(|n| n.bucket != UNLINKED)
+        self.nodes.get(idx as usize).is_some_and(|n| n.bucket != UNLINKED)
     }
 
     /// Schedules timer `idx` (which must not be linked) for `deadline` (ms, on the loop's clock).
@@ -152,6 +149,9 @@ impl Wheel {
     /// The earliest tick at which a slot holds timers: exact for the lowest level, a lower bound
     /// for higher ones (their timers are redistributed when it is reached).
     pub(crate) fn next_expiration(&self) -> Option<(usize, usize, u64)> {
+        if self.len == 0 {
+            return None;
+        }
         for level in 0..LEVELS {
             let shift = level as u32 * SLOT_BITS;
             let current = slot_for(self.elapsed, level);
@@ -166,9 +166,7 @@ impl Wheel {
                 }
             } else if self.occupied[level] != 0 {
                 // The top level is a ring: a slot before the current one is in the next turn.
-                let ahead = self.occupied[level]
-                    .rotate_right(current as u32)
-                    .trailing_zeros() as usize;
+                let ahead = self.occupied[level].rotate_right(current as u32).trailing_zeros() as usize;
                 let slot = (current + ahead) % SLOTS;
                 let mut at = level_start + ((slot as u64) << shift);
                 if slot < current {
@@ -182,13 +180,16 @@ impl Wheel {
 
     /// Milliseconds from `now` until the wheel next needs attention, or `None` when it is empty.
     pub(crate) fn timeout(&self, now: u64) -> Option<u64> {
-        self.next_expiration()
-            .map(|(_, _, at)| at.saturating_sub(now))
+        self.next_expiration().map(|(_, _, at)| at.saturating_sub(now))
     }
 
     /// Advances the wheel to `now`, unlinking every timer due at or before it into `expired`,
     /// sorted by deadline then start order.
     pub(crate) fn advance(&mut self, now: u64, expired: &mut Vec<Expired>) {
+        if self.len == 0 {
+            self.elapsed = self.elapsed.max(now);
+            return;
+        }
         let first = expired.len();
         while let Some((level, slot, at)) = self.next_expiration() {
             if at > now {

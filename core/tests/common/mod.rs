@@ -54,10 +54,7 @@ pub fn run_until(lp: &mut Loop, limit: Duration, mut done: impl FnMut(&mut Loop)
     tick.unref(lp).unwrap();
     let start = Instant::now();
     while !done(lp) {
-        assert!(
-            start.elapsed() < limit,
-            "condition not reached within {limit:?}"
-        );
+        assert!(start.elapsed() < limit, "condition not reached within {limit:?}");
         lp.run(RunMode::Once).unwrap();
     }
     tick.close(lp, None).unwrap();

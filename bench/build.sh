@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds everything the benchmarks run: evloop's release binaries, the C load generator and the
+# libuv peers (needs libuv1-dev; scripts/setup.sh installs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p evloop-core --example echo_server
+cargo build --release --quiet -p evloop-bench
+mkdir -p bench/bin
+CFLAGS="-O2 -Wall -Wextra -Werror"
+gcc $CFLAGS -o bench/bin/loadgen bench/c/loadgen.c
+if pkg-config --exists libuv; then
+    gcc $CFLAGS -o bench/bin/uv_echo bench/c/uv_echo.c $(pkg-config --cflags --libs libuv)
+    gcc $CFLAGS -o bench/bin/uv_timers bench/c/uv_timers.c $(pkg-config --cflags --libs libuv)
+else
+    echo "libuv not found: the libuv peers are skipped" >&2
+fi

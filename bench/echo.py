@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Echo benchmark: evloop against libuv, same load generator, same run.
+
+Each server runs single-threaded on CPU 0, the C ping-pong load generator on CPU 1. On two
+cores loopback throughput is bound by the client, so the figures that rank servers are the
+server's CPU time per echoed message (user and system, from /proc/PID/stat) and its system calls
+per message (perf's raw_syscalls:sys_enter tracepoint). Servers are interleaved within each round
+so machine drift hits all of them alike; the median of the rounds is reported.
+
+usage: bench/echo.py [--conns 100] [--size 64] [--seconds 5] [--rounds 3] [--markdown FILE]
+Needs the binaries built by bench/build.sh.
+"""
+import argparse, os, shutil, socket, statistics, subprocess, sys, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BIN = os.path.join(HERE, "bin")
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def servers(port):
+    echo = os.path.join(ROOT, "target", "release", "examples", "echo_server")
+    out = []
+    for backend in available_backends():
+        out.append((f"evloop ({backend})", [echo, str(port)], {"EVLOOP_BACKEND": backend}))
+    uv = os.path.join(BIN, "uv_echo")
+    if os.path.exists(uv):
+        out.append(("libuv, uv_write", [uv, str(port), "write"], {}))
+        out.append(("libuv, uv_try_write first", [uv, str(port), "trywrite"], {}))
+    return out
+
+
+def available_backends():
+    found = []
+    for b in ("epoll", "uring"):
+        probe = subprocess.run([os.path.join(ROOT, "target", "release", "examples", "echo_server"), "--probe"],
+                               env={**os.environ, "EVLOOP_BACKEND": b}, capture_output=True, text=True)
+        if probe.returncode == 0:
+            found.append(b)
+    return found
+
+
+def wait_port(port, proc, limit=10.0):
+    end = time.time() + limit
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not listen")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])  # utime, stime
+
+
+def perf_works():
+    if not shutil.which("perf"):
+        return False
+    r = subprocess.run(["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x,", "true"], capture_output=True, text=True)
+    return r.returncode == 0 and "raw_syscalls" in r.stderr
+
+
+def one_run(name, cmd, env, port, args, use_perf):
+    proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port, proc)
+        u0, s0 = cpu_ticks(proc.pid)
+        perf = None
+        if use_perf:
+            perf = subprocess.Popen(["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x,", "-p", str(proc.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.2)
+        load = subprocess.run(["taskset", "-c", "1", os.path.join(BIN, "loadgen"), str(port), "-c", str(args.conns),
+                               "-s", str(args.size), "-d", str(args.seconds)], capture_output=True, text=True,
+                              timeout=args.seconds + 60)
+        syscalls = None
+        if perf:
+            perf.send_signal(2)
+            err = perf.communicate(timeout=30)[1]
+            for line in err.splitlines():
+                parts = line.split(",")
+                if len(parts) > 2 and "raw_syscalls:sys_enter" in parts[2] and parts[0].strip().isdigit():
+                    syscalls = int(parts[0])
+        u1, s1 = cpu_ticks(proc.pid)
+    finally:
+        proc.send_signal(15)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    fields = dict(kv.split("=") for kv in load.stdout.split()[1:]) if load.stdout.startswith("RESULT") else None
+    if load.returncode != 0 or not fields:
+        raise RuntimeError(f"{name}: load generator failed: {load.stdout} {load.stderr}")
+    msgs = int(fields["msgs"])
+    return {
+        "rate": float(fields["rate"]),
+        "p50": int(fields["p50_us"]),
+        "p99": int(fields["p99_us"]),
+        "cpu_us": (u1 - u0 + s1 - s0) / HZ * 1e6 / msgs,
+        "user_us": (u1 - u0) / HZ * 1e6 / msgs,
+        "sys_per_msg": (syscalls / msgs) if syscalls is not None else None,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conns", type=int, default=100)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--port", type=int, default=7100)
+    ap.add_argument("--markdown", help="write the table to this file")
+    args = ap.parse_args()
+    use_perf = perf_works()
+    if not use_perf:
+        print("perf tracepoints unavailable: syscall counts omitted", file=sys.stderr)
+    results = {}
+    table = servers(args.port)
+    for r in range(args.rounds):
+        for i, (name, cmd, env) in enumerate(table):
+            port = args.port + r * 10 + i
+            cmd = [c if c != str(args.port) else str(port) for c in cmd]
+            res = one_run(name, cmd, env, port, args, use_perf)
+            results.setdefault(name, []).append(res)
+            print(f"round {r + 1} {name}: {res['rate']:.0f} msg/s, {res['cpu_us']:.2f} µs CPU/msg "
+                  f"({res['user_us']:.3f} user), {res['sys_per_msg'] or float('nan'):.2f} syscalls/msg, "
+                  f"p99 {res['p99']} µs", flush=True)
+    med = {n: {k: statistics.median([x[k] for x in v if x[k] is not None]) if any(x[k] is not None for x in v) else None
+               for k in v[0]} for n, v in results.items()}
+    ref = next((n for n in med if n.startswith("libuv, uv_write")), None)
+    lines = [f"Echo ping-pong, {args.conns} connections × {args.size} B, {args.seconds} s per run, median of "
+             f"{args.rounds} rounds; server on CPU 0, load generator on CPU 1.", "",
+             "| server | msg/s | server CPU µs/msg | user-space µs/msg | syscalls/msg | p50 µs | p99 µs | CPU/msg vs libuv uv_write |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, m in med.items():
+        ratio = f"{m['cpu_us'] / med[ref]['cpu_us']:.2f}×" if ref else "–"
+        sc = f"{m['sys_per_msg']:.2f}" if m["sys_per_msg"] is not None else "n/a"
+        lines.append(f"| {n} | {m['rate']:.0f} | {m['cpu_us']:.2f} | {m['user_us']:.3f} | {sc} | {m['p50']:.0f} | "
+                     f"{m['p99']:.0f} | {ratio} |")
+    text = "\n".join(lines) + "\n"
+    print()
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
