@@ -187,7 +187,6 @@ impl Backend {
     }
 
     /// Changes the events of an armed multishot poll in place.
-
     pub(crate) fn update_poll(&mut self, token: Token, fd: RawFd, events: u32) {
         match self {
             Backend::Epoll(b) => b.update_poll(token, fd, events),

@@ -73,6 +73,7 @@ impl Wheel {
     }
 
     /// Timers currently waiting.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
