@@ -32,8 +32,14 @@ pub enum RunMode {
 pub struct Config {
     /// Which kernel interface to use. `EVLOOP_BACKEND` overrides `Auto`.
     pub backend: BackendKind,
-    /// Size of the loop-owned receive buffer lent to read callbacks.
+    /// epoll: size of the one loop-owned receive buffer lent to read callbacks.
     pub recv_buffer_size: usize,
+    /// io_uring: submission queue entries (the completion queue gets four times as many).
+    pub ring_entries: u32,
+    /// io_uring: receive buffers in the provided-buffer ring (rounded up to a power of two).
+    pub ring_buffers: u16,
+    /// io_uring: size of each provided receive buffer.
+    pub ring_buffer_size: u32,
 }
 
 impl Default for Config {
@@ -41,6 +47,9 @@ impl Default for Config {
         Config {
             backend: BackendKind::Auto,
             recv_buffer_size: 64 * 1024,
+            ring_entries: 1024,
+            ring_buffers: 512,
+            ring_buffer_size: 16 * 1024,
         }
     }
 }
@@ -84,14 +93,16 @@ pub struct Loop {
     _not_send: PhantomData<*mut ()>,
 }
 
-// Token layout: index in bits 0..32, operation in 32..36, handle kind in 36..40, and the low 24
-// bits of the handle's generation in 40..64.
+// Token layout: index in bits 0..32, operation in 32..36, handle kind in 36..40, the low 20 bits
+// of the handle's generation in 40..60; bits 60..64 stay zero for the backend's use.
+const GEN_MASK: u64 = 0xf_ffff;
+
 pub(crate) fn token(kind: Kind, op: u8, idx: u32, gen: u32) -> Token {
-    idx as u64 | ((op as u64 & 0xf) << 32) | ((kind as u64) << 36) | ((gen as u64 & 0xff_ffff) << 40)
+    idx as u64 | ((op as u64 & 0xf) << 32) | ((kind as u64) << 36) | ((gen as u64 & GEN_MASK) << 40)
 }
 
 pub(crate) fn gen_matches(gen: u32, token: Token) -> bool {
-    (gen & 0xff_ffff) as u64 == token >> 40
+    gen as u64 & GEN_MASK == (token >> 40) & GEN_MASK
 }
 
 impl Loop {
@@ -103,7 +114,12 @@ impl Loop {
     /// A loop with `config`. Asking for a backend the system cannot run is an error, not a
     /// silent fallback.
     pub fn with_config(config: Config) -> Result<Loop> {
-        let backend = Backend::new(config.backend, config.recv_buffer_size)?;
+        let sizes = crate::backend::uring::UringSizes {
+            entries: config.ring_entries,
+            buffers: config.ring_buffers,
+            buffer_size: config.ring_buffer_size,
+        };
+        let backend = Backend::new(config.backend, config.recv_buffer_size, sizes)?;
         let start_ns = sys::monotonic_ns();
         Ok(Loop {
             backend,
@@ -192,6 +208,7 @@ impl Loop {
             || !self.deferred.is_empty()
             || !self.closing.is_empty()
             || self.backend.has_ready()
+            || self.backend.has_unsubmitted()
         {
             return 0;
         }

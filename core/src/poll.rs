@@ -1,6 +1,6 @@
 //! fd watchers (libuv's `uv_poll_t`): readiness of any pollable fd the caller owns.
 
-use crate::backend::{Completion, Op};
+use crate::backend::{Completion, Op, OpKind};
 use crate::error::{Error, Result};
 use crate::event_loop::{gen_matches, token, Loop};
 use crate::handle::{handle_type, CloseCb, Common, Kind, RawHandle};
@@ -70,8 +70,12 @@ impl FdWatcher {
             lp.poll_arm(self.idx, self.gen);
         } else if changed && !e.cancelling {
             let (fd, t) = (e.fd, token(Kind::Poll, 0, self.idx, self.gen));
-            lp.backend.update_poll(t, fd, events);
+            if !lp.backend.update_poll(t, fd, events) {
+                // Re-armed with the new events when the cancellation's final completion lands.
+                lp.poll_cancel(self.idx, self.gen);
+            }
         }
+
         Ok(())
     }
 
@@ -119,7 +123,8 @@ impl Loop {
         if e.armed && !e.cancelling {
             e.cancelling = true;
             let fd = e.fd;
-            self.backend.cancel(token(Kind::Poll, 0, idx, gen), fd);
+            self.backend
+                .cancel(token(Kind::Poll, 0, idx, gen), fd, OpKind::Poll);
         }
     }
 

@@ -1,6 +1,6 @@
 //! UDP sockets: bind, send_to, receive with the sender's address, broadcast and multicast.
 
-use crate::backend::{Completion, Op};
+use crate::backend::{Completion, Op, OpKind};
 use crate::error::{Error, Result};
 use crate::event_loop::{gen_matches, token, Deferred, Loop};
 use crate::handle::{handle_type, CloseCb, Common, Kind, RawHandle};
@@ -42,7 +42,8 @@ pub struct UdpBindOptions {
 
 struct Datagram {
     data: Vec<u8>,
-    addr: RawAddr,
+    /// Boxed: the backend holds its address until the send completes, and the queue may move.
+    addr: Box<RawAddr>,
     cb: Option<SendCb>,
 }
 
@@ -57,8 +58,8 @@ pub(crate) struct UdpEntry {
     sending: bool,
     /// Finished sends whose callbacks have not run yet.
     done: VecDeque<(Option<SendCb>, Result<()>)>,
-    /// Buffers of sent datagrams, reused so steady sending does not allocate.
-    spare: Vec<Vec<u8>>,
+    /// Buffers and addresses of sent datagrams, reused so steady sending does not allocate.
+    spare: Vec<(Vec<u8>, Box<RawAddr>)>,
     deferred: bool,
 }
 
@@ -123,12 +124,16 @@ impl Udp {
         if e.queue.len() >= MAX_QUEUED {
             return Err(Error::ENOBUFS);
         }
-        let mut buf = e.spare.pop().unwrap_or_default();
+        let (mut buf, mut to) = e
+            .spare
+            .pop()
+            .unwrap_or_else(|| (Vec::new(), Box::new(RawAddr::empty())));
         buf.clear();
         buf.extend_from_slice(data);
+        *to = RawAddr::from_inet(&addr);
         e.queue.push_back(Datagram {
             data: buf,
-            addr: RawAddr::from_inet(&addr),
+            addr: to,
             cb,
         });
         lp.udp_flush(self.idx, self.gen);
@@ -161,8 +166,11 @@ impl Udp {
         e.receiving = false;
         if e.recv_armed {
             let fd = e.fd;
-            lp.backend
-                .cancel(token(Kind::Udp, OP_RECV, self.idx, self.gen), fd);
+            lp.backend.cancel(
+                token(Kind::Udp, OP_RECV, self.idx, self.gen),
+                fd,
+                OpKind::RecvFrom,
+            );
         }
         lp.udp_update_active(self.idx, self.gen);
         Ok(())
@@ -307,7 +315,7 @@ impl Loop {
                 fd: e.fd,
                 ptr: d.data.as_ptr(),
                 len: d.data.len(),
-                addr: &d.addr,
+                addr: &*d.addr,
             };
             match self.backend.submit(token(Kind::Udp, OP_SEND, idx, gen), op) {
                 None => {
@@ -326,7 +334,8 @@ impl Loop {
         };
         e.sending = false;
         let Some(d) = e.queue.pop_front() else { return };
-        e.spare.push(d.data);
+        e.spare.push((d.data, d.addr));
+
         if d.cb.is_some() {
             e.done.push_back((d.cb, result_of(res)));
             if !e.deferred {
@@ -387,7 +396,9 @@ impl Loop {
                 self.udp_flush(idx, gen);
             }
             OP_RECV => {
-                if c.res != -libc::ECANCELED && e.receiving {
+                // ENOBUFS: the backend ran out of receive buffers; the datagram waits in the
+                // socket and the receive is armed again below.
+                if c.res != -libc::ECANCELED && c.res != -libc::ENOBUFS && e.receiving {
                     if let Some(mut cb) = e.recv_cb.take() {
                         let u = Udp { idx, gen };
                         let result = if c.res < 0 {
@@ -424,10 +435,12 @@ impl Loop {
         e.receiving = false;
         e.recv_cb = None;
         if e.recv_armed {
-            self.backend.cancel(token(Kind::Udp, OP_RECV, idx, gen), fd);
+            self.backend
+                .cancel(token(Kind::Udp, OP_RECV, idx, gen), fd, OpKind::RecvFrom);
         }
         if e.sending {
-            self.backend.cancel(token(Kind::Udp, OP_SEND, idx, gen), fd);
+            self.backend
+                .cancel(token(Kind::Udp, OP_SEND, idx, gen), fd, OpKind::SendTo);
         }
     }
 

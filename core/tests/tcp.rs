@@ -26,6 +26,23 @@ fn echo_server(lp: &mut Loop, addr: &str) -> (Stream, SocketAddr) {
     (server, bound)
 }
 
+/// A connected pair: an evloop client and the std socket the listener accepted. The loop runs
+/// until the connect completes (io_uring starts it only when the loop enters the kernel).
+fn connected_pair(lp: &mut Loop) -> (Stream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connected = Rc::new(Cell::new(false));
+    let c = connected.clone();
+    let client = Stream::tcp_connect(lp, addr, move |_, _, r| {
+        r.unwrap();
+        c.set(true);
+    })
+    .unwrap();
+    run_until(lp, LIMIT, |_| connected.get());
+    let (peer, _) = listener.accept().unwrap();
+    (client, peer)
+}
+
 fn echo_round_trips(addr: &str) {
     each_backend(|lp| {
         let (server, bound) = echo_server(lp, addr);
@@ -164,11 +181,9 @@ impl LingerZero for std::net::TcpStream {
 #[test]
 fn peer_closing_mid_write_gives_an_error_not_sigpipe() {
     each_backend(|lp| {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let result = Rc::new(RefCell::new(None));
-        let client = Stream::tcp_connect(lp, addr, |_, _, r| r.unwrap()).unwrap();
-        let (peer, _) = listener.accept().unwrap();
+        let (client, peer) = connected_pair(lp);
+
         peer.set_linger_zero();
         let chunk = vec![7u8; 256 * 1024];
         let r = result.clone();
@@ -218,10 +233,7 @@ fn peer_closing_mid_write_gives_an_error_not_sigpipe() {
 #[test]
 fn backpressure_with_high_water_mark_and_drain() {
     each_backend(|lp| {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = Stream::tcp_connect(lp, addr, |_, _, r| r.unwrap()).unwrap();
-        let (mut peer, _) = listener.accept().unwrap();
+        let (client, mut peer) = connected_pair(lp);
         client.set_high_water_mark(lp, 64 * 1024).unwrap();
         let drained = Rc::new(Cell::new(0));
         let d = drained.clone();
@@ -279,10 +291,7 @@ fn connect_refused() {
 #[test]
 fn shutdown_sends_eof_and_later_writes_fail() {
     each_backend(|lp| {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = Stream::tcp_connect(lp, addr, |_, _, r| r.unwrap()).unwrap();
-        let (mut peer, _) = listener.accept().unwrap();
+        let (client, mut peer) = connected_pair(lp);
         client.write(lp, b"last words", None).unwrap();
         let done = Rc::new(Cell::new(false));
         let d = done.clone();
@@ -310,10 +319,7 @@ fn shutdown_sends_eof_and_later_writes_fail() {
 #[test]
 fn close_cancels_pending_writes_before_the_close_callback() {
     each_backend(|lp| {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = Stream::tcp_connect(lp, addr, |_, _, r| r.unwrap()).unwrap();
-        let (_peer, _) = listener.accept().unwrap();
+        let (client, _peer) = connected_pair(lp);
         let events = Rc::new(RefCell::new(Vec::new()));
         let chunk = vec![0u8; 4 * 1024 * 1024];
         let e = events.clone();

@@ -7,7 +7,12 @@ use std::rc::Rc;
 
 fn unix_echo(name: Vec<u8>) {
     each_backend(|lp| {
+        if name.first() != Some(&0) {
+            // A path socket leaves its file behind: the previous backend's run made it.
+            let _ = std::fs::remove_file(std::path::Path::new(std::str::from_utf8(&name).unwrap()));
+        }
         let server = Stream::unix_bind(lp, &name).unwrap();
+
         assert_eq!(server.unix_local_name(lp).unwrap(), name);
         assert_eq!(server.local_addr(lp), Err(Error::ENOTSUP), "not a TCP socket");
         server

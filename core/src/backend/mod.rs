@@ -16,14 +16,32 @@
 //! - Data of a receive completion stays valid until the next call to `next_completion` or
 //!   `recycle`, whichever comes first.
 
+mod buf_ring;
 pub(crate) mod epoll;
+pub(crate) mod uring;
 
 use crate::error::Result;
 use crate::sys::socket::RawAddr;
 use std::os::fd::RawFd;
 
-/// The loop's name for one operation; comes back unchanged in its completions.
+/// The loop's name for one operation; comes back unchanged in its completions. Its top four
+/// bits must be zero: a backend may use them to tag the operation's kind.
 pub(crate) type Token = u64;
+
+/// The kind of an operation, as `cancel` needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum OpKind {
+    Accept = 1,
+    Recv = 2,
+    RecvFrom = 3,
+    Poll = 4,
+    Wake = 5,
+    Send = 6,
+    SendTo = 7,
+    Connect = 8,
+    Shutdown = 9,
+}
 
 /// Readiness bits reported by [`Op::Poll`] completions (and used by fd watchers).
 pub mod ready {
@@ -65,6 +83,22 @@ pub(crate) enum Op {
     Connect { fd: RawFd, addr: *const RawAddr },
     /// One-shot: shut down the write side.
     Shutdown { fd: RawFd },
+}
+
+impl Op {
+    pub(crate) fn kind(&self) -> OpKind {
+        match self {
+            Op::Accept { .. } => OpKind::Accept,
+            Op::Recv { .. } => OpKind::Recv,
+            Op::RecvFrom { .. } => OpKind::RecvFrom,
+            Op::Poll { .. } => OpKind::Poll,
+            Op::Wake { .. } => OpKind::Wake,
+            Op::Send { .. } => OpKind::Send,
+            Op::SendTo { .. } => OpKind::SendTo,
+            Op::Connect { .. } => OpKind::Connect,
+            Op::Shutdown { .. } => OpKind::Shutdown,
+        }
+    }
 }
 
 /// One result of an operation.
@@ -118,7 +152,7 @@ pub enum BackendKind {
     Auto,
     /// epoll: readiness, with the loop performing each system call.
     Epoll,
-    /// io_uring. Not available yet (see the README); asking for it fails with `ENOSYS`.
+    /// io_uring. Fails with the kernel's error (`ENOSYS`, `EPERM`…) where it cannot run.
     Uring,
 }
 
@@ -135,13 +169,20 @@ impl BackendKind {
 }
 
 /// The backends behind one interface; an enum rather than a trait object so the hot calls
-/// inline.
+/// inline. One lives in each loop, so the variants' size difference costs a few hundred bytes
+/// per loop, where boxing would cost an indirection per call.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Epoll(epoll::EpollBackend),
+    Uring(uring::UringBackend),
 }
 
 impl Backend {
-    pub(crate) fn new(kind: BackendKind, recv_buffer_size: usize) -> Result<Backend> {
+    pub(crate) fn new(
+        kind: BackendKind,
+        recv_buffer_size: usize,
+        sizes: uring::UringSizes,
+    ) -> Result<Backend> {
         let kind = match kind {
             BackendKind::Auto => match std::env::var("EVLOOP_BACKEND") {
                 Ok(v) => BackendKind::parse(&v).ok_or(crate::Error::EINVAL)?,
@@ -150,16 +191,27 @@ impl Backend {
             other => other,
         };
         match kind {
-            BackendKind::Auto | BackendKind::Epoll => {
-                Ok(Backend::Epoll(epoll::EpollBackend::new(recv_buffer_size)?))
-            }
-            BackendKind::Uring => Err(crate::Error::ENOSYS),
+            BackendKind::Epoll => Ok(Backend::Epoll(epoll::EpollBackend::new(recv_buffer_size)?)),
+            BackendKind::Uring => Ok(Backend::Uring(uring::UringBackend::new(sizes)?)),
+            BackendKind::Auto => match uring::UringBackend::new(sizes) {
+                Ok(b) => Ok(Backend::Uring(b)),
+                Err(e) => {
+                    // io_uring refused (ENOSYS, EPERM from seccomp, kernel.io_uring_disabled) or
+                    // lacking a required feature: epoll, silently unless asked.
+                    static ONCE: std::sync::Once = std::sync::Once::new();
+                    if std::env::var_os("EVLOOP_DEBUG").is_some() {
+                        ONCE.call_once(|| eprintln!("evloop: io_uring unavailable ({e}); using epoll"));
+                    }
+                    Ok(Backend::Epoll(epoll::EpollBackend::new(recv_buffer_size)?))
+                }
+            },
         }
     }
 
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Epoll(_) => "epoll",
+            Backend::Uring(_) => "uring",
         }
     }
 
@@ -167,13 +219,15 @@ impl Backend {
     pub(crate) fn submit(&mut self, token: Token, op: Op) -> Option<i32> {
         match self {
             Backend::Epoll(b) => b.submit(token, op),
+            Backend::Uring(b) => b.submit(token, op),
         }
     }
 
     #[inline]
-    pub(crate) fn cancel(&mut self, token: Token, fd: RawFd) {
+    pub(crate) fn cancel(&mut self, token: Token, fd: RawFd, kind: OpKind) {
         match self {
             Backend::Epoll(b) => b.cancel(token, fd),
+            Backend::Uring(b) => b.cancel(token, kind),
         }
     }
 
@@ -183,13 +237,27 @@ impl Backend {
     pub(crate) fn try_send_now(&mut self, fd: RawFd, data: &[u8]) -> Option<Result<usize>> {
         match self {
             Backend::Epoll(_) => Some(crate::sys::socket::send(fd, data)),
+            Backend::Uring(_) => None,
         }
     }
 
-    /// Changes the events of an armed multishot poll in place.
-    pub(crate) fn update_poll(&mut self, token: Token, fd: RawFd, events: u32) {
+    /// Changes the events of an armed multishot poll in place; `false` if this backend cannot,
+    /// and the poll must be cancelled and submitted again.
+    pub(crate) fn update_poll(&mut self, token: Token, fd: RawFd, events: u32) -> bool {
         match self {
-            Backend::Epoll(b) => b.update_poll(token, fd, events),
+            Backend::Epoll(b) => {
+                b.update_poll(token, fd, events);
+                true
+            }
+            Backend::Uring(_) => false,
+        }
+    }
+
+    /// Operations are queued that only a kernel entry will start (for embedders' timeouts).
+    pub(crate) fn has_unsubmitted(&self) -> bool {
+        match self {
+            Backend::Epoll(_) => false,
+            Backend::Uring(b) => b.has_unsubmitted(),
         }
     }
 
@@ -198,6 +266,7 @@ impl Backend {
     pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
         match self {
             Backend::Epoll(b) => b.wait(timeout_ms),
+            Backend::Uring(b) => b.wait(timeout_ms),
         }
     }
 
@@ -205,6 +274,7 @@ impl Backend {
     pub(crate) fn next_completion(&mut self) -> Option<Completion> {
         match self {
             Backend::Epoll(b) => b.next_completion(),
+            Backend::Uring(b) => b.next_completion(),
         }
     }
 
@@ -213,6 +283,7 @@ impl Backend {
     pub(crate) fn recycle(&mut self, c: &Completion) {
         match self {
             Backend::Epoll(b) => b.recycle(c),
+            Backend::Uring(b) => b.recycle(c),
         }
     }
 
@@ -221,6 +292,7 @@ impl Backend {
     pub(crate) fn has_ready(&self) -> bool {
         match self {
             Backend::Epoll(b) => b.has_ready(),
+            Backend::Uring(b) => b.has_ready(),
         }
     }
 
@@ -228,6 +300,8 @@ impl Backend {
     pub(crate) fn release_fd(&mut self, fd: RawFd, owned: bool) {
         match self {
             Backend::Epoll(b) => b.release_fd(fd, owned),
+            // Nothing is registered per fd; every operation on it has completed.
+            Backend::Uring(_) => {}
         }
     }
 
@@ -235,6 +309,7 @@ impl Backend {
     pub(crate) fn fd(&self) -> RawFd {
         match self {
             Backend::Epoll(b) => b.fd(),
+            Backend::Uring(b) => b.fd(),
         }
     }
 }

@@ -9,7 +9,7 @@
 pub mod tcp;
 pub mod unix;
 
-use crate::backend::{Completion, Op};
+use crate::backend::{Completion, Op, OpKind};
 use crate::error::{Error, Result};
 use crate::event_loop::{gen_matches, token, Deferred, Loop};
 use crate::handle::{handle_type, CloseCb, Common, Kind};
@@ -101,6 +101,10 @@ struct WriteState {
     connect_result: Option<Result<()>>,
     shutdown_cb: Option<DoneCb>,
     shutdown_result: Option<Result<()>>,
+    /// Received while reading was stopped; delivered first when reading restarts.
+    stash: Vec<u8>,
+    /// EOF (0) or an error that arrived behind stashed data.
+    stash_end: Option<i32>,
 }
 
 impl WriteState {
@@ -122,6 +126,8 @@ impl WriteState {
             connect_result: None,
             shutdown_cb: None,
             shutdown_result: None,
+            stash: Vec::new(),
+            stash_end: None,
         })
     }
 
@@ -222,8 +228,14 @@ impl Stream {
         }
         e.incoming = Incoming::Read(cb);
         e.flags |= flag::READING;
+        let stashed =
+            e.w.as_ref()
+                .is_some_and(|w| !w.stash.is_empty() || w.stash_end.is_some());
         if !e.has(flag::CONNECTING) {
             lp.stream_arm_incoming(self.idx, self.gen);
+        }
+        if stashed {
+            lp.stream_defer(self.idx, self.gen);
         }
         lp.stream_update_active(self.idx, self.gen);
         Ok(())
@@ -236,7 +248,7 @@ impl Stream {
         if e.has(flag::RECV_ARMED) {
             let fd = e.fd;
             lp.backend
-                .cancel(token(Kind::Stream, OP_RECV, self.idx, self.gen), fd);
+                .cancel(token(Kind::Stream, OP_RECV, self.idx, self.gen), fd, OpKind::Recv);
         }
         lp.stream_update_active(self.idx, self.gen);
         Ok(())
@@ -528,12 +540,15 @@ impl Loop {
         }
     }
 
-    /// Runs the stream's finished connect, write, drain and shutdown callbacks, in that order.
+    /// Runs the stream's stashed reads, then its finished connect, write, drain and shutdown
+    /// callbacks, in that order.
     pub(crate) fn stream_finish_writes(&mut self, idx: u32, gen: u32) {
         let s = Stream { idx, gen };
         if let Some(e) = self.streams.get_mut(idx, gen) {
             e.flags &= !flag::DEFERRED;
         }
+        self.stream_deliver_stash(idx, gen);
+
         // Connect.
         if let Some(w) = self.streams.get_mut(idx, gen).and_then(|e| e.w.as_mut()) {
             if let Some(result) = w.connect_result.take() {
@@ -580,6 +595,46 @@ impl Loop {
             if let Some(result) = w.shutdown_result.take() {
                 if let Some(cb) = w.shutdown_cb.take() {
                     cb(self, s, result);
+                }
+            }
+        }
+        self.stream_update_active(idx, gen);
+    }
+
+    /// Delivers data (and an end) that arrived while reading was stopped.
+    fn stream_deliver_stash(&mut self, idx: u32, gen: u32) {
+        let s = Stream { idx, gen };
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        if !e.has(flag::READING) || e.common.closing {
+            return;
+        }
+        let Some(w) = e.w.as_mut() else { return };
+        if w.stash.is_empty() && w.stash_end.is_none() {
+            return;
+        }
+        let mut data = std::mem::take(&mut w.stash);
+        let end = w.stash_end.take();
+        let Incoming::Read(mut cb) = std::mem::replace(&mut e.incoming, Incoming::None) else {
+            return;
+        };
+        if !data.is_empty() {
+            cb(self, s, Read::Data(&data));
+        }
+        match end {
+            Some(0) => cb(self, s, Read::Eof),
+            Some(res) if res < 0 => cb(self, s, Read::Error(Error::from_errno(-res))),
+            _ => {}
+        }
+        data.clear();
+        if let Some(e) = self.streams.get_mut(idx, gen) {
+            if matches!(e.incoming, Incoming::None) && !e.common.closing {
+                e.incoming = Incoming::Read(cb);
+            }
+            if let Some(w) = e.w.as_mut() {
+                if w.stash.is_empty() {
+                    w.stash = data; // keep the capacity
                 }
             }
         }
@@ -649,15 +704,29 @@ impl Loop {
         let Some(e) = self.streams.get_mut(idx, gen) else {
             return;
         };
-        if c.res == -libc::ECANCELED {
-            // A stop followed by a start before the cancellation landed: arm again.
+        if c.res == -libc::ECANCELED || c.res == -libc::ENOBUFS {
+            // A stop followed by a start before the cancellation landed, or a multishot receive
+            // that ran out of buffers (its data waits in the socket): arm again.
             self.stream_arm_incoming(idx, gen);
             return;
         }
-        if !e.has(flag::READING) {
-            debug_assert!(false, "data after read_stop: a backend must not lose it");
+        if !e.has(flag::READING) || e.w.as_ref().is_some_and(|w| !w.stash.is_empty()) {
+            // Data that was already on its way when reading stopped (io_uring), or that must
+            // queue behind such data: keep it, in order, for the next read_start.
+            if c.res > 0 {
+                let w = e.w.get_or_insert_with(WriteState::new);
+                // SAFETY: valid until the completion is recycled, after dispatch.
+                w.stash.extend_from_slice(unsafe { c.bytes() });
+            } else {
+                e.w.get_or_insert_with(WriteState::new).stash_end = Some(c.res);
+                e.flags |= flag::EOF;
+            }
+            if e.has(flag::READING) {
+                self.stream_defer(idx, gen);
+            }
             return;
         }
+
         let Incoming::Read(mut cb) = std::mem::replace(&mut e.incoming, Incoming::None) else {
             return;
         };
@@ -754,23 +823,25 @@ impl Loop {
         };
         let fd = e.fd;
         if e.has(flag::RECV_ARMED) {
-            let op = if e.has(flag::LISTENING) {
-                OP_ACCEPT
+            let (op, kind) = if e.has(flag::LISTENING) {
+                (OP_ACCEPT, OpKind::Accept)
             } else {
-                OP_RECV
+                (OP_RECV, OpKind::Recv)
             };
-            self.backend.cancel(token(Kind::Stream, op, idx, gen), fd);
+            self.backend.cancel(token(Kind::Stream, op, idx, gen), fd, kind);
         }
         if let Some(w) = e.w.as_ref() {
             if w.sending {
-                self.backend.cancel(token(Kind::Stream, OP_SEND, idx, gen), fd);
+                self.backend
+                    .cancel(token(Kind::Stream, OP_SEND, idx, gen), fd, OpKind::Send);
             }
             if e.has(flag::CONNECTING) {
-                self.backend.cancel(token(Kind::Stream, OP_CONNECT, idx, gen), fd);
+                self.backend
+                    .cancel(token(Kind::Stream, OP_CONNECT, idx, gen), fd, OpKind::Connect);
             }
             if e.has(flag::SHUT_SUBMITTED) && w.shutdown_result.is_none() {
                 self.backend
-                    .cancel(token(Kind::Stream, OP_SHUTDOWN, idx, gen), fd);
+                    .cancel(token(Kind::Stream, OP_SHUTDOWN, idx, gen), fd, OpKind::Shutdown);
             }
         }
         e.incoming = Incoming::None;

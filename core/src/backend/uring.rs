@@ -1,0 +1,402 @@
+//! The io_uring backend: operations run in the kernel; one `io_uring_enter` per loop iteration
+//! both submits what was queued and waits.
+//!
+//! What it uses, and why:
+//! - Multishot accept, multishot receive into a provided-buffer ring ([`BufRing`]) and multishot
+//!   poll: one submission serves many completions, so a busy connection costs no submission per
+//!   message and an idle one holds no buffer.
+//! - SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them (completions are produced when the
+//!   loop asks, in batches), COOP_TASKRUN otherwise; a registered ring fd where possible.
+//! - The wait's timeout travels in the enter call's extended argument: no timeout SQE, never one
+//!   per timer.
+//! - A full submission queue is submitted and refilled; completions the kernel had to hold back
+//!   (CQ overflow) are flushed by entering again before the loop sleeps.
+
+use super::buf_ring::BufRing;
+use super::{ready, Completion, Op, OpKind, Token, NO_BUFFER};
+use crate::error::{Error, Result};
+use crate::sys::socket::RawAddr;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::os::fd::{AsRawFd, RawFd};
+
+/// Operations' kinds ride in the top bits of user_data; cancellation SQEs use zero, which no
+/// loop token can be (its handle-kind bits are never zero).
+const KIND_SHIFT: u32 = 60;
+const TOKEN_MASK: u64 = (1 << KIND_SHIFT) - 1;
+const INTERNAL: u64 = 0;
+const BUFFER_GROUP: u16 = 0;
+
+/// Sizes of the ring and its receive buffers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UringSizes {
+    pub(crate) entries: u32,
+    pub(crate) buffers: u16,
+    pub(crate) buffer_size: u32,
+}
+
+pub(crate) struct UringBackend {
+    // Dropped first: the kernel lets go of the buffer ring before its memory is unmapped.
+    ring: IoUring,
+    buffers: BufRing,
+    cqes: Vec<cqueue::Entry>,
+    cursor: usize,
+    /// SQEs pushed since the last enter.
+    queued: usize,
+    wake: Option<(Token, RawFd)>,
+    wake_cancelled: bool,
+    wake_buf: Box<[u8; 8]>,
+    /// Template for multishot recvmsg: room for any address, no control data.
+    msghdr: Box<libc::msghdr>,
+    recv_addr: RawAddr,
+}
+
+/// Multishot receive needs Linux 6.0; older kernels get epoll.
+fn kernel_has_multishot_receive() -> bool {
+    // SAFETY: uname fills a zeroed utsname.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return false;
+    }
+    let release: String = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8 as char)
+        .collect();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (6, 0)
+}
+
+fn build_ring(entries: u32) -> std::io::Result<IoUring> {
+    let cq = entries.saturating_mul(4).max(entries);
+    let fast = IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_submit_all()
+        .build(entries);
+    match fast {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_coop_taskrun()
+            .build(entries)
+            .or_else(|e| {
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    IoUring::builder().setup_cqsize(cq).build(entries)
+                } else {
+                    Err(e)
+                }
+            }),
+        other => other,
+    }
+}
+
+impl UringBackend {
+    pub(crate) fn new(sizes: UringSizes) -> Result<UringBackend> {
+        if !kernel_has_multishot_receive() {
+            return Err(Error::ENOSYS);
+        }
+        let ring = build_ring(sizes.entries.clamp(4, 32768))?;
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        let needed = [
+            opcode::AcceptMulti::CODE,
+            opcode::RecvMulti::CODE,
+            opcode::RecvMsgMulti::CODE,
+            opcode::Send::CODE,
+            opcode::PollAdd::CODE,
+            opcode::AsyncCancel::CODE,
+            opcode::Connect::CODE,
+            opcode::Shutdown::CODE,
+            opcode::Read::CODE,
+        ];
+        if !needed.iter().all(|&op| probe.is_supported(op)) {
+            return Err(Error::ENOSYS);
+        }
+        // Optional: saves the kernel a file lookup per enter.
+        let _ = ring.submitter().register_ring_fd();
+        let count = sizes.buffers.clamp(1, 32768).next_power_of_two();
+        let buffers = BufRing::new(count, sizes.buffer_size.max(64))?;
+        // SAFETY: the ring memory lives in `buffers`, which outlives the registration (the ring
+        // is dropped first).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                buffers.ring_addr(),
+                buffers.count(),
+                BUFFER_GROUP,
+                0,
+            )
+        }?;
+        // SAFETY: an all-zero msghdr is valid; only the lengths matter for multishot recvmsg.
+        let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        msghdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        Ok(UringBackend {
+            ring,
+            buffers,
+            cqes: Vec::with_capacity(1024),
+            cursor: 0,
+            queued: 0,
+            wake: None,
+            wake_cancelled: false,
+            wake_buf: Box::new([0; 8]),
+            msghdr,
+            recv_addr: RawAddr::empty(),
+        })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every pointer an entry carries (buffers, addresses, the msghdr template,
+            // the wake buffer) stays valid until the operation's final completion, as the
+            // backend contract requires of submitters and as this type keeps for its own.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                self.queued += 1;
+                return;
+            }
+            // Full: hand the queue to the kernel and try again. EBUSY means completions must be
+            // reaped first.
+            match self.ring.submit() {
+                Ok(_) => self.queued = 0,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap(),
+                Err(_) => self.reap(),
+            }
+        }
+    }
+
+    pub(crate) fn submit(&mut self, token: Token, op: Op) -> Option<i32> {
+        debug_assert_eq!(token >> KIND_SHIFT, 0);
+        let ud = token | (op.kind() as u64) << KIND_SHIFT;
+        let entry = match op {
+            Op::Accept { fd } => opcode::AcceptMulti::new(types::Fd(fd))
+                .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                .build(),
+            Op::Recv { fd } => opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP).build(),
+            Op::RecvFrom { fd } => {
+                opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msghdr, BUFFER_GROUP).build()
+            }
+            Op::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), poll_mask(events))
+                .multi(true)
+                .build(),
+            Op::Wake { fd } => {
+                self.wake = Some((token, fd));
+                self.wake_cancelled = false;
+                opcode::Read::new(types::Fd(fd), self.wake_buf.as_mut_ptr(), 8).build()
+            }
+            Op::Send { fd, ptr, len } => {
+                opcode::Send::new(types::Fd(fd), ptr, len.min(u32::MAX as usize) as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
+            Op::SendTo { fd, ptr, len, addr } => {
+                // SAFETY: the address stays valid until completion (contract).
+                let a = unsafe { &*addr };
+                opcode::Send::new(types::Fd(fd), ptr, len.min(u32::MAX as usize) as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .dest_addr(a.as_ptr())
+                    .dest_addr_len(a.len)
+                    .build()
+            }
+            Op::Connect { fd, addr } => {
+                // SAFETY: as above.
+                let a = unsafe { &*addr };
+                opcode::Connect::new(types::Fd(fd), a.as_ptr(), a.len).build()
+            }
+            Op::Shutdown { fd } => opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR).build(),
+        };
+        self.push(entry.user_data(ud));
+        None
+    }
+
+    pub(crate) fn cancel(&mut self, token: Token, kind: OpKind) {
+        if kind == OpKind::Wake {
+            self.wake_cancelled = true;
+        }
+        let ud = token | (kind as u64) << KIND_SHIFT;
+        self.push(opcode::AsyncCancel::new(ud).build().user_data(INTERNAL));
+    }
+
+    /// Moves completions from the kernel's queue into ours, freeing CQ space at once.
+    fn reap(&mut self) {
+        if self.cursor == self.cqes.len() {
+            self.cqes.clear();
+            self.cursor = 0;
+        }
+        self.cqes.extend(self.ring.completion());
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        self.cursor < self.cqes.len()
+    }
+
+    pub(crate) fn has_unsubmitted(&self) -> bool {
+        self.queued > 0
+    }
+
+    pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
+        let timeout_ms = if self.has_ready() { 0 } else { timeout_ms };
+        let submitter = self.ring.submitter();
+        // With DEFER_TASKRUN completions exist only after an enter with GETEVENTS, so even a
+        // zero timeout enters (waiting for one completion with an immediate deadline).
+        let res = if timeout_ms < 0 {
+            submitter.submit_and_wait(1)
+        } else {
+            let ms = timeout_ms as u64;
+            let ts = types::Timespec::new()
+                .sec(ms / 1000)
+                .nsec(((ms % 1000) * 1_000_000) as u32);
+            submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
+        };
+        self.queued = 0;
+        match res {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.reap();
+        // Completions the kernel held back while the CQ was full: flush them now, so none waits
+        // for the next event to surface.
+        let mut rounds = 0;
+        while self.ring.submission().cq_overflow() && rounds < 64 {
+            rounds += 1;
+            let _ = self.ring.submitter().submit_and_wait(0);
+            self.reap();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn recycle(&mut self, c: &Completion) {
+        if c.buf_id != NO_BUFFER {
+            self.buffers.recycle(c.buf_id as u16);
+        }
+    }
+
+    pub(crate) fn next_completion(&mut self) -> Option<Completion> {
+        loop {
+            let cqe = self.cqes.get(self.cursor)?.clone();
+            self.cursor += 1;
+            let ud = cqe.user_data();
+            if ud == INTERNAL {
+                continue;
+            }
+            let token = ud & TOKEN_MASK;
+            let (res, flags) = (cqe.result(), cqe.flags());
+            let more = cqueue::more(flags);
+            let mut c = Completion::new(token, res, more);
+            let kind = (ud >> KIND_SHIFT) as u8;
+            match kind {
+                k if k == OpKind::Recv as u8 => {
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        if res > 0 {
+                            c.data = self.buffers.buffer(bid);
+                            c.buf_id = bid as u32;
+                        } else {
+                            self.buffers.recycle(bid);
+                        }
+                    }
+                }
+                k if k == OpKind::RecvFrom as u8 => {
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        if !self.parse_datagram(&mut c, bid) {
+                            self.buffers.recycle(bid);
+                        }
+                    }
+                }
+                k if k == OpKind::Poll as u8 && res >= 0 => c.res = readiness_bits(res as u32) as i32,
+
+                k if k == OpKind::Wake as u8 => {
+                    if res >= 0 && !self.wake_cancelled {
+                        // Re-arm the eventfd read; to the loop it is one multishot operation.
+                        if let Some((t, fd)) = self.wake {
+                            let e = opcode::Read::new(types::Fd(fd), self.wake_buf.as_mut_ptr(), 8).build();
+                            self.push(e.user_data(t | (OpKind::Wake as u64) << KIND_SHIFT));
+                        }
+                        c.more = true;
+                        c.res = 0;
+                    } else {
+                        c.more = false;
+                        self.wake = None;
+                    }
+                }
+                _ => {}
+            }
+            return Some(c);
+        }
+    }
+
+    /// Points a recvmsg completion at its payload and source address; false if the buffer
+    /// holds no usable datagram.
+    fn parse_datagram(&mut self, c: &mut Completion, bid: u16) -> bool {
+        if c.res <= 0 {
+            return false;
+        }
+        // SAFETY: the kernel wrote `res` bytes into buffer `bid`, which it lent to us until
+        // we recycle it.
+        let buf = unsafe { std::slice::from_raw_parts(self.buffers.buffer(bid), c.res as usize) };
+        let Ok(out) = types::RecvMsgOut::parse(buf, &self.msghdr) else {
+            return false;
+        };
+        let name = out.name_data();
+        let n = name.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+        self.recv_addr = RawAddr::empty();
+        // SAFETY: copies at most sizeof(sockaddr_storage) bytes into the storage.
+        unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), self.recv_addr.as_mut_ptr().cast::<u8>(), n) };
+        self.recv_addr.len = n as u32;
+        let payload = out.payload_data();
+        c.data = payload.as_ptr();
+        c.res = payload.len() as i32;
+        c.addr = &self.recv_addr;
+        c.buf_id = bid as u32;
+        true
+    }
+}
+
+fn poll_mask(events: u32) -> u32 {
+    let mut m = 0;
+    if events & ready::READABLE != 0 {
+        m |= libc::POLLIN as u32;
+    }
+    if events & ready::WRITABLE != 0 {
+        m |= libc::POLLOUT as u32;
+    }
+    if events & ready::DISCONNECT != 0 {
+        m |= libc::POLLRDHUP as u32;
+    }
+    if events & ready::PRIORITIZED != 0 {
+        m |= libc::POLLPRI as u32;
+    }
+    m
+}
+
+fn readiness_bits(revents: u32) -> u32 {
+    let mut bits = 0;
+    if revents & libc::POLLIN as u32 != 0 {
+        bits |= ready::READABLE;
+    }
+    if revents & libc::POLLOUT as u32 != 0 {
+        bits |= ready::WRITABLE;
+    }
+    if revents & libc::POLLPRI as u32 != 0 {
+        bits |= ready::PRIORITIZED;
+    }
+    if revents & libc::POLLRDHUP as u32 != 0 {
+        bits |= ready::DISCONNECT;
+    }
+    if revents & libc::POLLHUP as u32 != 0 {
+        bits |= ready::READABLE | ready::WRITABLE | ready::DISCONNECT;
+    }
+    if revents & libc::POLLERR as u32 != 0 {
+        bits |= ready::READABLE | ready::WRITABLE | ready::ERROR;
+    }
+    bits
+}
