@@ -14,7 +14,8 @@ measure() {
     port=$((port + 1))
     local out
     out=$(mktemp)
-    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" "$@" "$port" ${EXTRA:-} >/dev/null 2>&1 &
+    ECHO_SERVER_SECONDS=$((seconds + 3)) taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" "$@" "$port" ${EXTRA:-} >/dev/null 2>&1 &
+
     local vg=$!
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
     local result msgs

@@ -38,6 +38,14 @@ fn serve(addr: SocketAddr, reuse_port: bool, announce: bool) -> evloop::Result<(
             lp.stop();
         })?;
     }
+    if let Some(secs) = std::env::var("ECHO_SERVER_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        // For measurement under tools that delay signals (valgrind): stop by the loop's own timer.
+        let t = evloop::Timer::new(&mut lp);
+        t.start(&mut lp, secs * 1000, 0, |lp, _| lp.stop())?;
+    }
     if announce {
         println!(
             "echo server on {} ({} backend)",

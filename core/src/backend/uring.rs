@@ -283,14 +283,14 @@ impl UringBackend {
 
     pub(crate) fn next_completion(&mut self) -> Option<Completion> {
         loop {
-            let cqe = self.cqes.get(self.cursor)?.clone();
+            let cqe = self.cqes.get(self.cursor)?;
+            let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
             self.cursor += 1;
-            let ud = cqe.user_data();
             if ud == INTERNAL {
                 continue;
             }
             let token = ud & TOKEN_MASK;
-            let (res, flags) = (cqe.result(), cqe.flags());
+
             let more = cqueue::more(flags);
             let mut c = Completion::new(token, res, more);
             let kind = (ud >> KIND_SHIFT) as u8;
