@@ -398,3 +398,23 @@ fn options_addresses_and_adopt() {
         lp.run(evloop::RunMode::Default).unwrap();
     });
 }
+
+#[test]
+fn try_write_sends_now_or_refuses() {
+    each_backend(|lp| {
+        let (client, mut peer) = connected_pair(lp);
+        assert_eq!(client.try_write(lp, b"now"), Ok(3));
+        use std::io::Read as _;
+        let mut buf = [0u8; 3];
+        peer.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"now");
+        // With a write queued behind a full socket, try_write must not overtake it.
+        let big = vec![0u8; 16 << 20];
+        client.write(lp, &big, None).unwrap();
+        assert!(client.write_queue_size(lp) > 0);
+        assert_eq!(client.try_write(lp, b"x"), Err(Error::EAGAIN));
+        client.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+        assert_eq!(client.try_write(lp, b"x"), Err(Error::EBADF));
+    });
+}

@@ -332,6 +332,31 @@ impl Stream {
         Ok(below)
     }
 
+    /// Sends what the socket takes now, without queuing (libuv's `uv_try_write`): the number of
+    /// bytes sent, `EAGAIN` if none could be, or the socket's error. Refused with `EAGAIN` while
+    /// earlier writes are queued or a connect is pending, so bytes never overtake each other.
+    pub fn try_write(self, lp: &mut Loop, data: &[u8]) -> Result<usize> {
+        let e = self.entry(lp)?;
+        if e.has(flag::LISTENING) {
+            return Err(Error::ENOTCONN);
+        }
+        if e.has(flag::SHUT_REQUESTED) {
+            return Err(Error::EPIPE);
+        }
+        if let Some(err) = e.w.as_ref().and_then(|w| w.error) {
+            return Err(err);
+        }
+        if e.has(flag::CONNECTING) || e.w.as_ref().is_some_and(|w| w.queue_size() > 0 || w.sending) {
+            return Err(Error::EAGAIN);
+        }
+        let n = sys::socket::send(e.fd, data)?;
+        if let Some(w) = e.w.as_mut() {
+            w.queued_total += n as u64;
+            w.written_total += n as u64;
+        }
+        Ok(n)
+    }
+
     /// Bytes accepted by `write` and not yet handed to the kernel.
     pub fn write_queue_size(self, lp: &Loop) -> usize {
         lp.streams

@@ -1,0 +1,42 @@
+//! The C ABI of evloop. `include/evloop.h` is generated from this crate by cbindgen.
+//!
+//! Every exported function takes pointers the library handed out (or NULL), checks them
+//! (NULL, a handle of another kind, a closed handle) and returns a negative errno instead of
+//! crashing; a panic inside the library is caught at the boundary and returned as `-EIO`, so
+//! nothing unwinds into C. The safety contract of every `unsafe extern "C"` function here is the
+//! same and is stated once: pointer arguments are NULL or valid for what the header documents,
+//! and handles are used only until their close callback has run.
+#![allow(non_camel_case_types, clippy::missing_safety_doc)]
+
+mod error;
+mod handle;
+mod loop_;
+mod poll;
+mod signal;
+mod stream;
+mod timer;
+mod udp;
+mod wakeup;
+
+pub use error::*;
+pub use handle::*;
+pub use loop_::*;
+pub use poll::*;
+pub use signal::*;
+pub use stream::*;
+pub use timer::*;
+pub use udp::*;
+pub use wakeup::*;
+
+/// Runs `f`, turning a panic into `fallback` (the panic message goes to stderr).
+pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// `0` or the negative errno of a core result.
+pub(crate) fn code(r: evloop::Result<()>) -> libc::c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.code(),
+    }
+}

@@ -1,0 +1,120 @@
+//! Timers.
+
+use crate::guard;
+use crate::handle::evl_timer_t;
+use crate::handle::{call_c, new_handle, open, record, with_open, Handle, Id, Kind};
+use crate::loop_::{evl_loop_t, loop_mut};
+use libc::{c_int, c_void};
+
+/// Called when a timer fires.
+pub type evl_timer_cb = Option<unsafe extern "C" fn(timer: *mut evl_timer_t, user_data: *mut c_void)>;
+
+/// Creates a stopped timer with `user_data` in `*out`.
+#[no_mangle]
+pub unsafe extern "C" fn evl_timer_init(
+    l: *mut evl_loop_t,
+    out: *mut *mut evl_timer_t,
+    user_data: *mut c_void,
+) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: validated by loop_mut; `out` checked for NULL.
+        unsafe {
+            let lp = match loop_mut(l) {
+                Ok(lp) => lp,
+                Err(e) => return e,
+            };
+            if out.is_null() {
+                return -libc::EINVAL;
+            }
+            let t = evloop::Timer::new(lp);
+            *out = new_handle(l, Id::Timer(t), user_data);
+        }
+        0
+    })
+}
+
+/// Calls `cb` after `timeout` ms, then every `repeat` ms if `repeat` is not 0. Restarts a running
+/// timer. Timers due in the same millisecond fire in the order they were started.
+#[no_mangle]
+pub unsafe extern "C" fn evl_timer_start(
+    t: *mut evl_timer_t,
+    cb: evl_timer_cb,
+    timeout: u64,
+    repeat: u64,
+) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: validated by `open`.
+        let (h, lp) = match unsafe { open(t, Kind::Timer) } {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
+        let Some(cb) = cb else { return -libc::EINVAL };
+        let Id::Timer(timer) = h.id else {
+            return -libc::EINVAL;
+        };
+        let raw = h as *mut Handle as usize;
+        crate::code(timer.start(lp, timeout, repeat, move |lp, _| {
+            let h = raw as *mut Handle;
+            // SAFETY: core runs this only while the handle lives.
+            unsafe { call_c(h, lp, |data| cb(h.cast(), data)) }
+        }))
+    })
+}
+
+/// Stops the timer.
+#[no_mangle]
+pub unsafe extern "C" fn evl_timer_stop(t: *mut evl_timer_t) -> c_int {
+    with_open!(t, Timer, |h, lp, Id::Timer(timer)| crate::code(timer.stop(lp)))
+}
+
+/// Restarts a repeating timer with its repeat interval; -EINVAL if it was never started.
+#[no_mangle]
+pub unsafe extern "C" fn evl_timer_again(t: *mut evl_timer_t) -> c_int {
+    with_open!(t, Timer, |h, lp, Id::Timer(timer)| crate::code(timer.again(lp)))
+}
+
+/// Sets the repeat interval used from the next firing on.
+#[no_mangle]
+pub unsafe extern "C" fn evl_timer_set_repeat(t: *mut evl_timer_t, repeat: u64) -> c_int {
+    with_open!(t, Timer, |h, lp, Id::Timer(timer)| crate::code(
+        timer.set_repeat(lp, repeat)
+    ))
+}
+
+/// The repeat interval in ms (0 for a bad handle).
+#[no_mangle]
+pub unsafe extern "C" fn evl_timer_get_repeat(t: *mut evl_timer_t) -> u64 {
+    guard(0, || {
+        match unsafe {
+            record(t, Some(Kind::Timer)).and_then(|h| {
+                let l = h.l;
+                Ok((h, loop_mut(l)?))
+            })
+        } {
+            Ok((h, lp)) => match h.id {
+                Id::Timer(timer) => timer.repeat(lp).unwrap_or(0),
+                _ => 0,
+            },
+            Err(_) => 0,
+        }
+    })
+}
+
+/// Milliseconds until the timer fires (0 if stopped or due).
+#[no_mangle]
+pub unsafe extern "C" fn evl_timer_get_due_in(t: *mut evl_timer_t) -> u64 {
+    guard(0, || {
+        match unsafe {
+            record(t, Some(Kind::Timer)).and_then(|h| {
+                let l = h.l;
+                Ok((h, loop_mut(l)?))
+            })
+        } {
+            Ok((h, lp)) => match h.id {
+                Id::Timer(timer) => timer.due_in(lp).unwrap_or(0),
+                _ => 0,
+            },
+            Err(_) => 0,
+        }
+    })
+}

@@ -1,0 +1,73 @@
+//! Cross-thread wake-ups.
+
+use crate::guard;
+use crate::handle::{call_c, evl_async_t, new_handle, record, Handle, Id, Kind};
+use crate::loop_::{evl_loop_t, loop_mut};
+use libc::{c_int, c_void};
+
+/// Runs on the loop's thread after one or more evl_async_send() calls.
+pub type evl_async_cb = Option<unsafe extern "C" fn(handle: *mut evl_async_t, user_data: *mut c_void)>;
+
+/// A wake-up handle; other threads call evl_async_send() on it. It keeps the loop alive until
+/// closed or unref'd.
+#[no_mangle]
+pub unsafe extern "C" fn evl_async_init(
+    l: *mut evl_loop_t,
+    out: *mut *mut evl_async_t,
+    cb: evl_async_cb,
+    user_data: *mut c_void,
+) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: validated by loop_mut; `out` checked for NULL.
+        unsafe {
+            let lp = match loop_mut(l) {
+                Ok(lp) => lp,
+                Err(e) => return e,
+            };
+            let Some(cb) = cb else { return -libc::EINVAL };
+            if out.is_null() {
+                return -libc::EINVAL;
+            }
+            // The callback needs the record, which exists only after the handle: a cell carries it.
+            let cell = std::rc::Rc::new(std::cell::Cell::new(0usize));
+            let c = cell.clone();
+            let a = match evloop::Async::new(lp, move |lp, _| {
+                let h = c.get() as *mut Handle;
+                // The record lives while core runs its callbacks.
+                call_c(h, lp, |data| cb(h.cast(), data))
+            }) {
+                Ok(a) => a,
+                Err(e) => return e.code(),
+            };
+            let waker = match a.waker(lp) {
+                Ok(w) => w,
+                Err(e) => return e.code(),
+            };
+            let h: *mut evl_async_t = new_handle(l, Id::Async(a, waker), user_data);
+            cell.set(h as usize);
+            *out = h;
+            0
+        }
+    })
+}
+
+/// Wakes the handle: its callback runs soon on the loop's thread. Many calls before it runs
+/// coalesce into one; a call after it started causes another. Safe from any thread, and from
+/// signal handlers' point of view it only writes to an eventfd. -EINVAL for a bad handle.
+#[no_mangle]
+pub unsafe extern "C" fn evl_async_send(a: *mut evl_async_t) -> c_int {
+    guard(-libc::EIO, || {
+        // Only the record's immutable parts are read: this may run on any thread.
+        // SAFETY: validated by `record` (the handle must not have been closed: contract).
+        match unsafe { record(a, Some(Kind::Async)) } {
+            Ok(h) => match &h.id {
+                Id::Async(_, waker) => {
+                    waker.wake();
+                    0
+                }
+                _ => -libc::EINVAL,
+            },
+            Err(e) => e,
+        }
+    })
+}

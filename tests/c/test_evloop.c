@@ -1,0 +1,692 @@
+/*
+ * C test suite for libevloop: every exported function, including misuse, on each backend
+ * named on the command line (default: epoll and, if it starts, uring).
+ *
+ *   test_evloop [epoll] [uring]
+ *
+ * Prints one line per failed check and closes with "N passed, N failed".
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <evloop.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int backend;
+static const char *backend_label;
+static int failures_in_test;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "  [%s] %s:%d: check failed: %s\n", backend_label, __FILE__, __LINE__, \
+                    #cond);                                                                        \
+            failures_in_test++;                                                                    \
+        }                                                                                          \
+    } while (0)
+#define CHECK_EQ(a, b)                                                                              \
+    do {                                                                                            \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                       \
+        if (va_ != vb_) {                                                                           \
+            fprintf(stderr, "  [%s] %s:%d: %s == %lld, expected %s == %lld (%s)\n", backend_label,    \
+                    __FILE__, __LINE__, #a, va_, #b, vb_, evl_err_name((int)va_));                   \
+            failures_in_test++;                                                                     \
+        }                                                                                           \
+    } while (0)
+
+static evl_loop_t *new_loop(void) {
+    evl_loop_t *l = NULL;
+    int r = evl_loop_new(&l, backend);
+    if (r != 0) {
+        fprintf(stderr, "evl_loop_new: %s\n", evl_err_name(r));
+        exit(2);
+    }
+    return l;
+}
+
+/* Runs the loop until *flag becomes non-zero or 10 s pass (a watchdog timer stops it). */
+static void on_watchdog(evl_timer_t *t, void *data) {
+    (void)t;
+    *(int *)data = 1;
+}
+static void run_until(evl_loop_t *l, volatile int *flag) {
+    int expired = 0;
+    evl_timer_t *dog;
+    evl_timer_init(l, &dog, &expired);
+    evl_timer_start(dog, on_watchdog, 10000, 0);
+    evl_unref((evl_handle_t *)dog);
+    while (!*flag && !expired) evl_run(l, EVL_RUN_ONCE);
+    CHECK(!expired);
+    evl_close((evl_handle_t *)dog, NULL);
+    evl_run(l, EVL_RUN_NOWAIT);
+}
+
+static void finish_loop(evl_loop_t *l) {
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(evl_loop_free(l), 0);
+}
+
+/* ---- versions and errors ---- */
+
+static void test_version_and_errors(void) {
+    CHECK_EQ(evl_version(), (EVL_VERSION_MAJOR << 16) | (EVL_VERSION_MINOR << 8) | EVL_VERSION_PATCH);
+    CHECK(strcmp(evl_version_string(), "0.1.0") == 0);
+    CHECK(strcmp(evl_err_name(-ECONNREFUSED), "ECONNREFUSED") == 0);
+    CHECK(strcmp(evl_err_name(EVL_EOF), "EOF") == 0);
+    CHECK(strcmp(evl_err_name(12345), "UNKNOWN") == 0);
+    CHECK(strcmp(evl_strerror(-ENOENT), "No such file or directory") == 0);
+    CHECK(strcmp(evl_strerror(1), "Unknown error") == 0);
+}
+
+/* ---- loop ---- */
+
+static int soon_order[4], soon_count;
+static void on_soon(evl_loop_t *l, void *data) {
+    (void)l;
+    soon_order[soon_count++] = (int)(intptr_t)data;
+}
+
+static void test_loop_basics_and_misuse(void) {
+    evl_loop_t *l = NULL;
+    CHECK_EQ(evl_loop_new(NULL, EVL_BACKEND_AUTO), -EINVAL);
+    CHECK_EQ(evl_loop_new(&l, 42), -EINVAL);
+    l = new_loop();
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(evl_run(l, 7), -EINVAL);
+    CHECK_EQ(evl_run(NULL, EVL_RUN_DEFAULT), -EINVAL);
+    CHECK_EQ(evl_loop_alive(l), 0);
+    CHECK(evl_backend_fd(l) >= 0);
+    CHECK_EQ(evl_backend_timeout(l), -1);
+    CHECK(strcmp(evl_backend_name(l), backend == EVL_BACKEND_URING ? "uring" : "epoll") == 0);
+    CHECK(evl_backend_name(NULL) == NULL);
+    uint64_t before = evl_now(l);
+    usleep(3000);
+    CHECK_EQ(evl_now(l), before);
+    evl_update_time(l);
+    CHECK(evl_now(l) >= before + 3);
+    CHECK(evl_now_ns(l) / 1000000 >= evl_now(l));
+    CHECK_EQ(evl_now(NULL), 0);
+    evl_stop(NULL);
+    evl_update_time(NULL);
+    /* call_soon: FIFO, NULL callback refused. */
+    soon_count = 0;
+    for (int i = 0; i < 4; i++) CHECK_EQ(evl_call_soon(l, on_soon, (void *)(intptr_t)i), 0);
+    CHECK_EQ(evl_call_soon(l, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_loop_alive(l), 1);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(soon_count, 4);
+    for (int i = 0; i < 4; i++) CHECK_EQ(soon_order[i], i);
+    /* A loop with a handle cannot be freed. */
+    evl_timer_t *t;
+    CHECK_EQ(evl_timer_init(l, &t, NULL), 0);
+    CHECK_EQ(evl_loop_free(l), -EBUSY);
+    CHECK_EQ(evl_close((evl_handle_t *)t, NULL), 0);
+    CHECK_EQ(evl_loop_free(l), -EBUSY); /* close callback not run yet */
+    finish_loop(l);
+    CHECK_EQ(evl_loop_free(NULL), -EINVAL);
+    /* Memory that is not a loop (the magic number check rejects it). */
+    uint64_t not_a_loop[64] = {0};
+    CHECK_EQ(evl_run((evl_loop_t *)not_a_loop, EVL_RUN_NOWAIT), -EINVAL);
+    CHECK_EQ(evl_timer_stop((evl_timer_t *)not_a_loop), -EINVAL);
+}
+
+/* ---- timers ---- */
+
+static int fired[8], fired_count;
+static void on_order(evl_timer_t *t, void *data) {
+    fired[fired_count++] = (int)(intptr_t)data;
+    evl_close((evl_handle_t *)t, NULL);
+}
+
+static void test_timer_order(void) {
+    evl_loop_t *l = new_loop();
+    int timeouts[] = {30, 10, 20, 10};
+    fired_count = 0;
+    for (int i = 0; i < 4; i++) {
+        evl_timer_t *t;
+        CHECK_EQ(evl_timer_init(l, &t, (void *)(intptr_t)timeouts[i]), 0);
+        CHECK_EQ(evl_timer_start(t, on_order, (uint64_t)timeouts[i], 0), 0);
+    }
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(fired_count, 4);
+    CHECK_EQ(fired[0], 10);
+    CHECK_EQ(fired[1], 10);
+    CHECK_EQ(fired[2], 20);
+    CHECK_EQ(fired[3], 30);
+    finish_loop(l);
+}
+
+static int repeats, closed_count;
+static void on_closed(evl_handle_t *h, void *data) {
+    (void)h;
+    (void)data;
+    closed_count++;
+}
+static void on_repeat(evl_timer_t *t, void *data) {
+    CHECK(data == &repeats);
+    if (++repeats == 3) {
+        CHECK_EQ(evl_timer_stop(t), 0);
+        CHECK_EQ(evl_is_active((evl_handle_t *)t), 0);
+    }
+}
+static void on_close_self(evl_timer_t *t, void *data) {
+    (void)data;
+    repeats++;
+    CHECK_EQ(evl_close((evl_handle_t *)t, on_closed), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)t, on_closed), -EBADF); /* double close */
+    CHECK_EQ(evl_timer_start(t, on_close_self, 1, 0), -EBADF); /* use after close */
+    CHECK_EQ(evl_is_closing((evl_handle_t *)t), 1);
+    CHECK_EQ(evl_run(evl_handle_get_loop((evl_handle_t *)t), EVL_RUN_NOWAIT), -EBUSY);
+    CHECK_EQ(evl_loop_free(evl_handle_get_loop((evl_handle_t *)t)), -EBUSY);
+}
+
+static void test_timer_repeat_again_and_close_in_callback(void) {
+    evl_loop_t *l = new_loop();
+    evl_timer_t *t;
+    repeats = 0;
+    closed_count = 0;
+    CHECK_EQ(evl_timer_init(l, &t, &repeats), 0);
+    CHECK_EQ(evl_timer_again(t), -EINVAL); /* never started */
+    CHECK_EQ(evl_timer_start(t, NULL, 1, 1), -EINVAL);
+    CHECK_EQ(evl_timer_start(t, on_repeat, 1, 2), 0);
+    CHECK_EQ(evl_timer_get_repeat(t), 2);
+    CHECK_EQ(evl_is_active((evl_handle_t *)t), 1);
+    CHECK(evl_timer_get_due_in(t) <= 1);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(repeats, 3);
+    CHECK_EQ(evl_timer_set_repeat(t, 5), 0);
+    CHECK_EQ(evl_timer_again(t), 0);
+    CHECK_EQ(evl_timer_get_repeat(t), 5);
+    CHECK_EQ(evl_timer_stop(t), 0);
+    CHECK_EQ(evl_timer_start(t, on_close_self, 1, 1), 0);
+    repeats = 0;
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(repeats, 1);
+    CHECK_EQ(closed_count, 1);
+    /* NULL and wrong-kind arguments. */
+    CHECK_EQ(evl_timer_init(l, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_timer_init(NULL, &t, NULL), -EINVAL);
+    CHECK_EQ(evl_timer_stop(NULL), -EINVAL);
+    CHECK_EQ(evl_close(NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_ref(NULL), -EINVAL);
+    CHECK(evl_handle_get_data(NULL) == NULL);
+    evl_timer_t *t2;
+    CHECK_EQ(evl_timer_init(l, &t2, NULL), 0);
+    CHECK_EQ(evl_read_start((evl_stream_t *)t2, NULL), -EINVAL);
+    CHECK_EQ(evl_udp_recv_stop((evl_udp_t *)t2), -EINVAL);
+    CHECK_EQ(evl_close((evl_handle_t *)t2, NULL), 0);
+    finish_loop(l);
+}
+
+static int bg_fired;
+static void on_bg(evl_timer_t *t, void *d) {
+    (void)t;
+    (void)d;
+    bg_fired++;
+}
+
+static void test_ref_unref_and_data(void) {
+    evl_loop_t *l = new_loop();
+    evl_timer_t *t;
+    int tag = 7;
+    CHECK_EQ(evl_timer_init(l, &t, NULL), 0);
+    CHECK(evl_handle_get_data((evl_handle_t *)t) == NULL);
+    CHECK_EQ(evl_handle_set_data((evl_handle_t *)t, &tag), 0);
+    CHECK(evl_handle_get_data((evl_handle_t *)t) == &tag);
+    CHECK(evl_handle_get_loop((evl_handle_t *)t) == l);
+    CHECK_EQ(evl_timer_start(t, on_bg, 1000, 1000), 0);
+    CHECK_EQ(evl_has_ref((evl_handle_t *)t), 1);
+    CHECK_EQ(evl_unref((evl_handle_t *)t), 0);
+    CHECK_EQ(evl_has_ref((evl_handle_t *)t), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0); /* only an unref'd handle: returns at once */
+    CHECK_EQ(bg_fired, 0);
+    CHECK_EQ(evl_is_active((evl_handle_t *)t), 1);
+    CHECK_EQ(evl_ref((evl_handle_t *)t), 0);
+    CHECK_EQ(evl_loop_alive(l), 1);
+    CHECK_EQ(evl_is_closing((evl_handle_t *)t), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)t, NULL), 0);
+    CHECK_EQ(evl_ref((evl_handle_t *)t), -EBADF);
+    finish_loop(l);
+}
+
+/* ---- TCP ---- */
+
+struct echo_state {
+    char got[4096];
+    size_t len;
+    int connected, written, eof, shutdown_done, server_eof, conns;
+    int refused;
+    int is_unix; /* TCP options must then fail with -EOPNOTSUPP */
+};
+
+static void on_server_read(evl_stream_t *s, ssize_t n, const char *buf, void *data) {
+    struct echo_state *st = data;
+    if (n > 0) {
+        evl_buf_t b = {buf, (size_t)n};
+        CHECK_EQ(evl_write(s, &b, 1, NULL, NULL), 0);
+    } else {
+        CHECK_EQ(n, EVL_EOF);
+        st->server_eof = 1;
+        evl_close((evl_handle_t *)s, NULL);
+    }
+}
+
+static void on_connection(evl_stream_t *listener, evl_stream_t *conn, int status, void *data) {
+    (void)listener;
+    struct echo_state *st = data;
+    CHECK_EQ(status, 0);
+    st->conns++;
+    CHECK(evl_handle_get_data((evl_handle_t *)conn) == NULL);
+    evl_handle_set_data((evl_handle_t *)conn, st);
+    CHECK_EQ(evl_tcp_nodelay(conn, 1), st->is_unix ? -EOPNOTSUPP : 0);
+    CHECK_EQ(evl_read_start(conn, on_server_read), 0);
+}
+
+static void on_connected(evl_stream_t *s, int status, void *data) {
+    struct echo_state *st = data;
+    CHECK_EQ(status, 0);
+    st->connected = 1;
+    CHECK_EQ(evl_tcp_keepalive(s, 1, 30), st->is_unix ? -EOPNOTSUPP : 0);
+}
+
+static void on_written(evl_stream_t *s, int status, void *req) {
+    (void)s;
+    CHECK_EQ(status, 0);
+    ((struct echo_state *)req)->written++;
+}
+
+static void on_client_read(evl_stream_t *s, ssize_t n, const char *buf, void *data) {
+    (void)s;
+    struct echo_state *st = data;
+    if (n > 0) {
+        memcpy(st->got + st->len, buf, (size_t)n);
+        st->len += (size_t)n;
+    } else {
+        CHECK_EQ(n, EVL_EOF);
+        st->eof = 1;
+    }
+}
+
+static void on_shutdown(evl_stream_t *s, int status, void *req) {
+    (void)s;
+    CHECK_EQ(status, 0);
+    ((struct echo_state *)req)->shutdown_done = 1;
+}
+
+static void test_tcp_echo(void) {
+    evl_loop_t *l = new_loop();
+    struct echo_state st;
+    memset(&st, 0, sizeof st);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    evl_stream_t *server, *client;
+    CHECK_EQ(evl_tcp_bind(l, &server, (struct sockaddr *)&addr, sizeof addr, 0, &st), 0);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    CHECK_EQ(evl_tcp_getsockname(server, &bound, &blen), 0);
+    CHECK_EQ(blen, sizeof(struct sockaddr_in));
+    CHECK_EQ(evl_listen(server, 16, NULL), -EINVAL);
+    CHECK_EQ(evl_listen(server, 16, on_connection), 0);
+    CHECK_EQ(evl_tcp_connect(l, &client, (struct sockaddr *)&bound, blen, on_connected, &st), 0);
+    CHECK_EQ(evl_read_start(client, on_client_read), 0);
+    evl_buf_t bufs[2] = {{"hello ", 6}, {"world", 5}};
+    CHECK_EQ(evl_write(client, bufs, 2, on_written, &st), 0);
+    CHECK_EQ(evl_write(client, NULL, 1, NULL, NULL), -EINVAL);
+    run_until(l, (volatile int *)&st.written);
+    while (st.len < 11) {
+        int dog = 0;
+        (void)dog;
+        evl_run(l, EVL_RUN_ONCE);
+    }
+    CHECK(st.connected);
+    CHECK(memcmp(st.got, "hello world", 11) == 0);
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    CHECK_EQ(evl_tcp_getpeername(client, &peer, &plen), 0);
+    CHECK(((struct sockaddr_in *)&peer)->sin_port == ((struct sockaddr_in *)&bound)->sin_port);
+    CHECK(evl_stream_fileno(client) >= 0);
+    CHECK_EQ(evl_stream_get_write_queue_size(client), 0);
+    /* try_write goes straight to the socket. */
+    evl_buf_t more = {"!", 1};
+    CHECK_EQ(evl_try_write(client, &more, 1), 1);
+    while (st.len < 12) evl_run(l, EVL_RUN_ONCE);
+    /* Shutdown: the server sees EOF and closes; the client then sees EOF. */
+    CHECK_EQ(evl_shutdown(client, on_shutdown, &st), 0);
+    CHECK_EQ(evl_shutdown(client, on_shutdown, &st), -EALREADY);
+    CHECK_EQ(evl_write(client, &more, 1, NULL, NULL), -EPIPE);
+    run_until(l, (volatile int *)&st.eof);
+    CHECK(st.shutdown_done);
+    CHECK(st.server_eof);
+    CHECK_EQ(evl_close((evl_handle_t *)client, NULL), 0);
+    CHECK_EQ(evl_write(client, &more, 1, NULL, NULL), -EBADF); /* write after close */
+    CHECK_EQ(evl_close((evl_handle_t *)server, NULL), 0);
+    finish_loop(l);
+}
+
+static void on_refused(evl_stream_t *s, int status, void *data) {
+    (void)s;
+    ((struct echo_state *)data)->refused = status;
+}
+
+static void test_tcp_connect_refused_and_bad_addresses(void) {
+    evl_loop_t *l = new_loop();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    bind(fd, (struct sockaddr *)&addr, sizeof addr);
+    socklen_t len = sizeof addr;
+    getsockname(fd, (struct sockaddr *)&addr, &len);
+    close(fd); /* nothing listens on that port now */
+    struct echo_state st;
+    memset(&st, 0, sizeof st);
+    evl_stream_t *c;
+    CHECK_EQ(evl_tcp_connect(l, &c, (struct sockaddr *)&addr, sizeof addr, on_refused, &st), 0);
+    while (st.refused == 0) evl_run(l, EVL_RUN_ONCE);
+    CHECK_EQ(st.refused, -ECONNREFUSED);
+    CHECK_EQ(evl_close((evl_handle_t *)c, NULL), 0);
+    CHECK_EQ(evl_tcp_bind(l, &c, NULL, 0, 0, NULL), -EINVAL);
+    CHECK_EQ(evl_tcp_bind(l, &c, (struct sockaddr *)&addr, 3, 0, NULL), -EINVAL);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    CHECK_EQ(evl_tcp_bind(l, &c, (struct sockaddr *)&un, sizeof un, 0, NULL), -EAFNOSUPPORT);
+    CHECK_EQ(evl_tcp_bind(l, NULL, (struct sockaddr *)&addr, sizeof addr, 0, NULL), -EINVAL);
+    finish_loop(l);
+}
+
+static int drained;
+static void on_drain(evl_stream_t *s, void *d) {
+    (void)s;
+    (void)d;
+    drained++;
+}
+
+static void test_backpressure_and_adopt(void) {
+    evl_loop_t *l = new_loop();
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    evl_stream_t *s;
+    CHECK_EQ(evl_stream_adopt(l, &s, sv[0], NULL), 0);
+    CHECK_EQ(evl_stream_adopt(l, &s, -1, NULL), -EBADF);
+    CHECK_EQ(evl_stream_set_high_water_mark(s, 4096), 0);
+    CHECK_EQ(evl_stream_on_drain(s, on_drain), 0);
+    static char chunk[1024];
+    evl_buf_t b = {chunk, sizeof chunk};
+    int r = 0, writes = 0;
+    while ((r = evl_write(s, &b, 1, NULL, NULL)) == 0 && writes < 100000) {
+        writes++;
+        evl_run(l, EVL_RUN_NOWAIT);
+    }
+    CHECK_EQ(r, 1); /* at the high-water mark */
+    CHECK(evl_stream_get_write_queue_size(s) >= 4096);
+    drained = 0;
+    /* The peer drains its end until the loop has emptied its queue. */
+    char sink[65536];
+    int spins = 0;
+    while (drained == 0 && spins++ < 100000) {
+        while (recv(sv[1], sink, sizeof sink, MSG_DONTWAIT) > 0) {
+        }
+        evl_run(l, EVL_RUN_NOWAIT);
+    }
+    CHECK_EQ(drained, 1);
+    CHECK_EQ(evl_stream_get_write_queue_size(s), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)s, NULL), 0);
+    close(sv[1]);
+    finish_loop(l);
+}
+
+/* ---- Unix sockets ---- */
+
+static void test_unix_echo(void) {
+    evl_loop_t *l = new_loop();
+    struct echo_state st;
+    memset(&st, 0, sizeof st);
+    st.is_unix = 1;
+    char name[64];
+    int n = snprintf(name, sizeof name, "%cevloop-c-test-%d-%d", 0, (int)getpid(), backend);
+    evl_stream_t *server, *client;
+    CHECK_EQ(evl_unix_bind(l, &server, name, (size_t)n, &st), 0);
+    CHECK_EQ(evl_unix_bind(l, &server, NULL, 0, &st), -EINVAL);
+    CHECK_EQ(evl_listen(server, 8, on_connection), 0);
+    CHECK_EQ(evl_unix_connect(l, &client, name, (size_t)n, on_connected, &st), 0);
+    CHECK_EQ(evl_read_start(client, on_client_read), 0);
+    evl_buf_t b = {"unix", 4};
+    CHECK_EQ(evl_write(client, &b, 1, NULL, NULL), 0);
+    while (st.len < 4) evl_run(l, EVL_RUN_ONCE);
+    CHECK(memcmp(st.got, "unix", 4) == 0);
+    CHECK_EQ(evl_read_stop(client), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)client, NULL), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)server, NULL), 0);
+    finish_loop(l);
+}
+
+/* ---- UDP ---- */
+
+struct udp_state {
+    int received, sent;
+    char last[64];
+};
+
+static void on_udp_server(evl_udp_t *u, ssize_t n, const char *buf, const struct sockaddr *from, void *data) {
+    (void)data;
+    CHECK(n >= 0);
+    if (n < 0) return;
+    evl_buf_t b = {buf, (size_t)n};
+    CHECK_EQ(evl_udp_send(u, &b, 1, from, sizeof(struct sockaddr_in), NULL, NULL), 0);
+}
+
+static void on_udp_client(evl_udp_t *u, ssize_t n, const char *buf, const struct sockaddr *from, void *data) {
+    (void)u;
+    struct udp_state *st = data;
+    CHECK(from != NULL && from->sa_family == AF_INET);
+    if (n > 0 && n < 64) memcpy(st->last, buf, (size_t)n);
+    st->received++;
+}
+
+static void on_udp_sent(evl_udp_t *u, int status, void *req) {
+    (void)u;
+    CHECK_EQ(status, 0);
+    ((struct udp_state *)req)->sent++;
+}
+
+static void test_udp_echo(void) {
+    evl_loop_t *l = new_loop();
+    struct udp_state st;
+    memset(&st, 0, sizeof st);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    evl_udp_t *server, *client;
+    CHECK_EQ(evl_udp_bind(l, &server, (struct sockaddr *)&addr, sizeof addr, EVL_UDP_REUSEADDR, NULL), 0);
+    CHECK_EQ(evl_udp_bind(l, &client, (struct sockaddr *)&addr, sizeof addr, 0, &st), 0);
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof sa;
+    CHECK_EQ(evl_udp_getsockname(server, &sa, &salen), 0);
+    CHECK_EQ(evl_udp_recv_start(server, on_udp_server), 0);
+    CHECK_EQ(evl_udp_recv_start(client, on_udp_client), 0);
+    evl_buf_t parts[2] = {{"da", 2}, {"tagram", 6}};
+    CHECK_EQ(evl_udp_send(client, parts, 2, (struct sockaddr *)&sa, salen, on_udp_sent, &st), 0);
+    CHECK_EQ(evl_udp_send(client, parts, 2, NULL, 0, NULL, NULL), -EINVAL);
+    while (st.received < 1) evl_run(l, EVL_RUN_ONCE);
+    CHECK_EQ(st.sent, 1);
+    CHECK(memcmp(st.last, "datagram", 8) == 0);
+    CHECK_EQ(evl_udp_set_broadcast(client, 1), 0);
+    CHECK_EQ(evl_udp_set_ttl(client, 8), 0);
+    CHECK_EQ(evl_udp_set_multicast_loop(client, 1), 0);
+    CHECK_EQ(evl_udp_set_multicast_ttl(client, 2), 0);
+    CHECK_EQ(evl_udp_set_membership(client, "not an address", NULL, 1), -EINVAL);
+    int m = evl_udp_set_membership(server, "239.255.7.7", "127.0.0.1", 1);
+    CHECK(m == 0 || m == -ENODEV || m == -EADDRNOTAVAIL);
+    CHECK_EQ(evl_udp_recv_stop(client), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)client, NULL), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)server, NULL), 0);
+    finish_loop(l);
+}
+
+/* ---- fd watchers ---- */
+
+static unsigned poll_seen;
+static void on_poll(evl_poll_t *p, int status, unsigned events, void *data) {
+    (void)data;
+    CHECK_EQ(status, 0);
+    poll_seen |= events;
+    evl_poll_stop(p);
+}
+
+static void test_poll_pipe(void) {
+    evl_loop_t *l = new_loop();
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    evl_poll_t *p;
+    CHECK_EQ(evl_poll_init(l, &p, fds[0], NULL), 0);
+    CHECK_EQ(evl_poll_init(l, &p, -1, NULL), -EBADF);
+    CHECK_EQ(evl_poll_start(p, EVL_READABLE, NULL), -EINVAL);
+    CHECK_EQ(evl_poll_start(p, 0, on_poll), -EINVAL);
+    CHECK_EQ(evl_poll_start(p, EVL_READABLE, on_poll), 0);
+    poll_seen = 0;
+    CHECK_EQ(write(fds[1], "x", 1), 1);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK(poll_seen & EVL_READABLE);
+    CHECK_EQ(evl_close((evl_handle_t *)p, NULL), 0);
+    finish_loop(l);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* ---- wake-ups ---- */
+
+#define SENDERS 4
+#define SENDS 2000
+static volatile int sends_done;
+static int async_calls, async_saw_all;
+static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *sender(void *arg) {
+    for (int i = 0; i < SENDS; i++) {
+        pthread_mutex_lock(&count_lock);
+        sends_done++;
+        pthread_mutex_unlock(&count_lock);
+        evl_async_send((evl_async_t *)arg);
+    }
+    return NULL;
+}
+
+static void on_async(evl_async_t *a, void *data) {
+    (void)data;
+    async_calls++;
+    pthread_mutex_lock(&count_lock);
+    int done = sends_done;
+    pthread_mutex_unlock(&count_lock);
+    if (done == SENDERS * SENDS) {
+        async_saw_all = 1;
+        evl_close((evl_handle_t *)a, NULL);
+    }
+}
+
+static void test_async_from_threads(void) {
+    evl_loop_t *l = new_loop();
+    evl_async_t *a;
+    sends_done = 0;
+    async_calls = 0;
+    async_saw_all = 0;
+    CHECK_EQ(evl_async_init(l, &a, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_async_init(l, &a, on_async, NULL), 0);
+    CHECK_EQ(evl_async_send(NULL), -EINVAL);
+    pthread_t th[SENDERS];
+    for (int i = 0; i < SENDERS; i++) pthread_create(&th[i], NULL, sender, a);
+    for (int i = 0; i < SENDERS; i++) pthread_join(th[i], NULL);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK(async_saw_all);
+    CHECK(async_calls >= 1 && async_calls <= SENDERS * SENDS);
+    CHECK_EQ(evl_loop_free(l), 0);
+}
+
+/* ---- signals ---- */
+
+static int signal_seen;
+static void on_signal(evl_signal_t *s, int signum, void *data) {
+    (void)data;
+    signal_seen = signum;
+    evl_close((evl_handle_t *)s, NULL);
+}
+
+static void test_signal(void) {
+    evl_loop_t *l = new_loop();
+    evl_signal_t *s;
+    CHECK_EQ(evl_signal_init(l, &s, NULL), 0);
+    CHECK_EQ(evl_signal_start(s, on_signal, SIGKILL), -EINVAL);
+    CHECK_EQ(evl_signal_start(s, on_signal, 0), -EINVAL);
+    CHECK_EQ(evl_signal_start(s, NULL, SIGUSR1), -EINVAL);
+    CHECK_EQ(evl_signal_start(s, on_signal, SIGUSR1), 0);
+    signal_seen = 0;
+    raise(SIGUSR1);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(signal_seen, SIGUSR1);
+    /* The default disposition is back once no watcher remains. */
+    struct sigaction old;
+    sigaction(SIGUSR1, NULL, &old);
+    CHECK(old.sa_handler == SIG_DFL);
+    evl_signal_t *s2;
+    CHECK_EQ(evl_signal_init(l, &s2, NULL), 0);
+    CHECK_EQ(evl_signal_start(s2, on_signal, SIGUSR2), 0);
+    CHECK_EQ(evl_signal_stop(s2), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)s2, NULL), 0);
+    finish_loop(l);
+}
+
+/* ---- runner ---- */
+
+struct test {
+    const char *name;
+    void (*fn)(void);
+};
+
+static const struct test tests[] = {
+    {"version_and_errors", test_version_and_errors},
+    {"loop_basics_and_misuse", test_loop_basics_and_misuse},
+    {"timer_order", test_timer_order},
+    {"timer_repeat_again_and_close_in_callback", test_timer_repeat_again_and_close_in_callback},
+    {"ref_unref_and_data", test_ref_unref_and_data},
+    {"tcp_echo", test_tcp_echo},
+    {"tcp_connect_refused_and_bad_addresses", test_tcp_connect_refused_and_bad_addresses},
+    {"backpressure_and_adopt", test_backpressure_and_adopt},
+    {"unix_echo", test_unix_echo},
+    {"udp_echo", test_udp_echo},
+    {"poll_pipe", test_poll_pipe},
+    {"async_from_threads", test_async_from_threads},
+    {"signal", test_signal},
+};
+
+int main(int argc, char **argv) {
+    const char *names[] = {"epoll", "uring"};
+    int kinds[] = {EVL_BACKEND_EPOLL, EVL_BACKEND_URING};
+    int passed = 0, failed = 0;
+    for (int k = 0; k < 2; k++) {
+        int wanted = argc < 2;
+        for (int i = 1; i < argc; i++) wanted |= strcmp(argv[i], names[k]) == 0;
+        if (!wanted) continue;
+        evl_loop_t *probe = NULL;
+        int r = evl_loop_new(&probe, kinds[k]);
+        if (r != 0) {
+            printf("backend %s unavailable (%s): skipped\n", names[k], evl_err_name(r));
+            continue;
+        }
+        evl_loop_free(probe);
+        backend = kinds[k];
+        backend_label = names[k];
+        for (size_t t = 0; t < sizeof tests / sizeof tests[0]; t++) {
+            failures_in_test = 0;
+            tests[t].fn();
+            printf("%s %s/%s\n", failures_in_test ? "FAIL" : "ok  ", names[k], tests[t].name);
+            if (failures_in_test) failed++;
+            else passed++;
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
