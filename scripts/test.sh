@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test suite. Each Rust test that touches the loop runs once per backend this machine
-# supports (EVLOOP_BACKEND=epoll|uring narrows it to one).
+# Runs every test suite. Each Rust and C test that touches the loop runs once per backend this
+# machine supports (EVLOOP_BACKEND=epoll|uring narrows the Rust suites to one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== format and lints"
@@ -8,6 +8,19 @@ cargo fmt --check
 cargo clippy --quiet --all-targets -- -D warnings
 echo "== C sources build with -Wall -Wextra -Werror"
 bench/build.sh
-echo "== Rust tests (core)"
+make --quiet all
+echo "== Rust tests (core, ffi header freshness)"
 cargo test --quiet --workspace 2>&1 | tee /tmp/evloop-cargo-test.log
 grep -q "test result: ok" /tmp/evloop-cargo-test.log
+echo "== C ABI: header, symbols, C tests on both backends, valgrind"
+make --quiet test-c
+echo "== C ABI: install, then build an example outside the tree with pkg-config"
+prefix=$(mktemp -d)
+make --quiet install PREFIX="$prefix"
+gcc -std=c11 -Wall -Wextra -Werror -o "$prefix/timers" examples/c/timers.c \
+    $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs evloop) -Wl,-rpath,"$prefix/lib"
+"$prefix/timers" > "$prefix/timers.out"
+grep -q "slow ticker" "$prefix/timers.out"
+test -L "$prefix/lib/libevloop.so.0" && test -L "$prefix/lib/libevloop.so"
+rm -rf "$prefix"
+echo "install check: ok"

@@ -1,0 +1,66 @@
+# The C face of evloop: build the library and the C examples, run the C tests, install.
+#
+#   make                      libevloop.so/.a (target/release) and the examples (build/examples)
+#   make test-c               the C test suite on every backend, then again under valgrind
+#   make install PREFIX=/usr/local   library + SONAME links, include/evloop.h, evloop.pc
+#
+# Examples and tests build with -Wall -Wextra -Werror.
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
+PREFIX ?= /usr/local
+LIBDIR := target/release
+CC ?= cc
+CFLAGS ?= -O2 -g
+STRICT := -std=c11 -Wall -Wextra -Werror
+LINK := -L$(LIBDIR) -levloop -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lpthread
+EXAMPLES := $(patsubst examples/c/%.c,build/examples/%,$(wildcard examples/c/*.c))
+VALGRIND := valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q
+
+.PHONY: all lib examples test-c header-check install clean
+
+all: lib examples
+
+lib:
+	cargo build --release --quiet -p evloop-ffi
+	ln -sf libevloop.so $(LIBDIR)/libevloop.so.$(MAJOR)
+
+build/examples/%: examples/c/%.c include/evloop.h lib
+	@mkdir -p build/examples
+	$(CC) $(CFLAGS) $(STRICT) -Iinclude -o $@ $< $(LINK)
+
+examples: $(EXAMPLES)
+
+build/test_evloop: tests/c/test_evloop.c include/evloop.h lib
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(STRICT) -Iinclude -o $@ $< $(LINK)
+
+# The header alone compiles as strict C99 and as C++11.
+header-check: include/evloop.h
+	@mkdir -p build
+	printf '#include <evloop.h>\nint main(void) { return evl_version() == 0; }\n' > build/header_check.c
+	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude -c build/header_check.c -o build/header_check.o
+	cp build/header_check.c build/header_check.cpp
+	$(CXX) -std=c++11 -Wall -Werror -Iinclude -c build/header_check.cpp -o build/header_check_cpp.o
+
+test-c: build/test_evloop header-check
+	@echo "== exported symbols: evl_* only"
+	@bad=$$(nm -D --defined-only $(LIBDIR)/libevloop.so | awk '{print $$3}' | grep -v '^evl_' || true); \
+	  if [ -n "$$bad" ]; then echo "non-evl symbols exported: $$bad"; exit 1; fi
+	@readelf -d $(LIBDIR)/libevloop.so | grep -q 'SONAME.*libevloop.so.$(MAJOR)' || { echo "SONAME missing"; exit 1; }
+	@echo "== C tests"
+	build/test_evloop
+	@echo "== C tests under valgrind"
+	$(VALGRIND) build/test_evloop
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(LIBDIR)/libevloop.so $(DESTDIR)$(PREFIX)/lib/libevloop.so.$(VERSION)
+	ln -sf libevloop.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libevloop.so.$(MAJOR)
+	ln -sf libevloop.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libevloop.so
+	install -m 644 $(LIBDIR)/libevloop.a $(DESTDIR)$(PREFIX)/lib/libevloop.a
+	install -m 644 include/evloop.h $(DESTDIR)$(PREFIX)/include/evloop.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' ffi/evloop.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/evloop.pc
+
+clean:
+	rm -rf build
