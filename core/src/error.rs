@@ -22,10 +22,18 @@ macro_rules! errno_names {
 
             /// The symbolic name of the errno value, e.g. `"ECONNRESET"`; `"UNKNOWN"` for others.
             pub fn name(self) -> &'static str {
-                match self.0 {
-                    $(libc::$name => stringify!($name),)*
-                    _ => "UNKNOWN",
-                }
+                let n = self.name_c().to_bytes();
+                // SAFETY: every name is ASCII.
+                unsafe { std::str::from_utf8_unchecked(n) }
+            }
+
+            /// [`Error::name`] as a C string, for the C ABI.
+            pub fn name_c(self) -> &'static std::ffi::CStr {
+                let n: &'static str = match self.0 {
+                    $(libc::$name => concat!(stringify!($name), "\0"),)*
+                    _ => "UNKNOWN\0",
+                };
+                std::ffi::CStr::from_bytes_with_nul(n.as_bytes()).expect("names end with one NUL")
             }
         }
     };

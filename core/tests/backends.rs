@@ -113,18 +113,7 @@ fn config(kind: BackendKind) -> Config {
 fn many_connections_echo(lp: &mut Loop, conns: usize, per_conn: usize) {
     let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
     let addr = server.local_addr(lp).unwrap();
-    server
-        .listen(lp, 1024, |lp, _, c| {
-            c.unwrap()
-                .read_start(lp, |lp, c, r| match r {
-                    Read::Data(b) => {
-                        c.write(lp, b, None).unwrap();
-                    }
-                    _ => c.close(lp, None).unwrap(),
-                })
-                .unwrap();
-        })
-        .unwrap();
+    listen_echo(lp, server);
     let done = Rc::new(Cell::new(0usize));
     let payload: Rc<Vec<u8>> = Rc::new((0..per_conn).map(|i| (i % 251) as u8).collect());
     let mut clients = Vec::new();

@@ -46,18 +46,7 @@ fn steady_state_echo_round_trip_allocates_nothing() {
     each_backend(|lp| {
         let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
         let addr = server.local_addr(lp).unwrap();
-        server
-            .listen(lp, 16, |lp, _, conn| {
-                conn.unwrap()
-                    .read_start(lp, |lp, c, r| match r {
-                        Read::Data(b) => {
-                            c.write(lp, b, None).unwrap();
-                        }
-                        _ => c.close(lp, None).unwrap(),
-                    })
-                    .unwrap();
-            })
-            .unwrap();
+        listen_echo(lp, server);
         let trips = Rc::new(Cell::new(0u64));
         let counted = Rc::new(Cell::new((0u64, 0u64)));
         let client = Stream::tcp_connect(lp, addr, |lp, c, r| {

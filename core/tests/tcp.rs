@@ -11,18 +11,7 @@ use std::rc::Rc;
 fn echo_server(lp: &mut Loop, addr: &str) -> (Stream, SocketAddr) {
     let server = Stream::tcp_bind(lp, addr.parse().unwrap(), BindOptions::default()).unwrap();
     let bound = server.local_addr(lp).unwrap();
-    server
-        .listen(lp, 128, |lp, _, conn| {
-            let conn = conn.unwrap();
-            conn.read_start(lp, |lp, conn, read| match read {
-                Read::Data(bytes) => {
-                    conn.write(lp, bytes, None).unwrap();
-                }
-                Read::Eof | Read::Error(_) => conn.close(lp, None).unwrap(),
-            })
-            .unwrap();
-        })
-        .unwrap();
+    listen_echo(lp, server);
     (server, bound)
 }
 

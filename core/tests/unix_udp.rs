@@ -15,18 +15,7 @@ fn unix_echo(name: Vec<u8>) {
 
         assert_eq!(server.unix_local_name(lp).unwrap(), name);
         assert_eq!(server.local_addr(lp), Err(Error::ENOTSUP), "not a TCP socket");
-        server
-            .listen(lp, 16, |lp, _, conn| {
-                conn.unwrap()
-                    .read_start(lp, |lp, c, r| match r {
-                        Read::Data(b) => {
-                            c.write(lp, b, None).unwrap();
-                        }
-                        _ => c.close(lp, None).unwrap(),
-                    })
-                    .unwrap();
-            })
-            .unwrap();
+        listen_echo(lp, server);
         let got = Rc::new(RefCell::new(Vec::new()));
         let g = got.clone();
         let client = Stream::unix_connect(lp, &name, |_, _, r| r.unwrap()).unwrap();

@@ -24,117 +24,41 @@ pub extern "C" fn evl_version_string() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
-macro_rules! errno_table {
-    ($($name:ident),* $(,)?) => {
-        fn name_and_message(err: c_int) -> Option<(&'static str, &'static str)> {
-            if err == EVL_EOF {
-                return Some(("EOF\0", "end of file\0"));
-            }
-            match -err {
-                $(libc::$name => Some((concat!(stringify!($name), "\0"), message_of(libc::$name))),)*
-                _ => None,
-            }
-        }
-    };
-}
-
 fn message_of(errno: c_int) -> &'static str {
-    // strerror's table is static in glibc; copy each message once into a leaked, NUL-terminated
-    // string kept per errno, so callers get a pointer that stays valid.
+    // Messages are copied once into a leaked table of NUL-terminated strings, so callers get
+    // pointers that stay valid.
     use std::sync::OnceLock;
     static MESSAGES: OnceLock<Vec<&'static str>> = OnceLock::new();
     let table = MESSAGES.get_or_init(|| {
-        (0..200)
-            .map(|e| {
-                let msg = std::io::Error::from_raw_os_error(e).to_string();
-                let msg = msg
-                    .rsplit_once(" (os error")
-                    .map_or(msg.as_str(), |(m, _)| m)
-                    .to_string();
-                &*Box::leak(format!("{msg}\0").into_boxed_str())
-            })
+        (0..134)
+            .map(|e| &*Box::leak(format!("{}\0", evloop::Error::from_errno(e).message()).into_boxed_str()))
             .collect()
     });
     table.get(errno as usize).copied().unwrap_or("Unknown error\0")
 }
 
-errno_table!(
-    EPERM,
-    ENOENT,
-    ESRCH,
-    EINTR,
-    EIO,
-    ENXIO,
-    E2BIG,
-    ENOEXEC,
-    EBADF,
-    ECHILD,
-    EAGAIN,
-    ENOMEM,
-    EACCES,
-    EFAULT,
-    EBUSY,
-    EEXIST,
-    EXDEV,
-    ENODEV,
-    ENOTDIR,
-    EISDIR,
-    EINVAL,
-    ENFILE,
-    EMFILE,
-    ENOTTY,
-    EFBIG,
-    ENOSPC,
-    ESPIPE,
-    EROFS,
-    EMLINK,
-    EPIPE,
-    ERANGE,
-    ENAMETOOLONG,
-    ENOSYS,
-    ENOTEMPTY,
-    ELOOP,
-    ENOTSOCK,
-    EDESTADDRREQ,
-    EMSGSIZE,
-    EPROTOTYPE,
-    ENOPROTOOPT,
-    EPROTONOSUPPORT,
-    EOPNOTSUPP,
-    EAFNOSUPPORT,
-    EADDRINUSE,
-    EADDRNOTAVAIL,
-    ENETDOWN,
-    ENETUNREACH,
-    ECONNABORTED,
-    ECONNRESET,
-    ENOBUFS,
-    EISCONN,
-    ENOTCONN,
-    ESHUTDOWN,
-    ETIMEDOUT,
-    ECONNREFUSED,
-    EHOSTDOWN,
-    EHOSTUNREACH,
-    EALREADY,
-    EINPROGRESS,
-    ECANCELED,
-    EOVERFLOW,
-);
+fn known(err: c_int) -> Option<evloop::Error> {
+    let e = evloop::Error::from_errno(err.checked_neg()?);
+    (err < 0 && e.name() != "UNKNOWN").then_some(e)
+}
 
 /// The symbolic name of an error code, e.g. "ECONNREFUSED" for -ECONNREFUSED, "EOF" for
 /// EVL_EOF; "UNKNOWN" for anything else. The string is static.
 #[no_mangle]
 pub extern "C" fn evl_err_name(err: c_int) -> *const c_char {
-    crate::guard(c"UNKNOWN".as_ptr(), || {
-        name_and_message(err).map_or(c"UNKNOWN".as_ptr(), |(n, _)| n.as_ptr().cast())
+    crate::guard(c"UNKNOWN".as_ptr(), || match known(err) {
+        _ if err == EVL_EOF => c"EOF".as_ptr(),
+        Some(e) => e.name_c().as_ptr(),
+        None => c"UNKNOWN".as_ptr(),
     })
 }
 
 /// The message for an error code, e.g. "Connection refused". The string is static.
 #[no_mangle]
 pub extern "C" fn evl_strerror(err: c_int) -> *const c_char {
-    crate::guard(c"Unknown error".as_ptr(), || {
-        name_and_message(err).map_or(c"Unknown error".as_ptr(), |(_, m)| m.as_ptr().cast())
+    crate::guard(c"Unknown error".as_ptr(), || match known(err) {
+        _ if err == EVL_EOF => c"end of file".as_ptr(),
+        Some(e) => message_of(e.errno()).as_ptr().cast(),
+        None => c"Unknown error".as_ptr(),
     })
 }

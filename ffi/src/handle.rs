@@ -105,6 +105,35 @@ pub(crate) unsafe fn new_handle<T>(l: *mut evl_loop_t, id: Id, data: *mut c_void
     Box::into_raw(h).cast()
 }
 
+/// The body of every constructor: validates the loop and `out`, makes the core handle, and
+/// stores the new record's pointer in `*out`.
+pub(crate) fn create<T>(
+    l: *mut evl_loop_t,
+    out: *mut *mut T,
+    data: *mut c_void,
+    make: impl FnOnce(&mut Loop) -> evloop::Result<Id>,
+) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: `l` validated by loop_mut, `out` checked for NULL and writable (contract).
+        unsafe {
+            let lp = match loop_mut(l) {
+                Ok(lp) => lp,
+                Err(e) => return e,
+            };
+            if out.is_null() {
+                return -libc::EINVAL;
+            }
+            match make(lp) {
+                Ok(id) => {
+                    *out = new_handle(l, id, data);
+                    0
+                }
+                Err(e) => e.code(),
+            }
+        }
+    })
+}
+
 /// The record behind `p`, if it is a handle of `kind` (any kind for `None`).
 pub(crate) unsafe fn record<'a, T>(p: *mut T, kind: Option<Kind>) -> Result<&'a mut Handle, c_int> {
     if p.is_null() {

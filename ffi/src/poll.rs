@@ -1,8 +1,7 @@
 //! Watchers of readiness on fds the caller owns.
 
-use crate::guard;
-use crate::handle::{call_c, evl_poll_t, new_handle, with_open, Handle, Id};
-use crate::loop_::{evl_loop_t, loop_mut};
+use crate::handle::{call_c, create, evl_poll_t, with_open, Handle, Id};
+use crate::loop_::evl_loop_t;
 use evloop::ready;
 use libc::{c_int, c_uint, c_void};
 
@@ -39,24 +38,8 @@ pub unsafe extern "C" fn evl_poll_init(
     fd: c_int,
     user_data: *mut c_void,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut; `out` checked for NULL.
-        unsafe {
-            let lp = match loop_mut(l) {
-                Ok(lp) => lp,
-                Err(e) => return e,
-            };
-            if out.is_null() {
-                return -libc::EINVAL;
-            }
-            match evloop::FdWatcher::new(lp, fd) {
-                Ok(w) => {
-                    *out = new_handle(l, Id::Poll(w), user_data);
-                    0
-                }
-                Err(e) => e.code(),
-            }
-        }
+    create(l, out, user_data, |lp| {
+        Ok(Id::Poll(evloop::FdWatcher::new(lp, fd)?))
     })
 }
 

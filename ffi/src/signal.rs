@@ -1,8 +1,7 @@
 //! Signal watchers.
 
-use crate::guard;
-use crate::handle::{call_c, evl_signal_t, new_handle, with_open, Handle, Id};
-use crate::loop_::{evl_loop_t, loop_mut};
+use crate::handle::{call_c, create, evl_signal_t, with_open, Handle, Id};
+use crate::loop_::evl_loop_t;
 use libc::{c_int, c_void};
 
 /// Runs on the loop's thread with the signal number, once per batch of deliveries.
@@ -16,25 +15,7 @@ pub unsafe extern "C" fn evl_signal_init(
     out: *mut *mut evl_signal_t,
     user_data: *mut c_void,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut; `out` checked for NULL.
-        unsafe {
-            let lp = match loop_mut(l) {
-                Ok(lp) => lp,
-                Err(e) => return e,
-            };
-            if out.is_null() {
-                return -libc::EINVAL;
-            }
-            match evloop::Signal::new(lp) {
-                Ok(s) => {
-                    *out = new_handle(l, Id::Signal(s), user_data);
-                    0
-                }
-                Err(e) => e.code(),
-            }
-        }
-    })
+    create(l, out, user_data, |lp| Ok(Id::Signal(evloop::Signal::new(lp)?)))
 }
 
 /// Watches `signum` (replacing a signal watched before). The previous disposition returns after

@@ -1,8 +1,8 @@
 //! Stream sockets: TCP and Unix listeners and connections.
 
 use crate::guard;
-use crate::handle::{call_c, evl_stream_t, new_handle, with_open, Handle, Id};
-use crate::loop_::{evl_loop_t, loop_mut};
+use crate::handle::{call_c, create, evl_stream_t, new_handle, with_open, Handle, Id};
+use crate::loop_::evl_loop_t;
 use evloop::{BindOptions, Loop, Read, Stream};
 use libc::{c_char, c_int, c_uint, c_void, size_t, sockaddr, sockaddr_storage, socklen_t, ssize_t};
 use std::net::SocketAddr;
@@ -144,29 +144,13 @@ fn status_cb(h: *mut Handle, cb: evl_status_cb, user_data: *mut c_void) -> Optio
     ))
 }
 
-unsafe fn create(
+fn create_stream(
     l: *mut evl_loop_t,
     out: *mut *mut evl_stream_t,
     user_data: *mut c_void,
     make: impl FnOnce(&mut Loop) -> evloop::Result<Stream>,
 ) -> c_int {
-    // SAFETY: `l` validated by loop_mut, `out` checked for NULL.
-    unsafe {
-        let lp = match loop_mut(l) {
-            Ok(lp) => lp,
-            Err(e) => return e,
-        };
-        if out.is_null() {
-            return -libc::EINVAL;
-        }
-        match make(lp) {
-            Ok(s) => {
-                *out = new_handle(l, Id::Stream(s), user_data);
-                0
-            }
-            Err(e) => e.code(),
-        }
-    }
+    create(l, out, user_data, |lp| Ok(Id::Stream(make(lp)?)))
 }
 
 /// A TCP socket bound to `addr` (SO_REUSEADDR set), for evl_listen(). `flags`: EVL_TCP_*.
@@ -189,8 +173,7 @@ pub unsafe extern "C" fn evl_tcp_bind(
             reuse_port: flags & EVL_TCP_REUSEPORT != 0,
             v6_only: flags & EVL_TCP_IPV6ONLY != 0,
         };
-        // SAFETY: see create.
-        unsafe { create(l, out, user_data, |lp| Stream::tcp_bind(lp, a, opts)) }
+        create_stream(l, out, user_data, |lp| Stream::tcp_bind(lp, a, opts))
     })
 }
 
@@ -233,8 +216,7 @@ fn connect(
             f(lp, s, r)
         }
     });
-    // SAFETY: see create.
-    let rc = unsafe { create(l, out, user_data, |lp| start(lp, done)) };
+    let rc = create_stream(l, out, user_data, |lp| start(lp, done));
     if rc == 0 {
         // SAFETY: create stored a valid handle pointer in `*out`.
         cell.set(unsafe { *out } as usize);
@@ -258,8 +240,7 @@ pub unsafe extern "C" fn evl_unix_bind(
         }
         // SAFETY: `name` holds `namelen` bytes (contract).
         let n = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), namelen) }.to_vec();
-        // SAFETY: see create.
-        unsafe { create(l, out, user_data, |lp| Stream::unix_bind(lp, &n)) }
+        create_stream(l, out, user_data, |lp| Stream::unix_bind(lp, &n))
     })
 }
 
@@ -294,10 +275,7 @@ pub unsafe extern "C" fn evl_stream_adopt(
     fd: c_int,
     user_data: *mut c_void,
 ) -> c_int {
-    // SAFETY: see create.
-    guard(-libc::EIO, || unsafe {
-        create(l, out, user_data, |lp| Stream::adopt(lp, fd))
-    })
+    create_stream(l, out, user_data, |lp| Stream::adopt(lp, fd))
 }
 
 /// Starts accepting connections; `cb` receives each one.

@@ -2,7 +2,7 @@
 
 use crate::guard;
 use crate::handle::evl_timer_t;
-use crate::handle::{call_c, new_handle, open, record, with_open, Handle, Id, Kind};
+use crate::handle::{call_c, create, open, record, with_open, Handle, Id, Kind};
 use crate::loop_::{evl_loop_t, loop_mut};
 use libc::{c_int, c_void};
 
@@ -16,21 +16,7 @@ pub unsafe extern "C" fn evl_timer_init(
     out: *mut *mut evl_timer_t,
     user_data: *mut c_void,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut; `out` checked for NULL.
-        unsafe {
-            let lp = match loop_mut(l) {
-                Ok(lp) => lp,
-                Err(e) => return e,
-            };
-            if out.is_null() {
-                return -libc::EINVAL;
-            }
-            let t = evloop::Timer::new(lp);
-            *out = new_handle(l, Id::Timer(t), user_data);
-        }
-        0
-    })
+    create(l, out, user_data, |lp| Ok(Id::Timer(evloop::Timer::new(lp))))
 }
 
 /// Calls `cb` after `timeout` ms, then every `repeat` ms if `repeat` is not 0. Restarts a running

@@ -1,8 +1,7 @@
 //! UDP sockets.
 
-use crate::guard;
-use crate::handle::{call_c, evl_udp_t, new_handle, with_open, Handle, Id};
-use crate::loop_::{evl_loop_t, loop_mut};
+use crate::handle::{call_c, create, evl_udp_t, with_open, Handle, Id};
+use crate::loop_::evl_loop_t;
 use crate::stream::{evl_buf_t, from_std, slices, to_std};
 use evloop::{Udp, UdpBindOptions};
 use libc::{c_char, c_int, c_uint, c_void, sockaddr, sockaddr_storage, socklen_t, ssize_t};
@@ -40,34 +39,17 @@ pub unsafe extern "C" fn evl_udp_bind(
     flags: c_uint,
     user_data: *mut c_void,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut / to_std; `out` checked for NULL.
-        unsafe {
-            let lp = match loop_mut(l) {
-                Ok(lp) => lp,
-                Err(e) => return e,
-            };
-            let a = match to_std(addr, addrlen) {
-                Ok(a) => a,
-                Err(e) => return e,
-            };
-            if out.is_null() {
-                return -libc::EINVAL;
-            }
-            let opts = UdpBindOptions {
-                reuse_addr: flags & EVL_UDP_REUSEADDR != 0,
-                reuse_port: flags & EVL_UDP_REUSEPORT != 0,
-                v6_only: flags & EVL_UDP_IPV6ONLY != 0,
-            };
-            match Udp::bind(lp, a, opts) {
-                Ok(u) => {
-                    *out = new_handle(l, Id::Udp(u), user_data);
-                    0
-                }
-                Err(e) => e.code(),
-            }
-        }
-    })
+    // SAFETY: checked by to_std.
+    let a = match unsafe { to_std(addr, addrlen) } {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let opts = UdpBindOptions {
+        reuse_addr: flags & EVL_UDP_REUSEADDR != 0,
+        reuse_port: flags & EVL_UDP_REUSEPORT != 0,
+        v6_only: flags & EVL_UDP_IPV6ONLY != 0,
+    };
+    create(l, out, user_data, |lp| Ok(Id::Udp(Udp::bind(lp, a, opts)?)))
 }
 
 /// Sends the buffers as one datagram to `addr`; `cb` (may be NULL) runs once it is sent or has

@@ -9,7 +9,7 @@
 //! - One `recv` per readiness event into a single loop-owned buffer: no allocation per read, and
 //!   no second `recv` just to see `EAGAIN`.
 
-use super::{ready, Completion, Op, Token};
+use super::{readiness_bits, ready, Completion, Op, Token};
 use crate::error::{Error, Result};
 use crate::sys::epoll::{Epoll, Event};
 use crate::sys::socket::{self, RawAddr};
@@ -247,20 +247,7 @@ impl EpollBackend {
     fn wanted_events(slot: &FdSlot) -> u32 {
         let mut ev = 0;
         match slot.reader {
-            Some((_, Reader::Poll(want))) => {
-                if want & ready::READABLE != 0 {
-                    ev |= libc::EPOLLIN as u32;
-                }
-                if want & ready::WRITABLE != 0 {
-                    ev |= libc::EPOLLOUT as u32;
-                }
-                if want & ready::DISCONNECT != 0 {
-                    ev |= libc::EPOLLRDHUP as u32;
-                }
-                if want & ready::PRIORITIZED != 0 {
-                    ev |= libc::EPOLLPRI as u32;
-                }
-            }
+            Some((_, Reader::Poll(want))) => ev |= super::poll_events(want),
             Some(_) => ev |= libc::EPOLLIN as u32,
             None => {}
         }
@@ -486,30 +473,6 @@ impl EpollBackend {
         self.mark_dirty(fd);
         Some(Completion::new(token, res, false))
     }
-}
-
-fn readiness_bits(revents: u32) -> u32 {
-    let mut bits = 0;
-    if revents & libc::EPOLLIN as u32 != 0 {
-        bits |= ready::READABLE;
-    }
-    if revents & libc::EPOLLOUT as u32 != 0 {
-        bits |= ready::WRITABLE;
-    }
-    if revents & libc::EPOLLPRI as u32 != 0 {
-        bits |= ready::PRIORITIZED;
-    }
-    if revents & libc::EPOLLRDHUP as u32 != 0 {
-        bits |= ready::DISCONNECT;
-    }
-    if revents & libc::EPOLLHUP as u32 != 0 {
-        // A hung-up fd reads EOF and fails writes: let both kinds of watcher find out.
-        bits |= ready::READABLE | ready::WRITABLE | ready::DISCONNECT;
-    }
-    if revents & libc::EPOLLERR as u32 != 0 {
-        bits |= ready::READABLE | ready::WRITABLE | ready::ERROR;
-    }
-    bits
 }
 
 fn open_reserve() -> RawFd {

@@ -57,6 +57,59 @@ pub mod ready {
     pub const ERROR: u32 = 16;
 }
 
+// epoll and poll(2) share their event bits on Linux, so both backends use one mapping.
+const _: () = assert!(
+    libc::EPOLLIN == libc::POLLIN as i32
+        && libc::EPOLLOUT == libc::POLLOUT as i32
+        && libc::EPOLLPRI == libc::POLLPRI as i32
+        && libc::EPOLLERR == libc::POLLERR as i32
+        && libc::EPOLLHUP == libc::POLLHUP as i32
+        && libc::EPOLLRDHUP == libc::POLLRDHUP as i32
+);
+
+/// The kernel poll/epoll events that watch for `ready::*` interest.
+pub(crate) fn poll_events(want: u32) -> u32 {
+    let mut ev = 0;
+    if want & ready::READABLE != 0 {
+        ev |= libc::POLLIN as u32;
+    }
+    if want & ready::WRITABLE != 0 {
+        ev |= libc::POLLOUT as u32;
+    }
+    if want & ready::DISCONNECT != 0 {
+        ev |= libc::POLLRDHUP as u32;
+    }
+    if want & ready::PRIORITIZED != 0 {
+        ev |= libc::POLLPRI as u32;
+    }
+    ev
+}
+
+/// `ready::*` bits for the poll/epoll events the kernel reported.
+pub(crate) fn readiness_bits(revents: u32) -> u32 {
+    let mut bits = 0;
+    if revents & libc::POLLIN as u32 != 0 {
+        bits |= ready::READABLE;
+    }
+    if revents & libc::POLLOUT as u32 != 0 {
+        bits |= ready::WRITABLE;
+    }
+    if revents & libc::POLLPRI as u32 != 0 {
+        bits |= ready::PRIORITIZED;
+    }
+    if revents & libc::POLLRDHUP as u32 != 0 {
+        bits |= ready::DISCONNECT;
+    }
+    if revents & libc::POLLHUP as u32 != 0 {
+        // A hung-up fd reads EOF and fails writes: let both kinds of watcher find out.
+        bits |= ready::READABLE | ready::WRITABLE | ready::DISCONNECT;
+    }
+    if revents & libc::POLLERR as u32 != 0 {
+        bits |= ready::READABLE | ready::WRITABLE | ready::ERROR;
+    }
+    bits
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Op {
     /// Multishot: each completion is an accepted, non-blocking, close-on-exec fd or `-errno`.

@@ -13,7 +13,7 @@
 //!   (CQ overflow) are flushed by entering again before the loop sleeps.
 
 use super::buf_ring::BufRing;
-use super::{ready, Completion, Op, OpKind, Token, NO_BUFFER};
+use super::{poll_events, readiness_bits, Completion, Op, OpKind, Token, NO_BUFFER};
 use crate::error::{Error, Result};
 use crate::sys::socket::RawAddr;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -181,7 +181,7 @@ impl UringBackend {
             Op::RecvFrom { fd } => {
                 opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msghdr, BUFFER_GROUP).build()
             }
-            Op::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), poll_mask(events))
+            Op::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), poll_events(events))
                 .multi(true)
                 .build(),
             Op::Wake { fd } => {
@@ -359,44 +359,4 @@ impl UringBackend {
         c.buf_id = bid as u32;
         true
     }
-}
-
-fn poll_mask(events: u32) -> u32 {
-    let mut m = 0;
-    if events & ready::READABLE != 0 {
-        m |= libc::POLLIN as u32;
-    }
-    if events & ready::WRITABLE != 0 {
-        m |= libc::POLLOUT as u32;
-    }
-    if events & ready::DISCONNECT != 0 {
-        m |= libc::POLLRDHUP as u32;
-    }
-    if events & ready::PRIORITIZED != 0 {
-        m |= libc::POLLPRI as u32;
-    }
-    m
-}
-
-fn readiness_bits(revents: u32) -> u32 {
-    let mut bits = 0;
-    if revents & libc::POLLIN as u32 != 0 {
-        bits |= ready::READABLE;
-    }
-    if revents & libc::POLLOUT as u32 != 0 {
-        bits |= ready::WRITABLE;
-    }
-    if revents & libc::POLLPRI as u32 != 0 {
-        bits |= ready::PRIORITIZED;
-    }
-    if revents & libc::POLLRDHUP as u32 != 0 {
-        bits |= ready::DISCONNECT;
-    }
-    if revents & libc::POLLHUP as u32 != 0 {
-        bits |= ready::READABLE | ready::WRITABLE | ready::DISCONNECT;
-    }
-    if revents & libc::POLLERR as u32 != 0 {
-        bits |= ready::READABLE | ready::WRITABLE | ready::ERROR;
-    }
-    bits
 }

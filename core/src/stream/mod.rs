@@ -152,6 +152,21 @@ impl StreamEntry {
         self.flags & f != 0
     }
 
+    /// Why a write cannot be accepted now, if it cannot: a listener, a shut-down write side, or
+    /// an earlier write error (which is sticky).
+    fn check_writable(&self) -> Result<()> {
+        if self.has(flag::LISTENING) {
+            return Err(Error::ENOTCONN);
+        }
+        if self.has(flag::SHUT_REQUESTED) {
+            return Err(Error::EPIPE);
+        }
+        match self.w.as_ref().and_then(|w| w.error) {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
     fn wants_active(&self) -> bool {
         (self.has(flag::READING) && !self.has(flag::EOF))
             || self.has(flag::LISTENING)
@@ -267,15 +282,7 @@ impl Stream {
     /// `false` once it is at or above it: wait for the drain callback before writing more.
     pub fn write(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
         let e = self.entry(lp)?;
-        if e.has(flag::LISTENING) {
-            return Err(Error::ENOTCONN);
-        }
-        if e.has(flag::SHUT_REQUESTED) {
-            return Err(Error::EPIPE);
-        }
-        if let Some(err) = e.w.as_ref().and_then(|w| w.error) {
-            return Err(err);
-        }
+        e.check_writable()?;
         // Nothing queued or in flight: send from the caller's slice, and copy only what the
         // kernel did not take. Backends that must own the buffer (io_uring) decline.
         let mut sent_now = 0;
@@ -337,15 +344,7 @@ impl Stream {
     /// earlier writes are queued or a connect is pending, so bytes never overtake each other.
     pub fn try_write(self, lp: &mut Loop, data: &[u8]) -> Result<usize> {
         let e = self.entry(lp)?;
-        if e.has(flag::LISTENING) {
-            return Err(Error::ENOTCONN);
-        }
-        if e.has(flag::SHUT_REQUESTED) {
-            return Err(Error::EPIPE);
-        }
-        if let Some(err) = e.w.as_ref().and_then(|w| w.error) {
-            return Err(err);
-        }
+        e.check_writable()?;
         if e.has(flag::CONNECTING) || e.w.as_ref().is_some_and(|w| w.queue_size() > 0 || w.sending) {
             return Err(Error::EAGAIN);
         }

@@ -62,3 +62,21 @@ pub fn run_until(lp: &mut Loop, limit: Duration, mut done: impl FnMut(&mut Loop)
 }
 
 pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// Makes `server` (bound, not yet listening) an echo server: every connection writes back what
+/// it reads and closes at EOF or on an error.
+pub fn listen_echo(lp: &mut Loop, server: evloop::Stream) {
+    use evloop::Read;
+    server
+        .listen(lp, 1024, |lp, _, conn| {
+            conn.unwrap()
+                .read_start(lp, |lp, c, r| match r {
+                    Read::Data(b) => {
+                        c.write(lp, b, None).unwrap();
+                    }
+                    Read::Eof | Read::Error(_) => c.close(lp, None).unwrap(),
+                })
+                .unwrap();
+        })
+        .unwrap();
+}
