@@ -27,6 +27,21 @@ pub enum RunMode {
     NoWait,
 }
 
+/// Counters of what a loop has done, for tests, benchmarks and diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Loop iterations run.
+    pub iterations: u64,
+    /// Calls into the kernel that waited for events (`epoll_wait`, `io_uring_enter`).
+    pub kernel_waits: u64,
+    /// Completions dispatched.
+    pub completions: u64,
+    /// io_uring: multishot receives ended by an empty provided-buffer ring (then re-armed).
+    pub receive_buffer_exhaustions: u64,
+    /// io_uring: extra kernel entries made to flush completions held back by a full CQ.
+    pub completion_overflow_flushes: u64,
+}
+
 /// Settings for [`Loop::with_config`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -90,6 +105,8 @@ pub struct Loop {
     /// Handles closed while operations were in flight, waiting for their final completions.
     closes_in_flight: usize,
     closing_now: Vec<RawHandle>,
+    iterations: u64,
+    completions: u64,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -143,6 +160,8 @@ impl Loop {
             closing: Vec::new(),
             closes_in_flight: 0,
             closing_now: Vec::new(),
+            iterations: 0,
+            completions: 0,
             _not_send: PhantomData,
         })
     }
@@ -166,6 +185,18 @@ impl Loop {
     pub fn update_time(&mut self) {
         self.now_ns = sys::monotonic_ns();
         self.now_ms = (self.now_ns - self.start_ns) / 1_000_000;
+    }
+
+    /// What the loop has done so far.
+    pub fn stats(&self) -> Stats {
+        let c = self.backend.counters();
+        Stats {
+            iterations: self.iterations,
+            kernel_waits: c.waits,
+            completions: self.completions,
+            receive_buffer_exhaustions: c.buffer_exhaustions,
+            completion_overflow_flushes: c.overflow_flushes,
+        }
     }
 
     /// Makes `run` return after the current iteration.
@@ -226,6 +257,7 @@ impl Loop {
             self.update_time();
         }
         while alive && !self.stop_requested {
+            self.iterations += 1;
             self.update_time();
             self.run_timers();
             self.run_deferred();
@@ -293,6 +325,7 @@ impl Loop {
 
     fn dispatch_completions(&mut self) {
         while let Some(c) = self.backend.next_completion() {
+            self.completions += 1;
             self.dispatch(&c);
             if !c.data.is_null() {
                 self.backend.recycle(&c);

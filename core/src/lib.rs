@@ -38,7 +38,7 @@ mod wakeup;
 
 pub use backend::{ready, BackendKind};
 pub use error::{Error, Result};
-pub use event_loop::{Config, Loop, RunMode};
+pub use event_loop::{Config, Loop, RunMode, Stats};
 pub use handle::{CloseCb, Handle};
 pub use poll::{FdWatcher, PollCb};
 pub use signal::{Signal, SignalCb};

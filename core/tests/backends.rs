@@ -155,6 +155,13 @@ fn receive_buffer_exhaustion_loses_nothing() {
         })
         .unwrap();
         many_connections_echo(&mut lp, 40, 64 * 1024);
+        if kind == BackendKind::Uring {
+            assert!(
+                lp.stats().receive_buffer_exhaustions > 0,
+                "the ring never ran dry: {:?}",
+                lp.stats()
+            );
+        }
     }
 }
 
@@ -168,6 +175,8 @@ fn tiny_ring_completion_overflow_loses_nothing() {
         })
         .unwrap();
         many_connections_echo(&mut lp, 60, 16 * 1024);
+        let stats = lp.stats();
+        assert!(stats.completions > 0 && stats.kernel_waits > 0 && stats.iterations > 0);
         // And 100 fd watchers becoming ready in the same instant.
         let mut pipes = Vec::new();
         let fired = Rc::new(Cell::new(0));
@@ -195,6 +204,13 @@ fn tiny_ring_completion_overflow_loses_nothing() {
         }
         run_until(&mut lp, LIMIT, |_| fired.get() == 100);
         lp.run(RunMode::Default).unwrap();
+        if kind == BackendKind::Uring {
+            assert!(
+                lp.stats().completion_overflow_flushes > 0,
+                "the CQ never overflowed: {:?}",
+                lp.stats()
+            );
+        }
         for fds in pipes {
             // SAFETY: closing our own pipes.
             unsafe {

@@ -80,6 +80,7 @@ pub(crate) struct EpollBackend {
     /// An fd kept open so that, at the descriptor limit, pending connections can still be
     /// accepted and dropped instead of spinning on a listener that stays readable.
     reserve_fd: RawFd,
+    pub(crate) counters: super::Counters,
 }
 
 fn data_of(fd: RawFd, gen: u32) -> u64 {
@@ -101,6 +102,7 @@ impl EpollBackend {
             recv_buf: vec![0u8; recv_buffer_size.max(64)].into_boxed_slice(),
             recv_addr: RawAddr::empty(),
             reserve_fd: -1,
+            counters: super::Counters::default(),
         })
     }
 
@@ -310,6 +312,7 @@ impl EpollBackend {
             // Unprocessed events remain (the caller stopped early): keep them.
             return Ok(());
         }
+        self.counters.waits += 1;
         self.epoll.wait(&mut self.events, timeout)?;
         self.cursor = 0;
         self.stage = Stage::Reader;

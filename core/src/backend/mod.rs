@@ -197,6 +197,14 @@ impl Completion {
 
 pub(crate) const NO_BUFFER: u32 = u32::MAX;
 
+/// What a backend counts about itself (see `Loop::stats`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) waits: u64,
+    pub(crate) buffer_exhaustions: u64,
+    pub(crate) overflow_flushes: u64,
+}
+
 /// Which kernel interface a loop uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BackendKind {
@@ -355,6 +363,13 @@ impl Backend {
             Backend::Epoll(b) => b.release_fd(fd, owned),
             // Nothing is registered per fd; every operation on it has completed.
             Backend::Uring(_) => {}
+        }
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        match self {
+            Backend::Epoll(b) => b.counters,
+            Backend::Uring(b) => b.counters,
         }
     }
 

@@ -48,6 +48,7 @@ pub(crate) struct UringBackend {
     /// Template for multishot recvmsg: room for any address, no control data.
     msghdr: Box<libc::msghdr>,
     recv_addr: RawAddr,
+    pub(crate) counters: super::Counters,
 }
 
 /// Multishot receive needs Linux 6.0; older kernels get epoll.
@@ -144,6 +145,7 @@ impl UringBackend {
             wake_buf: Box::new([0; 8]),
             msghdr,
             recv_addr: RawAddr::empty(),
+            counters: super::Counters::default(),
         })
     }
 
@@ -254,6 +256,7 @@ impl UringBackend {
             submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
         };
         self.queued = 0;
+        self.counters.waits += 1;
         match res {
             Ok(_) => {}
             Err(e)
@@ -269,6 +272,7 @@ impl UringBackend {
         let mut rounds = 0;
         while self.ring.submission().cq_overflow() && rounds < 64 {
             rounds += 1;
+            self.counters.overflow_flushes += 1;
             let _ = self.ring.submitter().submit_and_wait(0);
             self.reap();
         }
@@ -292,6 +296,9 @@ impl UringBackend {
             let token = ud & TOKEN_MASK;
 
             let more = cqueue::more(flags);
+            if res == -libc::ENOBUFS {
+                self.counters.buffer_exhaustions += 1;
+            }
             let mut c = Completion::new(token, res, more);
             let kind = (ud >> KIND_SHIFT) as u8;
             match kind {
