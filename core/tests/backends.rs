@@ -324,3 +324,91 @@ fn data_arriving_after_read_stop_is_kept_in_order() {
         lp.run(RunMode::Default).unwrap();
     });
 }
+
+/// In a child process with a low descriptor limit: accept until EMFILE, keep going for a while,
+/// and check the loop waited instead of spinning.
+fn emfile_child(kind: BackendKind) {
+    let limit = libc::rlimit {
+        rlim_cur: 48,
+        rlim_max: 20_000,
+    };
+    // SAFETY: lowers this (child) process's soft descriptor limit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let mut lp = Loop::with_config(config(kind)).unwrap();
+    let server = Stream::tcp_bind(&mut lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+    let port = server.local_addr(&lp).unwrap().port();
+    let (accepted, refused) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    let (a, r) = (accepted.clone(), refused.clone());
+    let mut kept = Vec::new();
+    server
+        .listen(&mut lp, 1024, move |_, _, conn| match conn {
+            Ok(c) => {
+                a.set(a.get() + 1);
+                kept.push(c); // hold every fd until the limit is reached
+            }
+            Err(e) => {
+                assert!(e == Error::EMFILE || e == Error::ENFILE, "{e}");
+                r.set(r.get() + 1);
+            }
+        })
+        .unwrap();
+    println!("PORT {port}");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    let stop = evloop::Timer::new(&mut lp);
+    stop.start(&mut lp, 1500, 0, |lp, _| lp.stop()).unwrap();
+    lp.run(RunMode::Default).unwrap();
+    let stats = lp.stats();
+    assert!(accepted.get() > 0, "accepted nothing");
+    assert!(refused.get() > 0, "never reached the descriptor limit");
+    // A spinning loop makes hundreds of thousands of iterations in 1.5 s.
+    assert!(
+        stats.iterations < 5_000,
+        "the loop spun at the descriptor limit: {stats:?}"
+    );
+}
+
+#[test]
+fn descriptor_exhaustion_does_not_spin() {
+    if let Ok(kind) = std::env::var("EVLOOP_EMFILE_CHILD") {
+        return emfile_child(BackendKind::parse(&kind).unwrap());
+    }
+    for kind in backends() {
+        let name = if kind == BackendKind::Uring {
+            "uring"
+        } else {
+            "epoll"
+        };
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "descriptor_exhaustion_does_not_spin",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("EVLOOP_EMFILE_CHILD", name)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut port = None;
+        let mut line = String::new();
+        use std::io::BufRead;
+        while port.is_none() && out.read_line(&mut line).unwrap() > 0 {
+            // libtest may print "test <name> ... " on the same line first.
+            port = line
+                .split("PORT ")
+                .nth(1)
+                .and_then(|p| p.trim().parse::<u16>().ok());
+            line.clear();
+        }
+        let port = port.expect("child printed its port");
+        // Far more connections than the child has descriptors for; kept open meanwhile.
+        let clients: Vec<_> = (0..120)
+            .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+            .collect();
+        assert!(clients.len() > 48);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{name}: child failed: {status}");
+    }
+}

@@ -9,6 +9,7 @@
 //! - One `recv` per readiness event into a single loop-owned buffer: no allocation per read, and
 //!   no second `recv` just to see `EAGAIN`.
 
+use super::fd_reserve::FdReserve;
 use super::{readiness_bits, ready, Completion, Op, Token};
 use crate::error::{Error, Result};
 use crate::sys::epoll::{Epoll, Event};
@@ -77,9 +78,7 @@ pub(crate) struct EpollBackend {
     ready: VecDeque<Completion>,
     recv_buf: Box<[u8]>,
     recv_addr: RawAddr,
-    /// An fd kept open so that, at the descriptor limit, pending connections can still be
-    /// accepted and dropped instead of spinning on a listener that stays readable.
-    reserve_fd: RawFd,
+    reserve: FdReserve,
     pub(crate) counters: super::Counters,
 }
 
@@ -101,7 +100,7 @@ impl EpollBackend {
             ready: VecDeque::new(),
             recv_buf: vec![0u8; recv_buffer_size.max(64)].into_boxed_slice(),
             recv_addr: RawAddr::empty(),
-            reserve_fd: -1,
+            reserve: FdReserve::empty(),
             counters: super::Counters::default(),
         })
     }
@@ -130,9 +129,7 @@ impl EpollBackend {
     pub(crate) fn submit(&mut self, token: Token, op: Op) -> Option<i32> {
         match op {
             Op::Accept { fd } => {
-                if self.reserve_fd < 0 {
-                    self.reserve_fd = open_reserve();
-                }
+                self.reserve.ensure();
                 self.arm_reader(fd, token, Reader::Accept)
             }
             Op::Recv { fd } => self.arm_reader(fd, token, Reader::Recv),
@@ -421,7 +418,7 @@ impl EpollBackend {
                     Err(Error::EAGAIN) => return None,
                     Err(Error::ECONNABORTED) | Err(Error::EINTR) => continue,
                     Err(e @ (Error::EMFILE | Error::ENFILE)) => {
-                        self.drop_pending_connections(fd);
+                        self.reserve.drop_pending_connections(fd);
                         return Some(Completion::new(token, e.code(), true));
                     }
                     Err(e) => {
@@ -431,19 +428,6 @@ impl EpollBackend {
                 }
             },
         }
-    }
-
-    /// At the descriptor limit, frees the reserve fd to accept and close what is queued, so a
-    /// level-triggered listener does not spin (libuv does the same).
-    fn drop_pending_connections(&mut self, listener: RawFd) {
-        if self.reserve_fd < 0 {
-            return;
-        }
-        sys::close(self.reserve_fd);
-        while let Ok(conn) = socket::accept(listener) {
-            sys::close(conn);
-        }
-        self.reserve_fd = open_reserve();
     }
 
     fn perform_write(&mut self, fd: RawFd, revents: u32) -> Option<Completion> {
@@ -475,18 +459,5 @@ impl EpollBackend {
         self.writers.remove(&fd);
         self.mark_dirty(fd);
         Some(Completion::new(token, res, false))
-    }
-}
-
-fn open_reserve() -> RawFd {
-    // SAFETY: opening /dev/null with a constant, NUL-terminated path.
-    unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
-}
-
-impl Drop for EpollBackend {
-    fn drop(&mut self) {
-        if self.reserve_fd >= 0 {
-            sys::close(self.reserve_fd);
-        }
     }
 }

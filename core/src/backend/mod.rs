@@ -18,6 +18,7 @@
 
 mod buf_ring;
 pub(crate) mod epoll;
+mod fd_reserve;
 pub(crate) mod uring;
 
 use crate::error::Result;

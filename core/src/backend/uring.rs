@@ -13,10 +13,12 @@
 //!   (CQ overflow) are flushed by entering again before the loop sleeps.
 
 use super::buf_ring::BufRing;
+use super::fd_reserve::FdReserve;
 use super::{poll_events, readiness_bits, Completion, Op, OpKind, Token, NO_BUFFER};
 use crate::error::{Error, Result};
 use crate::sys::socket::RawAddr;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 
 /// Operations' kinds ride in the top bits of user_data; cancellation SQEs use zero, which no
@@ -24,6 +26,8 @@ use std::os::fd::{AsRawFd, RawFd};
 const KIND_SHIFT: u32 = 60;
 const TOKEN_MASK: u64 = (1 << KIND_SHIFT) - 1;
 const INTERNAL: u64 = 0;
+/// Kind tag of the one-shot poll that stands in for an accept after EMFILE (see next_completion).
+const ACCEPT_WAIT: u64 = 15;
 const BUFFER_GROUP: u16 = 0;
 
 /// Sizes of the ring and its receive buffers.
@@ -48,6 +52,9 @@ pub(crate) struct UringBackend {
     /// Template for multishot recvmsg: room for any address, no control data.
     msghdr: Box<libc::msghdr>,
     recv_addr: RawAddr,
+    /// Listeners' fds by accept token, to drain them at the descriptor limit.
+    listeners: HashMap<Token, RawFd>,
+    reserve: FdReserve,
     pub(crate) counters: super::Counters,
 }
 
@@ -145,6 +152,8 @@ impl UringBackend {
             wake_buf: Box::new([0; 8]),
             msghdr,
             recv_addr: RawAddr::empty(),
+            listeners: HashMap::new(),
+            reserve: FdReserve::empty(),
             counters: super::Counters::default(),
         })
     }
@@ -176,9 +185,13 @@ impl UringBackend {
         debug_assert_eq!(token >> KIND_SHIFT, 0);
         let ud = token | (op.kind() as u64) << KIND_SHIFT;
         let entry = match op {
-            Op::Accept { fd } => opcode::AcceptMulti::new(types::Fd(fd))
-                .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-                .build(),
+            Op::Accept { fd } => {
+                self.listeners.insert(token, fd);
+                self.reserve.ensure();
+                opcode::AcceptMulti::new(types::Fd(fd))
+                    .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                    .build()
+            }
             Op::Recv { fd } => opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP).build(),
             Op::RecvFrom { fd } => {
                 opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msghdr, BUFFER_GROUP).build()
@@ -219,6 +232,15 @@ impl UringBackend {
     pub(crate) fn cancel(&mut self, token: Token, kind: OpKind) {
         if kind == OpKind::Wake {
             self.wake_cancelled = true;
+        }
+        if kind == OpKind::Accept {
+            // The accept may be waiting as a readiness poll (after EMFILE): cancel that too;
+            // whichever is live ends with the final completion.
+            self.push(
+                opcode::AsyncCancel::new(token | ACCEPT_WAIT << KIND_SHIFT)
+                    .build()
+                    .user_data(INTERNAL),
+            );
         }
         let ud = token | (kind as u64) << KIND_SHIFT;
         self.push(opcode::AsyncCancel::new(ud).build().user_data(INTERNAL));
@@ -316,6 +338,42 @@ impl UringBackend {
                     if let Some(bid) = cqueue::buffer_select(flags) {
                         if !self.parse_datagram(&mut c, bid) {
                             self.buffers.recycle(bid);
+                        }
+                    }
+                }
+                k if k == OpKind::Accept as u8 => {
+                    if res == -libc::EMFILE || res == -libc::ENFILE {
+                        // io_uring's accept takes a descriptor before it looks at the socket,
+                        // so at the limit a re-armed accept fails at once, connection or not.
+                        // Drop what is queued, then wait for readability, as epoll does, and
+                        // accept again only when a connection is there. To the loop the accept
+                        // goes on (`more`).
+                        if let Some(&fd) = self.listeners.get(&token) {
+                            self.reserve.drop_pending_connections(fd);
+                            let wait = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32).build();
+                            self.push(wait.user_data(token | ACCEPT_WAIT << KIND_SHIFT));
+                            c.more = true;
+                        }
+                    }
+                    if !c.more {
+                        self.listeners.remove(&token);
+                    }
+                }
+                k if k as u64 == ACCEPT_WAIT => {
+                    let listener = self.listeners.get(&token).copied();
+                    match listener {
+                        Some(fd) if res >= 0 => {
+                            let accept = opcode::AcceptMulti::new(types::Fd(fd))
+                                .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                                .build();
+                            self.push(accept.user_data(token | (OpKind::Accept as u64) << KIND_SHIFT));
+                            continue; // internal: nothing for the loop yet
+                        }
+                        _ => {
+                            // Cancelled (listener closing) or failed: the accept's final completion.
+                            self.listeners.remove(&token);
+                            c.more = false;
+                            c.res = if res >= 0 { -libc::ECANCELED } else { res };
                         }
                     }
                 }
