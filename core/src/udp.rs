@@ -447,7 +447,7 @@ impl Loop {
     pub(crate) fn udp_release(&mut self, idx: u32, gen: u32) -> Option<CloseCb> {
         let mut e = self.udps.remove(idx, gen)?;
         self.backend.release_fd(e.fd, true);
-        sys::close(e.fd);
+        self.backend.close_fd(e.fd);
         let u = Udp { idx, gen };
         for (cb, r) in e.done.drain(..) {
             if let Some(cb) = cb {

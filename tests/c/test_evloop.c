@@ -641,6 +641,18 @@ static void test_signal(void) {
 
 /* ---- runner ---- */
 
+#include <dirent.h>
+
+/* Descriptors open in this process: every test must leave the count as it found it. */
+static int open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (!d) return -1;
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+}
+
 struct test {
     const char *name;
     void (*fn)(void);
@@ -681,7 +693,13 @@ int main(int argc, char **argv) {
         backend_label = names[k];
         for (size_t t = 0; t < sizeof tests / sizeof tests[0]; t++) {
             failures_in_test = 0;
+            int fds_before = open_fds();
             tests[t].fn();
+            int fds_after = open_fds();
+            if (fds_after != fds_before) {
+                fprintf(stderr, "  [%s] %s leaked %d descriptor(s)\n", names[k], tests[t].name, fds_after - fds_before);
+                failures_in_test++;
+            }
             printf("%s %s/%s\n", failures_in_test ? "FAIL" : "ok  ", names[k], tests[t].name);
             if (failures_in_test) failed++;
             else passed++;

@@ -374,6 +374,15 @@ impl Backend {
         }
     }
 
+    /// Closes an fd the loop owns once every operation on it has finished: through the ring on
+    /// io_uring (in the next enter, with nothing to wait for), directly on epoll.
+    pub(crate) fn close_fd(&mut self, fd: RawFd) {
+        match self {
+            Backend::Epoll(_) => crate::sys::close(fd),
+            Backend::Uring(b) => b.close_fd(fd),
+        }
+    }
+
     /// An fd that polls readable when completions are pending (for embedding).
     pub(crate) fn fd(&self) -> RawFd {
         match self {

@@ -120,6 +120,7 @@ impl UringBackend {
             opcode::Connect::CODE,
             opcode::Shutdown::CODE,
             opcode::Read::CODE,
+            opcode::Close::CODE,
         ];
         if !needed.iter().all(|&op| probe.is_supported(op)) {
             return Err(Error::ENOSYS);
@@ -244,6 +245,10 @@ impl UringBackend {
         }
         let ud = token | (kind as u64) << KIND_SHIFT;
         self.push(opcode::AsyncCancel::new(ud).build().user_data(INTERNAL));
+    }
+
+    pub(crate) fn close_fd(&mut self, fd: RawFd) {
+        self.push(opcode::Close::new(types::Fd(fd)).build().user_data(INTERNAL));
     }
 
     /// Moves completions from the kernel's queue into ours, freeing CQ space at once.
@@ -423,5 +428,14 @@ impl UringBackend {
         c.addr = &self.recv_addr;
         c.buf_id = bid as u32;
         true
+    }
+}
+
+impl Drop for UringBackend {
+    fn drop(&mut self) {
+        // Queued closes (and cancellations) must reach the kernel before the ring goes.
+        if self.queued > 0 {
+            let _ = self.ring.submit();
+        }
     }
 }

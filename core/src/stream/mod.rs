@@ -792,7 +792,7 @@ impl Loop {
         let family = e.family as i32;
         let Incoming::Accept(mut cb) = std::mem::replace(&mut e.incoming, Incoming::None) else {
             if c.res >= 0 {
-                sys::close(c.res);
+                self.backend.close_fd(c.res);
             }
             return;
         };
@@ -877,7 +877,7 @@ impl Loop {
         let mut e = self.streams.remove(idx, gen)?;
         if e.fd >= 0 {
             self.backend.release_fd(e.fd, !e.has(flag::ADOPTED));
-            sys::close(e.fd);
+            self.backend.close_fd(e.fd);
         }
         let s = Stream { idx, gen };
         if let Some(mut w) = e.w.take() {
