@@ -101,6 +101,7 @@ pub struct Loop {
     pub(crate) asyncs: Slab<AsyncEntry>,
     pub(crate) signals: Slab<SignalEntry>,
     pub(crate) wake: WakeState,
+    pub(crate) work: crate::threadpool::WorkState,
     closing: Vec<RawHandle>,
     /// Handles closed while operations were in flight, waiting for their final completions.
     closes_in_flight: usize,
@@ -157,6 +158,7 @@ impl Loop {
             asyncs: Slab::new(),
             signals: Slab::new(),
             wake: WakeState::new(),
+            work: crate::threadpool::WorkState::new(),
             closing: Vec::new(),
             closes_in_flight: 0,
             closing_now: Vec::new(),

@@ -142,6 +142,7 @@ impl Loop {
             return;
         }
         self.signal_dispatch();
+        self.work_dispatch();
         let mut sweep = std::mem::take(&mut self.wake.sweep);
         self.asyncs.live(&mut sweep);
         for &(idx, gen) in &sweep {
