@@ -126,6 +126,21 @@
 #define EVL_UDP_IPV6ONLY 4
 
 /**
+ * evl_getaddrinfo flag: IPv4 addresses only.
+ */
+#define EVL_GAI_IPV4 1
+
+/**
+ * evl_getaddrinfo flag: IPv6 addresses only.
+ */
+#define EVL_GAI_IPV6 2
+
+/**
+ * evl_getaddrinfo flag: accept only a numeric host; never ask a resolver.
+ */
+#define EVL_GAI_NUMERICHOST 4
+
+/**
  * A wake-up handle other threads signal with evl_async_send().
  */
 typedef struct evl_async_t evl_async_t;
@@ -249,6 +264,38 @@ typedef void (*evl_udp_recv_cb)(evl_udp_t *udp,
  * Runs on the loop's thread after one or more evl_async_send() calls.
  */
 typedef void (*evl_async_cb)(evl_async_t *handle, void *user_data);
+
+/**
+ * Runs on a thread-pool thread (not the loop's): it must not call evl_* functions other than
+ * evl_async_send.
+ */
+typedef void (*evl_work_fn)(void *user_data);
+
+/**
+ * Runs on the loop's thread after the work: `status` 0, -ECANCELED (evl_cancel_work stopped it
+ * before it started) or -EIO.
+ */
+typedef void (*evl_after_work_cb)(evl_loop_t *l, int status, void *user_data);
+
+/**
+ * Receives resolved addresses (`count` of them at `addrs`, lent for the call) with `status` 0,
+ * or an error: -ENOENT (no such name), -EAGAIN (try again), -ECANCELED, ...
+ */
+typedef void (*evl_getaddrinfo_cb)(evl_loop_t *l,
+                                   int status,
+                                   const struct sockaddr_storage *addrs,
+                                   size_t count,
+                                   void *user_data);
+
+/**
+ * Receives the host and service names (lent for the call) with `status` 0, or an error (both
+ * NULL).
+ */
+typedef void (*evl_getnameinfo_cb)(evl_loop_t *l,
+                                   int status,
+                                   const char *host,
+                                   const char *service,
+                                   void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -660,6 +707,46 @@ int evl_async_init(evl_loop_t *l, evl_async_t **out, evl_async_cb cb, void *user
  * signal handlers' point of view it only writes to an eventfd. -EINVAL for a bad handle.
  */
 int evl_async_send(evl_async_t *a);
+
+/**
+ * Runs `work(user_data)` on the thread pool, then `after(loop, status, user_data)` on the loop's
+ * thread. The id for evl_cancel_work goes to `*id_out` if it is not NULL. Queued work keeps the
+ * loop alive. The pool has EVLOOP_THREADPOOL_SIZE threads (default 4).
+ */
+int evl_queue_work(evl_loop_t *l,
+                   evl_work_fn work,
+                   evl_after_work_cb after,
+                   void *user_data,
+                   uint64_t *id_out);
+
+/**
+ * Cancels work (or a name lookup) that has not started: its callback runs with -ECANCELED.
+ * -EBUSY if it is running or done, -EBADF if the id is not pending on this loop.
+ */
+int evl_cancel_work(evl_loop_t *l, uint64_t id);
+
+/**
+ * Resolves `host` (NUL-terminated) to addresses with `port`, on the thread pool. `flags`:
+ * EVL_GAI_*. The id for evl_cancel_work goes to `*id_out` if it is not NULL.
+ */
+int evl_getaddrinfo(evl_loop_t *l,
+                    const char *host,
+                    uint16_t port,
+                    unsigned int flags,
+                    evl_getaddrinfo_cb cb,
+                    void *user_data,
+                    uint64_t *id_out);
+
+/**
+ * Looks up the host and service names of an IPv4 or IPv6 address on the thread pool (numeric
+ * forms when no name is known).
+ */
+int evl_getnameinfo(evl_loop_t *l,
+                    const struct sockaddr *addr,
+                    socklen_t addrlen,
+                    evl_getnameinfo_cb cb,
+                    void *user_data,
+                    uint64_t *id_out);
 
 #ifdef __cplusplus
 }  // extern "C"

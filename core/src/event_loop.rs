@@ -102,6 +102,8 @@ pub struct Loop {
     pub(crate) signals: Slab<SignalEntry>,
     pub(crate) wake: WakeState,
     pub(crate) work: crate::threadpool::WorkState,
+    /// File requests in the ring (the thread pool holds the others).
+    pub(crate) file_reqs: Slab<Option<crate::fs::FileReq>>,
     closing: Vec<RawHandle>,
     /// Handles closed while operations were in flight, waiting for their final completions.
     closes_in_flight: usize,
@@ -159,6 +161,7 @@ impl Loop {
             signals: Slab::new(),
             wake: WakeState::new(),
             work: crate::threadpool::WorkState::new(),
+            file_reqs: Slab::new(),
             closing: Vec::new(),
             closes_in_flight: 0,
             closing_now: Vec::new(),
@@ -343,6 +346,7 @@ impl Loop {
             k if k == Kind::Udp as u64 => self.udp_completion(idx, op, c),
             k if k == Kind::Poll as u64 => self.poll_completion(idx, c),
             k if k == Kind::Async as u64 => self.wake_completion(c),
+            crate::fs::FILE_TOKEN_KIND => self.file_completion(idx, c.res, c.token),
             _ => debug_assert!(false, "completion with unknown token {:#x}", c.token),
         }
     }
@@ -463,6 +467,30 @@ impl Loop {
 impl Drop for Loop {
     fn drop(&mut self) {
         self.signal_loop_dropped();
+        // File requests in the ring may still write into their buffers: wait for the kernel to
+        // finish them (their callbacks are dropped, not run). Bounded, in case a file system
+        // hangs: then leaking beats freeing memory the kernel writes into.
+        let mut rounds = 0;
+        while self.file_reqs_in_flight() && rounds < 500 {
+            rounds += 1;
+            if self.backend.wait(10).is_err() {
+                break;
+            }
+            while let Some(c) = self.backend.next_completion() {
+                if (c.token >> 36) & 0xf == crate::fs::FILE_TOKEN_KIND {
+                    let idx = c.token as u32;
+                    if let Some((gen, _)) = self.file_reqs.get_by_index(idx) {
+                        self.file_reqs.remove(idx, gen);
+                    }
+                } else if !c.data.is_null() {
+                    self.backend.recycle(&c);
+                }
+            }
+        }
+        if self.file_reqs_in_flight() {
+            std::mem::forget(std::mem::replace(&mut self.file_reqs, Slab::new()));
+        }
+        self.work_release();
         // Handles never closed still own fds: close them so dropping a loop leaks nothing.
         let mut live = Vec::new();
         self.streams.live(&mut live);

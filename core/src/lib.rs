@@ -26,6 +26,7 @@
 mod backend;
 mod error;
 mod event_loop;
+pub mod fs;
 mod handle;
 mod poll;
 mod resolve;

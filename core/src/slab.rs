@@ -70,6 +70,11 @@ impl<T> Slab<T> {
         Some(v)
     }
 
+    /// Live entries.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
     /// Indices of live entries (a snapshot, for sweeps that call back into the loop).
     pub(crate) fn live(&self, out: &mut Vec<(u32, u32)>) {
         out.clear();

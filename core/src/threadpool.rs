@@ -195,6 +195,22 @@ impl Loop {
         self.work.pending.len()
     }
 
+    /// For a loop being dropped: a worker that reported the last result may not have let go of
+    /// the loop's completion queue yet, and with it the wake-up eventfd. Wait (briefly, bounded)
+    /// for that, so the descriptor is closed when the drop returns rather than a moment later.
+    pub(crate) fn work_release(&mut self) {
+        let Some(done) = self.work.done.take() else {
+            return;
+        };
+        if self.work.pending.is_empty() {
+            let mut spins = 0;
+            while Arc::strong_count(&done) > 1 && spins < 100_000 {
+                std::thread::yield_now();
+                spins += 1;
+            }
+        }
+    }
+
     /// Runs the callbacks of finished work (called on every wake-up).
     pub(crate) fn work_dispatch(&mut self) {
         let Some(done) = self.work.done.clone() else {

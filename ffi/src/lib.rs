@@ -17,6 +17,7 @@ mod stream;
 mod timer;
 mod udp;
 mod wakeup;
+mod work;
 
 pub use error::*;
 pub use handle::*;
@@ -27,6 +28,7 @@ pub use stream::*;
 pub use timer::*;
 pub use udp::*;
 pub use wakeup::*;
+pub use work::*;
 
 /// Runs `f`, turning a panic into `fallback` (the panic message goes to stderr).
 pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {

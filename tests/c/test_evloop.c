@@ -2,7 +2,7 @@
  * C test suite for libevloop: every exported function, including misuse, on each backend
  * named on the command line (default: epoll and, if it starts, uring).
  *
- *   test_evloop [epoll] [uring]
+ *   test_evloop [epoll] [uring] [part-of-a-test-name ...] [-part-of-a-test-name ...]
  *
  * Prints one line per failed check and closes with "N passed, N failed".
  */
@@ -73,6 +73,7 @@ static void finish_loop(evl_loop_t *l) {
     CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
     CHECK_EQ(evl_loop_free(l), 0);
 }
+
 
 /* ---- versions and errors ---- */
 
@@ -639,6 +640,79 @@ static void test_signal(void) {
     finish_loop(l);
 }
 
+/* ---- thread pool and name resolution ---- */
+
+struct work_state {
+    int computed, after_status[8], afters;
+    pthread_t loop_thread;
+    int ran_on_loop_thread;
+};
+
+static void square_work(void *data) {
+    struct work_state *w = data;
+    if (pthread_equal(pthread_self(), w->loop_thread)) w->ran_on_loop_thread = 1;
+    __atomic_add_fetch(&w->computed, 1, __ATOMIC_SEQ_CST);
+}
+
+static void after_work(evl_loop_t *l, int status, void *data) {
+    (void)l;
+    struct work_state *w = data;
+    if (w->afters < 8) w->after_status[w->afters] = status;
+    w->afters++;
+}
+
+static int gai_status = 1, gai_count, gai_port_ok, gni_status = 1;
+static void on_gai(evl_loop_t *l, int status, const struct sockaddr_storage *addrs, size_t count, void *data) {
+    (void)l;
+    (void)data;
+    gai_status = status;
+    gai_count = (int)count;
+    gai_port_ok = count > 0 && ntohs(((const struct sockaddr_in *)&addrs[0])->sin_port) == 8080;
+}
+static void on_gni(evl_loop_t *l, int status, const char *host, const char *service, void *data) {
+    (void)l;
+    (void)data;
+    gni_status = status;
+    CHECK(status != 0 || (host != NULL && service != NULL && host[0] != 0));
+}
+
+static void test_thread_pool_and_resolve(void) {
+    evl_loop_t *l = new_loop();
+    struct work_state w;
+    memset(&w, 0, sizeof w);
+    w.loop_thread = pthread_self();
+    uint64_t id = 0;
+    for (int i = 0; i < 3; i++) CHECK_EQ(evl_queue_work(l, square_work, after_work, &w, &id), 0);
+    CHECK(id != 0);
+    CHECK_EQ(evl_queue_work(l, NULL, after_work, &w, NULL), -EINVAL);
+    CHECK_EQ(evl_loop_alive(l), 1);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(w.computed, 3);
+    CHECK_EQ(w.afters, 3);
+    CHECK_EQ(w.after_status[0], 0);
+    CHECK(!w.ran_on_loop_thread);
+    CHECK_EQ(evl_cancel_work(l, id), -EBADF); /* finished: no longer pending */
+    CHECK_EQ(evl_cancel_work(l, 999999), -EBADF);
+    /* Forward and reverse lookups that need no resolver. */
+    CHECK_EQ(evl_getaddrinfo(l, "127.0.0.1", 8080, EVL_GAI_NUMERICHOST, on_gai, NULL, NULL), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(gai_status, 0);
+    CHECK_EQ(gai_count, 1);
+    CHECK(gai_port_ok);
+    CHECK_EQ(evl_getaddrinfo(l, "not-a-number", 1, EVL_GAI_NUMERICHOST, on_gai, NULL, NULL), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(gai_status, -ENOENT);
+    CHECK_EQ(evl_getaddrinfo(l, NULL, 1, 0, on_gai, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_getaddrinfo(l, "x", 1, EVL_GAI_IPV4 | EVL_GAI_IPV6, on_gai, NULL, NULL), -EINVAL);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(22)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    CHECK_EQ(evl_getnameinfo(l, (struct sockaddr *)&a, sizeof a, on_gni, NULL, NULL), 0);
+    CHECK_EQ(evl_getnameinfo(l, NULL, 0, on_gni, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(gni_status, 0);
+    CHECK_EQ(evl_loop_free(l), 0);
+}
+
 /* ---- runner ---- */
 
 #include <dirent.h>
@@ -672,15 +746,38 @@ static const struct test tests[] = {
     {"poll_pipe", test_poll_pipe},
     {"async_from_threads", test_async_from_threads},
     {"signal", test_signal},
+    {"thread_pool_and_resolve_on_pool", test_thread_pool_and_resolve},
 };
+
+/* Other arguments than backend names pick tests whose names contain them; "-part" leaves out
+ * tests whose names contain "part". */
+static int test_selected(int argc, char **argv, const char *name) {
+    int filtered = 0, picked = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "epoll") == 0 || strcmp(argv[i], "uring") == 0) continue;
+        if (argv[i][0] == '-') {
+            if (strstr(name, argv[i] + 1)) return 0;
+            continue;
+        }
+        filtered = 1;
+        picked |= strstr(name, argv[i]) != NULL;
+    }
+    return !filtered || picked;
+}
 
 int main(int argc, char **argv) {
     const char *names[] = {"epoll", "uring"};
     int kinds[] = {EVL_BACKEND_EPOLL, EVL_BACKEND_URING};
     int passed = 0, failed = 0;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows even when piped (CI logs) */
     for (int k = 0; k < 2; k++) {
-        int wanted = argc < 2;
-        for (int i = 1; i < argc; i++) wanted |= strcmp(argv[i], names[k]) == 0;
+        int wanted = 1, named = 0;
+        for (int i = 1; i < argc; i++)
+            if (strcmp(argv[i], "epoll") == 0 || strcmp(argv[i], "uring") == 0) {
+                named = 1;
+                wanted &= 0;
+            }
+        for (int i = 1; i < argc; i++) wanted |= named && strcmp(argv[i], names[k]) == 0;
         if (!wanted) continue;
         evl_loop_t *probe = NULL;
         int r = evl_loop_new(&probe, kinds[k]);
@@ -692,6 +789,7 @@ int main(int argc, char **argv) {
         backend = kinds[k];
         backend_label = names[k];
         for (size_t t = 0; t < sizeof tests / sizeof tests[0]; t++) {
+            if (!test_selected(argc, argv, tests[t].name)) continue;
             failures_in_test = 0;
             int fds_before = open_fds();
             tests[t].fn();

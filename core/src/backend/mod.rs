@@ -19,6 +19,7 @@
 mod buf_ring;
 pub(crate) mod epoll;
 mod fd_reserve;
+pub(crate) mod file_op;
 pub(crate) mod uring;
 
 use crate::error::Result;
@@ -42,6 +43,7 @@ pub(crate) enum OpKind {
     SendTo = 7,
     Connect = 8,
     Shutdown = 9,
+    File = 10,
 }
 
 /// Readiness bits reported by [`Op::Poll`] completions (and used by fd watchers).
@@ -300,6 +302,17 @@ impl Backend {
         match self {
             Backend::Epoll(_) => Some(crate::sys::socket::send(fd, data)),
             Backend::Uring(_) => None,
+        }
+    }
+
+    /// Starts a file-system operation in the kernel; `false` if this backend cannot (epoll, or
+    /// a kernel without the opcode), and the caller runs it on the thread pool instead. One
+    /// completion follows an accepted operation.
+    #[inline]
+    pub(crate) fn submit_file(&mut self, token: Token, op: file_op::FileOp) -> bool {
+        match self {
+            Backend::Epoll(_) => false,
+            Backend::Uring(b) => b.submit_file(token, op),
         }
     }
 

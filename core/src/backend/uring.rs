@@ -14,6 +14,7 @@
 
 use super::buf_ring::BufRing;
 use super::fd_reserve::FdReserve;
+use super::file_op::FileOp;
 use super::{poll_events, readiness_bits, Completion, Op, OpKind, Token, NO_BUFFER};
 use crate::error::{Error, Result};
 use crate::sys::socket::RawAddr;
@@ -55,7 +56,95 @@ pub(crate) struct UringBackend {
     /// Listeners' fds by accept token, to drain them at the descriptor limit.
     listeners: HashMap<Token, RawFd>,
     reserve: FdReserve,
+    /// File-system opcodes this kernel has, as bits of `file_op_bit`.
+    file_ops: u16,
     pub(crate) counters: super::Counters,
+}
+
+/// The opcode a file operation needs, and its bit in `UringBackend::file_ops`.
+fn file_op_bit(op: &FileOp) -> (u8, u16) {
+    let code = match op {
+        FileOp::Open { .. } => opcode::OpenAt::CODE,
+        FileOp::Close { .. } => opcode::Close::CODE,
+        FileOp::Read { .. } => opcode::Read::CODE,
+        FileOp::Write { .. } => opcode::Write::CODE,
+        FileOp::Readv { .. } => opcode::Readv::CODE,
+        FileOp::Writev { .. } => opcode::Writev::CODE,
+        FileOp::Fsync { .. } => opcode::Fsync::CODE,
+        FileOp::Statx { .. } => opcode::Statx::CODE,
+        FileOp::Unlink { .. } => opcode::UnlinkAt::CODE,
+        FileOp::Rename { .. } => opcode::RenameAt::CODE,
+        FileOp::Mkdir { .. } => opcode::MkDirAt::CODE,
+    };
+    let bit = match op {
+        FileOp::Open { .. } => 0,
+        FileOp::Close { .. } => 1,
+        FileOp::Read { .. } => 2,
+        FileOp::Write { .. } => 3,
+        FileOp::Readv { .. } => 4,
+        FileOp::Writev { .. } => 5,
+        FileOp::Fsync { .. } => 6,
+        FileOp::Statx { .. } => 7,
+        FileOp::Unlink { .. } => 8,
+        FileOp::Rename { .. } => 9,
+        FileOp::Mkdir { .. } => 10,
+    };
+    (code, 1 << bit)
+}
+
+/// Which file operations `probe` says the kernel runs in the ring.
+fn probe_file_ops(probe: &io_uring::Probe) -> u16 {
+    let null = std::ptr::null();
+    let samples = [
+        FileOp::Open {
+            path: null,
+            flags: 0,
+            mode: 0,
+        },
+        FileOp::Close { fd: -1 },
+        FileOp::Read {
+            fd: -1,
+            ptr: std::ptr::null_mut(),
+            len: 0,
+            offset: 0,
+        },
+        FileOp::Write {
+            fd: -1,
+            ptr: null.cast(),
+            len: 0,
+            offset: 0,
+        },
+        FileOp::Readv {
+            fd: -1,
+            iov: null.cast(),
+            count: 0,
+            offset: 0,
+        },
+        FileOp::Writev {
+            fd: -1,
+            iov: null.cast(),
+            count: 0,
+            offset: 0,
+        },
+        FileOp::Fsync {
+            fd: -1,
+            data_only: false,
+        },
+        FileOp::Statx {
+            dirfd: -1,
+            path: null,
+            flags: 0,
+            buf: std::ptr::null_mut(),
+        },
+        FileOp::Unlink { path: null, flags: 0 },
+        FileOp::Rename { from: null, to: null },
+        FileOp::Mkdir { path: null, mode: 0 },
+    ];
+    samples
+        .iter()
+        .map(file_op_bit)
+        .filter(|&(code, _)| probe.is_supported(code))
+        .fold(0, |acc, (_, bit)| acc | bit)
 }
 
 /// Multishot receive needs Linux 6.0; older kernels get epoll.
@@ -155,6 +244,7 @@ impl UringBackend {
             recv_addr: RawAddr::empty(),
             listeners: HashMap::new(),
             reserve: FdReserve::empty(),
+            file_ops: probe_file_ops(&probe),
             counters: super::Counters::default(),
         })
     }
@@ -228,6 +318,65 @@ impl UringBackend {
         };
         self.push(entry.user_data(ud));
         None
+    }
+
+    /// Queues a file operation; `false` if this kernel lacks its opcode.
+    pub(crate) fn submit_file(&mut self, token: Token, op: FileOp) -> bool {
+        debug_assert_eq!(token >> KIND_SHIFT, 0);
+        if self.file_ops & file_op_bit(&op).1 == 0 {
+            return false;
+        }
+        let cwd = types::Fd(libc::AT_FDCWD);
+        let entry = match op {
+            FileOp::Open { path, flags, mode } => {
+                opcode::OpenAt::new(cwd, path).flags(flags).mode(mode).build()
+            }
+            FileOp::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
+            FileOp::Read { fd, ptr, len, offset } => {
+                opcode::Read::new(types::Fd(fd), ptr, len).offset(offset).build()
+            }
+            FileOp::Write { fd, ptr, len, offset } => {
+                opcode::Write::new(types::Fd(fd), ptr, len).offset(offset).build()
+            }
+            FileOp::Readv {
+                fd,
+                iov,
+                count,
+                offset,
+            } => opcode::Readv::new(types::Fd(fd), iov, count)
+                .offset(offset)
+                .build(),
+            FileOp::Writev {
+                fd,
+                iov,
+                count,
+                offset,
+            } => opcode::Writev::new(types::Fd(fd), iov, count)
+                .offset(offset)
+                .build(),
+            FileOp::Fsync { fd, data_only } => {
+                let flags = if data_only {
+                    types::FsyncFlags::DATASYNC
+                } else {
+                    types::FsyncFlags::empty()
+                };
+                opcode::Fsync::new(types::Fd(fd)).flags(flags).build()
+            }
+            FileOp::Statx {
+                dirfd,
+                path,
+                flags,
+                buf,
+            } => opcode::Statx::new(types::Fd(dirfd), path, buf.cast())
+                .flags(flags)
+                .mask(libc::STATX_BASIC_STATS | libc::STATX_BTIME)
+                .build(),
+            FileOp::Unlink { path, flags } => opcode::UnlinkAt::new(cwd, path).flags(flags).build(),
+            FileOp::Rename { from, to } => opcode::RenameAt::new(cwd, from, cwd, to).build(),
+            FileOp::Mkdir { path, mode } => opcode::MkDirAt::new(cwd, path).mode(mode).build(),
+        };
+        self.push(entry.user_data(token | (OpKind::File as u64) << KIND_SHIFT));
+        true
     }
 
     pub(crate) fn cancel(&mut self, token: Token, kind: OpKind) {

@@ -2,6 +2,7 @@
 //! other module goes through these and never calls `libc` for I/O itself.
 
 pub(crate) mod epoll;
+pub(crate) mod fs;
 pub(crate) mod socket;
 
 use crate::error::{Error, Result};

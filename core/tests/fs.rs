@@ -1,0 +1,406 @@
+//! File operations on every backend: io_uring runs them in the ring, epoll on the thread pool;
+//! results and errors must be the same.
+mod common;
+
+use common::*;
+use evloop::fs::{self, FileType};
+use evloop::{Error, Loop, RunMode};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// A fresh directory per test and backend, removed afterwards.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str, lp: &Loop) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "evloop-fs-{}-{}-{}",
+            std::process::id(),
+            tag,
+            lp.backend_name()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A cell the callbacks fill and the test reads after running the loop.
+fn slot<T>() -> Rc<RefCell<Option<T>>> {
+    Rc::new(RefCell::new(None))
+}
+
+fn take<T>(s: &Rc<RefCell<Option<T>>>) -> T {
+    s.borrow_mut().take().expect("callback ran")
+}
+
+#[test]
+fn write_file_then_read_file_stat_rename_unlink() {
+    each_backend(|lp| {
+        let dir = TempDir::new("whole", lp);
+        let a = dir.path("a.txt");
+        // Larger than the first read chunk, so read_file needs several reads.
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let wrote = slot();
+        let w = wrote.clone();
+        fs::write_file(lp, &a, data.clone(), move |_, r| *w.borrow_mut() = Some(r)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        take(&wrote).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), data);
+
+        let read = slot();
+        let r = read.clone();
+        fs::read_file(lp, &a, move |_, got| *r.borrow_mut() = Some(got)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(take(&read).unwrap(), data);
+
+        let st = slot();
+        let s = st.clone();
+        fs::stat(lp, &a, move |_, m| *s.borrow_mut() = Some(m)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        let m = take(&st).unwrap();
+        assert_eq!(m.size, data.len() as u64);
+        assert!(m.is_file() && !m.is_dir());
+        assert!(m.mtime.sec > 1_600_000_000);
+
+        let b = dir.path("b.txt");
+        let renamed = slot();
+        let rn = renamed.clone();
+        fs::rename(lp, &a, &b, move |_, r| *rn.borrow_mut() = Some(r)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        take(&renamed).unwrap();
+        assert!(!a.exists() && b.exists());
+
+        let unlinked = slot();
+        let u = unlinked.clone();
+        fs::unlink(lp, &b, move |_, r| *u.borrow_mut() = Some(r)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        take(&unlinked).unwrap();
+        assert!(!b.exists());
+
+        // Everything is gone now: each call reports ENOENT.
+        let errs = Rc::new(RefCell::new(Vec::new()));
+        let e = errs.clone();
+        fs::read_file(lp, &b, move |_, r| e.borrow_mut().push(r.unwrap_err())).unwrap();
+        let e = errs.clone();
+        fs::stat(lp, &b, move |_, r| e.borrow_mut().push(r.unwrap_err())).unwrap();
+        let e = errs.clone();
+        fs::unlink(lp, &b, move |_, r| e.borrow_mut().push(r.unwrap_err())).unwrap();
+        let e = errs.clone();
+        fs::rename(lp, &b, &a, move |_, r| e.borrow_mut().push(r.unwrap_err())).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(*errs.borrow(), vec![Error::ENOENT; 4]);
+    });
+}
+
+#[test]
+fn read_write_at_offsets_vectored_sync_fstat_and_eof() {
+    each_backend(|lp| {
+        let dir = TempDir::new("rw", lp);
+        let p = dir.path("f");
+        let fd = slot();
+        let f = fd.clone();
+        fs::open(
+            lp,
+            &p,
+            libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
+            0o600,
+            move |_, r| *f.borrow_mut() = Some(r),
+        )
+        .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        let fd = take(&fd).unwrap();
+        assert!(fd >= 0);
+
+        let log = Rc::new(RefCell::new(Vec::<String>::new()));
+        // Gather-write at offset 0, then a plain write at offset 10 (chained: order matters).
+        let l = log.clone();
+        fs::writev(
+            lp,
+            fd,
+            vec![b"hello ".to_vec(), b"world".to_vec()],
+            Some(0),
+            move |lp, r, bufs| {
+                assert_eq!(r.unwrap(), 11);
+                assert_eq!(bufs.len(), 2, "the buffers come back");
+                l.borrow_mut().push("writev".into());
+                let l = l.clone();
+                fs::write(lp, fd, *b"D!", Some(10), move |lp, r, _| {
+                    assert_eq!(r.unwrap(), 2);
+                    l.borrow_mut().push("write".into());
+                    let l = l.clone();
+                    fs::fdatasync(lp, fd, move |lp, r| {
+                        r.unwrap();
+                        let l = l.clone();
+                        fs::fsync(lp, fd, move |_, r| {
+                            r.unwrap();
+                            l.borrow_mut().push("synced".into());
+                        })
+                        .unwrap();
+                    })
+                    .unwrap();
+                })
+                .unwrap();
+            },
+        )
+        .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(*log.borrow(), ["writev", "write", "synced"]);
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello worlD!");
+
+        // Reads at offsets, scatter-read, reading past the end.
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        fs::read(lp, fd, vec![0u8; 5], Some(6), move |_, r, buf| {
+            g.borrow_mut().push(buf[..r.unwrap()].to_vec())
+        })
+        .unwrap();
+        let g = got.clone();
+        fs::readv(
+            lp,
+            fd,
+            vec![vec![0u8; 3], vec![0u8; 100]],
+            Some(0),
+            move |_, r, bufs| {
+                let n = r.unwrap();
+                assert_eq!(n, 12);
+                let mut all = bufs[0].clone();
+                all.extend_from_slice(&bufs[1][..n - 3]);
+                g.borrow_mut().push(all);
+            },
+        )
+        .unwrap();
+        let g = got.clone();
+        fs::read(lp, fd, vec![0u8; 16], Some(1000), move |_, r, _| {
+            assert_eq!(r.unwrap(), 0, "past EOF reads 0 bytes");
+            g.borrow_mut().push(b"eof".to_vec());
+        })
+        .unwrap();
+        let st = slot();
+        let s = st.clone();
+        fs::fstat(lp, fd, move |_, m| *s.borrow_mut() = Some(m)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        let mut got = got.borrow().clone();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![b"eof".to_vec(), b"hello worlD!".to_vec(), b"worlD".to_vec()]
+        );
+        let m = take(&st).unwrap();
+        assert_eq!(
+            (m.size, m.mode & 0o777, m.file_type()),
+            (12, 0o600, FileType::File)
+        );
+
+        // Reads at the file position advance it.
+        let pos = Rc::new(RefCell::new(Vec::new()));
+        let p2 = pos.clone();
+        fs::close(lp, fd, |_, r| r.unwrap()).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        fs::open(lp, &p, libc::O_RDONLY, 0, move |lp, fd| {
+            let fd = fd.unwrap();
+            let p2 = p2.clone();
+            fs::read(lp, fd, [0u8; 6], None, move |lp, r, b| {
+                p2.borrow_mut().push(b[..r.unwrap()].to_vec());
+                let p2 = p2.clone();
+                fs::read(lp, fd, [0u8; 6], None, move |lp, r, b| {
+                    p2.borrow_mut().push(b[..r.unwrap()].to_vec());
+                    fs::close(lp, fd, |_, r| r.unwrap()).unwrap();
+                })
+                .unwrap();
+            })
+            .unwrap();
+        })
+        .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(*pos.borrow(), vec![b"hello ".to_vec(), b"worlD!".to_vec()]);
+
+        // A closed fd is EBADF from the kernel; a negative one is refused at once.
+        let bad = slot();
+        let b = bad.clone();
+        fs::read(lp, fd, vec![0u8; 4], Some(0), move |_, r, _| {
+            *b.borrow_mut() = Some(r)
+        })
+        .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(take(&bad), Err(Error::EBADF));
+        assert_eq!(fs::close(lp, -1, |_, _| {}), Err(Error::EBADF));
+        assert_eq!(
+            fs::read(lp, 0, vec![0u8; 1], Some(u64::MAX), |_, _, _| {}),
+            Err(Error::EINVAL)
+        );
+        assert_eq!(
+            fs::readv::<Vec<u8>>(lp, 0, vec![], None, |_, _, _| {}),
+            Err(Error::EINVAL)
+        );
+        assert_eq!(fs::stat(lp, "a\0b", |_, _| {}), Err(Error::EINVAL));
+        assert!(!lp.alive(), "a refused call leaves nothing behind");
+    });
+}
+
+#[test]
+fn errors_eisdir_eacces_eexist_enotempty() {
+    each_backend(|lp| {
+        let dir = TempDir::new("errs", lp);
+        let errs = Rc::new(RefCell::new(Vec::new()));
+        // read_file of a directory: open succeeds, the read fails.
+        let e = errs.clone();
+        fs::read_file(lp, &dir.0, move |_, r| {
+            e.borrow_mut().push(("read dir", r.unwrap_err()))
+        })
+        .unwrap();
+        // A 0444 sysctl refuses writers, root included.
+        let e = errs.clone();
+        fs::open(
+            lp,
+            "/proc/sys/kernel/osrelease",
+            libc::O_WRONLY,
+            0,
+            move |_, r| e.borrow_mut().push(("open ro", r.unwrap_err())),
+        )
+        .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        let sub = dir.path("sub");
+        let e = errs.clone();
+        let sub2 = sub.clone();
+        fs::mkdir(lp, &sub, 0o755, move |lp, r| {
+            r.unwrap();
+            let e2 = e.clone();
+            fs::mkdir(lp, &sub2, 0o755, move |_, r| {
+                e2.borrow_mut().push(("mkdir twice", r.unwrap_err()))
+            })
+            .unwrap();
+        })
+        .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        std::fs::write(sub.join("x"), b"x").unwrap();
+        let e = errs.clone();
+        fs::rmdir(lp, &sub, move |_, r| {
+            e.borrow_mut().push(("rmdir full", r.unwrap_err()))
+        })
+        .unwrap();
+        let e = errs.clone();
+        fs::unlink(lp, &sub, move |_, r| {
+            e.borrow_mut().push(("unlink dir", r.unwrap_err()))
+        })
+        .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        let mut got = errs.borrow().clone();
+        got.sort_by_key(|x| x.0);
+        assert_eq!(
+            got,
+            vec![
+                ("mkdir twice", Error::EEXIST),
+                ("open ro", Error::EACCES),
+                ("read dir", Error::EISDIR),
+                ("rmdir full", Error::ENOTEMPTY),
+                ("unlink dir", Error::EISDIR),
+            ]
+        );
+    });
+}
+
+#[test]
+fn scandir_lists_names_and_types_and_rmdir_removes() {
+    each_backend(|lp| {
+        let dir = TempDir::new("scan", lp);
+        std::fs::write(dir.path("file"), b"1").unwrap();
+        std::fs::create_dir(dir.path("dir")).unwrap();
+        std::os::unix::fs::symlink("file", dir.path("link")).unwrap();
+        let listing = slot();
+        let l = listing.clone();
+        fs::scandir(lp, &dir.0, move |_, r| *l.borrow_mut() = Some(r)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        let mut entries: Vec<(String, FileType)> = take(&listing)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.into_string().unwrap(), e.file_type))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            entries,
+            vec![
+                ("dir".into(), FileType::Dir),
+                ("file".into(), FileType::File),
+                ("link".into(), FileType::Symlink)
+            ]
+        );
+        let lst = slot();
+        let l = lst.clone();
+        fs::lstat(lp, dir.path("link"), move |_, m| {
+            *l.borrow_mut() = Some(m.unwrap().file_type())
+        })
+        .unwrap();
+        let missing = slot();
+        let m = missing.clone();
+        fs::scandir(lp, dir.path("nope"), move |_, r| {
+            *m.borrow_mut() = Some(r.map(|_| ()))
+        })
+        .unwrap();
+        let removed = slot();
+        let r = removed.clone();
+        fs::rmdir(lp, dir.path("dir"), move |_, res| *r.borrow_mut() = Some(res)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(take(&lst), FileType::Symlink);
+        assert_eq!(take(&missing), Err(Error::ENOENT));
+        take(&removed).unwrap();
+        assert!(!dir.path("dir").exists());
+    });
+}
+
+#[test]
+fn many_files_in_flight_and_the_ring_does_the_work() {
+    each_backend(|lp| {
+        let dir = TempDir::new("many", lp);
+        let n = 300;
+        for i in 0..n {
+            std::fs::write(dir.path(&format!("{i}")), format!("file number {i}")).unwrap();
+        }
+        let got = Rc::new(RefCell::new(vec![None; n]));
+        for i in 0..n {
+            let g = got.clone();
+            fs::read_file(lp, dir.path(&format!("{i}")), move |_, r| {
+                g.borrow_mut()[i] = Some(r.unwrap())
+            })
+            .unwrap();
+        }
+        // io_uring opens in the ring; epoll hands each open to the thread pool.
+        let expect_pool = if lp.backend_name() == "uring" { 0 } else { n };
+        assert_eq!(lp.pending_work(), expect_pool);
+        lp.run(RunMode::Default).unwrap();
+        for (i, r) in got.borrow().iter().enumerate() {
+            assert_eq!(r.as_deref(), Some(format!("file number {i}").as_bytes()));
+        }
+    });
+}
+
+#[test]
+fn a_loop_dropped_with_file_requests_in_flight_waits_for_the_kernel() {
+    for kind in backends() {
+        let dir = {
+            let lp = new_loop(kind);
+            TempDir::new("drop", &lp)
+        };
+        let p: &Path = &dir.path("f");
+        std::fs::write(p, vec![7u8; 1 << 20]).unwrap();
+        let mut lp = new_loop(kind);
+        for _ in 0..32 {
+            fs::read_file(&mut lp, p, |_, _| panic!("a dropped loop runs no callback")).unwrap();
+        }
+        lp.run(RunMode::NoWait).unwrap(); // the opens complete; the reads are in flight
+                                          // io_uring: the drop waits for the reads still in the ring; epoll: the pool's workers
+                                          // own the buffers and finish on their own. Either way, no callback runs.
+        drop(lp);
+        assert_eq!(std::fs::metadata(p).unwrap().len(), 1 << 20);
+    }
+}
