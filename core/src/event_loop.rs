@@ -100,6 +100,9 @@ pub struct Loop {
     pub(crate) polls: Slab<PollEntry>,
     pub(crate) asyncs: Slab<AsyncEntry>,
     pub(crate) signals: Slab<SignalEntry>,
+    pub(crate) processes: Slab<crate::process::ProcessEntry>,
+    /// pidfds of children whose handles closed before they exited, watched until reaped.
+    pub(crate) orphans: Slab<RawFd>,
     pub(crate) wake: WakeState,
     pub(crate) work: crate::threadpool::WorkState,
     /// File requests in the ring (the thread pool holds the others).
@@ -159,6 +162,8 @@ impl Loop {
             polls: Slab::new(),
             asyncs: Slab::new(),
             signals: Slab::new(),
+            processes: Slab::new(),
+            orphans: Slab::new(),
             wake: WakeState::new(),
             work: crate::threadpool::WorkState::new(),
             file_reqs: Slab::new(),
@@ -346,6 +351,7 @@ impl Loop {
             k if k == Kind::Udp as u64 => self.udp_completion(idx, op, c),
             k if k == Kind::Poll as u64 => self.poll_completion(idx, c),
             k if k == Kind::Async as u64 => self.wake_completion(c),
+            k if k == Kind::Process as u64 => self.process_completion(idx, op, c),
             crate::fs::FILE_TOKEN_KIND => self.file_completion(idx, c.res, c.token),
             _ => debug_assert!(false, "completion with unknown token {:#x}", c.token),
         }
@@ -360,6 +366,7 @@ impl Loop {
             Kind::Poll => self.polls.get(h.idx, h.gen).map(|e| f(&e.common)),
             Kind::Async => self.asyncs.get(h.idx, h.gen).map(|e| f(&e.common)),
             Kind::Signal => self.signals.get(h.idx, h.gen).map(|e| f(&e.common)),
+            Kind::Process => self.processes.get(h.idx, h.gen).map(|e| f(&e.common)),
         }
     }
 
@@ -371,6 +378,7 @@ impl Loop {
             Kind::Poll => self.polls.get_mut(h.idx, h.gen).map(|e| &mut e.common),
             Kind::Async => self.asyncs.get_mut(h.idx, h.gen).map(|e| &mut e.common),
             Kind::Signal => self.signals.get_mut(h.idx, h.gen).map(|e| &mut e.common),
+            Kind::Process => self.processes.get_mut(h.idx, h.gen).map(|e| &mut e.common),
         }
     }
 
@@ -401,6 +409,7 @@ impl Loop {
             Kind::Poll => self.poll_cancel(h.idx, h.gen),
             Kind::Async => {}
             Kind::Signal => self.signal_stop_entry(h.idx, h.gen),
+            Kind::Process => self.process_cancel(h.idx, h.gen),
         }
         self.closes_in_flight += 1;
         self.maybe_finish_close(h);
@@ -453,6 +462,7 @@ impl Loop {
                 .signals
                 .remove(h.idx, h.gen)
                 .and_then(|mut e| e.common.close_cb.take()),
+            Kind::Process => self.process_release(h.idx, h.gen),
         }
     }
 
@@ -507,5 +517,6 @@ impl Drop for Loop {
                 sys::close(e.fd);
             }
         }
+        self.process_loop_dropped();
     }
 }

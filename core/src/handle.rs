@@ -68,6 +68,7 @@ pub(crate) enum Kind {
     Poll = 4,
     Async = 5,
     Signal = 6,
+    Process = 7,
 }
 
 /// A reference to any handle: kind, slab index and generation. Opaque outside the crate.

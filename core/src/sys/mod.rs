@@ -4,6 +4,7 @@
 pub(crate) mod epoll;
 pub(crate) mod fs;
 pub(crate) mod socket;
+pub(crate) mod spawn;
 
 use crate::error::{Error, Result};
 use std::os::fd::RawFd;
