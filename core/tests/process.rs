@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 type Output = Rc<RefCell<(Vec<u8>, bool)>>;
+type StatusSlot = Rc<RefCell<Option<ExitStatus>>>;
 
 /// Collects everything `s` delivers; the flag turns true at EOF.
 fn collect(lp: &mut Loop, s: Stream) -> Output {
@@ -23,10 +24,7 @@ fn collect(lp: &mut Loop, s: Stream) -> Output {
     out
 }
 
-fn exit_slot() -> (
-    Rc<RefCell<Option<ExitStatus>>>,
-    impl FnOnce(&mut Loop, Process, ExitStatus),
-) {
+fn exit_slot() -> (StatusSlot, impl FnOnce(&mut Loop, Process, ExitStatus)) {
     let slot = Rc::new(RefCell::new(None));
     let s = slot.clone();
     (slot, move |lp: &mut Loop, p: Process, st| {
