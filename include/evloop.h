@@ -46,6 +46,46 @@
 #define EVL_EOF -4095
 
 /**
+ * evl_dirent_t type: unknown (the file system does not say).
+ */
+#define EVL_DIRENT_UNKNOWN 0
+
+/**
+ * evl_dirent_t type: regular file.
+ */
+#define EVL_DIRENT_FILE 1
+
+/**
+ * evl_dirent_t type: directory.
+ */
+#define EVL_DIRENT_DIR 2
+
+/**
+ * evl_dirent_t type: symbolic link.
+ */
+#define EVL_DIRENT_LINK 3
+
+/**
+ * evl_dirent_t type: FIFO.
+ */
+#define EVL_DIRENT_FIFO 4
+
+/**
+ * evl_dirent_t type: Unix socket.
+ */
+#define EVL_DIRENT_SOCKET 5
+
+/**
+ * evl_dirent_t type: character device.
+ */
+#define EVL_DIRENT_CHAR 6
+
+/**
+ * evl_dirent_t type: block device.
+ */
+#define EVL_DIRENT_BLOCK 7
+
+/**
  * Run until nothing is alive or evl_stop() is called.
  */
 #define EVL_RUN_DEFAULT 0
@@ -99,6 +139,37 @@
  * An error condition on the fd (reported, never requested).
  */
 #define EVL_POLL_ERROR 16
+
+/**
+ * evl_process_options_t.stdio: the parent's own descriptor (the default, 0).
+ */
+#define EVL_STDIO_INHERIT 0
+
+/**
+ * evl_process_options_t.stdio: /dev/null.
+ */
+#define EVL_STDIO_IGNORE 1
+
+/**
+ * evl_process_options_t.stdio: a socket pair; the parent's end comes back as a stream.
+ */
+#define EVL_STDIO_PIPE 2
+
+/**
+ * evl_process_options_t.flags: run as `uid` (needs privilege).
+ */
+#define EVL_PROCESS_SETUID 1
+
+/**
+ * evl_process_options_t.flags: run as `gid` (needs privilege).
+ */
+#define EVL_PROCESS_SETGID 2
+
+/**
+ * evl_process_options_t.flags: start a new session (setsid); the child can still be waited
+ * for and killed.
+ */
+#define EVL_PROCESS_DETACHED 4
 
 /**
  * evl_tcp_bind flag: set SO_REUSEPORT (one loop per thread on one port).
@@ -161,6 +232,11 @@ typedef struct evl_loop_t evl_loop_t;
 typedef struct evl_poll_t evl_poll_t;
 
 /**
+ * A child process.
+ */
+typedef struct evl_process_t evl_process_t;
+
+/**
  * A signal watcher.
  */
 typedef struct evl_signal_t evl_signal_t;
@@ -181,6 +257,141 @@ typedef struct evl_timer_t evl_timer_t;
 typedef struct evl_udp_t evl_udp_t;
 
 /**
+ * Completion of a file request: the new fd (evl_fs_open), a byte count (read, write), 0, or a
+ * negative errno (-ENOENT, -EACCES, -EISDIR, -EBADF...).
+ */
+typedef void (*evl_fs_cb)(evl_loop_t *l, ssize_t result, void *user_data);
+
+/**
+ * A buffer for evl_write / evl_try_write / evl_udp_send.
+ */
+typedef struct {
+  /**
+   * First byte.
+   */
+  const char *base;
+  /**
+   * Length in bytes.
+   */
+  size_t len;
+} evl_buf_t;
+
+/**
+ * A timestamp: seconds and nanoseconds since the Unix epoch.
+ */
+typedef struct {
+  /**
+   * Seconds.
+   */
+  int64_t sec;
+  /**
+   * Nanoseconds within the second.
+   */
+  uint32_t nsec;
+} evl_timespec_t;
+
+/**
+ * File metadata (the fields of struct stat, plus the birth time where the file system keeps
+ * it, else zero).
+ */
+typedef struct {
+  /**
+   * Device holding the file.
+   */
+  uint64_t dev;
+  /**
+   * Inode number.
+   */
+  uint64_t ino;
+  /**
+   * Type and permission bits (S_IFMT, 0777...).
+   */
+  uint32_t mode;
+  /**
+   * Owner.
+   */
+  uint32_t uid;
+  /**
+   * Group.
+   */
+  uint32_t gid;
+  /**
+   * Hard links.
+   */
+  uint64_t nlink;
+  /**
+   * Device this file is, for device files.
+   */
+  uint64_t rdev;
+  /**
+   * Size in bytes.
+   */
+  uint64_t size;
+  /**
+   * Preferred I/O block size.
+   */
+  uint64_t blksize;
+  /**
+   * 512-byte blocks allocated.
+   */
+  uint64_t blocks;
+  /**
+   * Last access.
+   */
+  evl_timespec_t atime;
+  /**
+   * Last change of the contents.
+   */
+  evl_timespec_t mtime;
+  /**
+   * Last change of the inode.
+   */
+  evl_timespec_t ctime;
+  /**
+   * Creation.
+   */
+  evl_timespec_t birthtime;
+} evl_stat_t;
+
+/**
+ * Receives metadata (lent for the call) with `status` 0, or NULL and a negative errno.
+ */
+typedef void (*evl_fs_stat_cb)(evl_loop_t *l, int status, const evl_stat_t *st, void *user_data);
+
+/**
+ * One directory entry.
+ */
+typedef struct {
+  /**
+   * The name within the directory (NUL-terminated; never "." or "..").
+   */
+  const char *name;
+  /**
+   * EVL_DIRENT_*.
+   */
+  int kind;
+} evl_dirent_t;
+
+/**
+ * Receives a directory's entries (`count` of them, lent for the call, in the file system's
+ * order) with `status` 0, or a negative errno.
+ */
+typedef void (*evl_fs_scandir_cb)(evl_loop_t *l,
+                                  int status,
+                                  const evl_dirent_t *entries,
+                                  size_t count,
+                                  void *user_data);
+
+/**
+ * Receives a whole file's contents (lent for the call) with `status` 0, or a negative errno.
+ */
+typedef void (*evl_fs_read_file_cb)(evl_loop_t *l,
+                                    int status,
+                                    const uint8_t *data,
+                                    size_t len,
+                                    void *user_data);
+
+/**
  * Runs after a handle is closed.
  */
 typedef void (*evl_close_cb)(evl_handle_t *handle, void *user_data);
@@ -194,6 +405,54 @@ typedef void (*evl_call_cb)(evl_loop_t *l, void *user_data);
  * Receives the readiness seen (`events`, EVL_* bits) with `status` 0, or an error (`status` < 0).
  */
 typedef void (*evl_poll_cb)(evl_poll_t *poll, int status, unsigned int events, void *user_data);
+
+/**
+ * What evl_spawn runs, and how. Zero-initialise it and set what you need.
+ */
+typedef struct {
+  /**
+   * The program: a path containing '/', or a name looked up in PATH (the child's PATH if
+   * `env` sets one, else the parent's). Required.
+   */
+  const char *file;
+  /**
+   * NULL-terminated argument vector, argv[0] included; NULL runs `file` with no arguments.
+   */
+  const char *const *args;
+  /**
+   * NULL-terminated "KEY=value" environment; NULL inherits the parent's.
+   */
+  const char *const *env;
+  /**
+   * Working directory; NULL keeps the parent's.
+   */
+  const char *cwd;
+  /**
+   * EVL_PROCESS_* bits.
+   */
+  unsigned int flags;
+  /**
+   * User id, with EVL_PROCESS_SETUID.
+   */
+  uint32_t uid;
+  /**
+   * Group id, with EVL_PROCESS_SETGID.
+   */
+  uint32_t gid;
+  /**
+   * stdin, stdout, stderr: EVL_STDIO_INHERIT, EVL_STDIO_IGNORE or EVL_STDIO_PIPE.
+   */
+  int stdio[3];
+} evl_process_options_t;
+
+/**
+ * Runs once, when the child has exited and been reaped: `exit_status` is its exit code (0
+ * when a signal ended it), `term_signal` the signal that ended it (0 when it exited).
+ */
+typedef void (*evl_exit_cb)(evl_process_t *process,
+                            int64_t exit_status,
+                            int term_signal,
+                            void *user_data);
 
 /**
  * Runs on the loop's thread with the signal number, once per batch of deliveries.
@@ -220,20 +479,6 @@ typedef void (*evl_connection_cb)(evl_stream_t *listener,
  * negative errno (reading has then stopped). `buf` is NULL when `nread` <= 0.
  */
 typedef void (*evl_read_cb)(evl_stream_t *stream, ssize_t nread, const char *buf, void *user_data);
-
-/**
- * A buffer for evl_write / evl_try_write / evl_udp_send.
- */
-typedef struct {
-  /**
-   * First byte.
-   */
-  const char *base;
-  /**
-   * Length in bytes.
-   */
-  size_t len;
-} evl_buf_t;
 
 /**
  * Runs when a write queue that reached the high-water mark has emptied.
@@ -321,6 +566,136 @@ const char *evl_err_name(int err);
  * The message for an error code, e.g. "Connection refused". The string is static.
  */
 const char *evl_strerror(int err);
+
+/**
+ * Opens `path` with open(2) `flags` (O_CLOEXEC is always added) and `mode` for a created file;
+ * the callback's result is the new fd, which the caller owns (close it with evl_fs_close or
+ * close(2)).
+ */
+int evl_fs_open(evl_loop_t *l,
+                const char *path_,
+                int flags,
+                unsigned int mode,
+                evl_fs_cb cb,
+                void *user_data);
+
+/**
+ * Closes `fd`.
+ */
+int evl_fs_close(evl_loop_t *l, int fd, evl_fs_cb cb, void *user_data);
+
+/**
+ * Reads up to `len` bytes into `buf` at `offset` (-1: at the file position, which advances).
+ * The result is the count, 0 at end of file. `buf` must stay valid until the callback.
+ */
+int evl_fs_read(evl_loop_t *l,
+                int fd,
+                void *buf,
+                size_t len,
+                int64_t offset_,
+                evl_fs_cb cb,
+                void *user_data);
+
+/**
+ * Writes `len` bytes of `buf` at `offset` (-1: at the file position). The result is the count
+ * written, which may be short. `buf` must stay valid until the callback.
+ */
+int evl_fs_write(evl_loop_t *l,
+                 int fd,
+                 const void *buf,
+                 size_t len,
+                 int64_t offset_,
+                 evl_fs_cb cb,
+                 void *user_data);
+
+/**
+ * Reads into `nbufs` buffers in order (scatter). The array is copied; the memory its entries
+ * point to must stay valid until the callback.
+ */
+int evl_fs_readv(evl_loop_t *l,
+                 int fd,
+                 const evl_buf_t *bufs,
+                 unsigned int nbufs,
+                 int64_t offset_,
+                 evl_fs_cb cb,
+                 void *user_data);
+
+/**
+ * Writes `nbufs` buffers in order (gather), as evl_fs_readv.
+ */
+int evl_fs_writev(evl_loop_t *l,
+                  int fd,
+                  const evl_buf_t *bufs,
+                  unsigned int nbufs,
+                  int64_t offset_,
+                  evl_fs_cb cb,
+                  void *user_data);
+
+/**
+ * Flushes `fd`'s data and metadata to storage (`datasync` non-zero: only what reading the data
+ * back needs, as fdatasync(2)).
+ */
+int evl_fs_fsync(evl_loop_t *l, int fd, int datasync, evl_fs_cb cb, void *user_data);
+
+/**
+ * Metadata of `path`, following symbolic links.
+ */
+int evl_fs_stat(evl_loop_t *l, const char *path_, evl_fs_stat_cb cb, void *user_data);
+
+/**
+ * Metadata of `path` itself (a final symbolic link is not followed).
+ */
+int evl_fs_lstat(evl_loop_t *l, const char *path_, evl_fs_stat_cb cb, void *user_data);
+
+/**
+ * Metadata of an open fd.
+ */
+int evl_fs_fstat(evl_loop_t *l, int fd, evl_fs_stat_cb cb, void *user_data);
+
+/**
+ * Removes a file.
+ */
+int evl_fs_unlink(evl_loop_t *l, const char *path_, evl_fs_cb cb, void *user_data);
+
+/**
+ * Creates a directory with `mode` (less the umask).
+ */
+int evl_fs_mkdir(evl_loop_t *l,
+                 const char *path_,
+                 unsigned int mode,
+                 evl_fs_cb cb,
+                 void *user_data);
+
+/**
+ * Removes an empty directory.
+ */
+int evl_fs_rmdir(evl_loop_t *l, const char *path_, evl_fs_cb cb, void *user_data);
+
+/**
+ * Renames `from` to `to`, replacing `to` if it exists.
+ */
+int evl_fs_rename(evl_loop_t *l, const char *from, const char *to, evl_fs_cb cb, void *user_data);
+
+/**
+ * Lists a directory (on the thread pool with either backend: io_uring has no getdents).
+ */
+int evl_fs_scandir(evl_loop_t *l, const char *path_, evl_fs_scandir_cb cb, void *user_data);
+
+/**
+ * Reads the whole of `path`.
+ */
+int evl_fs_read_file(evl_loop_t *l, const char *path_, evl_fs_read_file_cb cb, void *user_data);
+
+/**
+ * Creates or truncates `path` (mode 0666 less the umask) and writes `len` bytes of `data`,
+ * which must stay valid until the callback; the callback runs after the file is closed.
+ */
+int evl_fs_write_file(evl_loop_t *l,
+                      const char *path_,
+                      const void *data,
+                      size_t len,
+                      evl_fs_cb cb,
+                      void *user_data);
 
 /**
  * Closes any handle: stops it, cancels its operations, and calls `cb(handle, user_data)` once
@@ -451,6 +826,31 @@ int evl_poll_start(evl_poll_t *p, unsigned int events, evl_poll_cb cb);
  * Stops watching.
  */
 int evl_poll_stop(evl_poll_t *p);
+
+/**
+ * Starts a child process. `cb` runs once it has exited; until then the handle keeps the loop
+ * alive. For each EVL_STDIO_PIPE slot, `stdio_out[i]` receives a new stream handle (the
+ * parent's end; close it like any stream); other slots get NULL. `stdio_out` may be NULL only
+ * when no slot is a pipe. Exec failures are returned here: -ENOENT (no such program), -EACCES
+ * (not executable), -EPERM (uid/gid without privilege)...; then nothing was created.
+ */
+int evl_spawn(evl_loop_t *l,
+              evl_process_t **out,
+              const evl_process_options_t *options_,
+              evl_exit_cb cb,
+              evl_stream_t **stdio_out,
+              void *user_data);
+
+/**
+ * The child's process id.
+ */
+int evl_process_pid(evl_process_t *p);
+
+/**
+ * Sends `signum` to the child (through its pidfd, so never to a recycled pid). -ESRCH once it
+ * has exited.
+ */
+int evl_process_kill(evl_process_t *p, int signum);
 
 /**
  * A stopped signal watcher.

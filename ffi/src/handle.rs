@@ -43,6 +43,11 @@ pub struct evl_signal_t {
     _private: [u8; 0],
 }
 
+/// A child process.
+pub struct evl_process_t {
+    _private: [u8; 0],
+}
+
 const HANDLE_MAGIC: u32 = 0x6576_6c68;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -53,6 +58,7 @@ pub(crate) enum Kind {
     Poll,
     Async,
     Signal,
+    Process,
 }
 
 #[derive(Clone)]
@@ -63,6 +69,7 @@ pub(crate) enum Id {
     Poll(evloop::FdWatcher),
     Async(evloop::Async, evloop::Waker),
     Signal(evloop::Signal),
+    Process(evloop::Process),
 }
 
 /// The record behind every opaque handle pointer; freed after the close callback. `repr(C)`
@@ -86,6 +93,7 @@ impl Id {
             Id::Poll(_) => Kind::Poll,
             Id::Async(..) => Kind::Async,
             Id::Signal(_) => Kind::Signal,
+            Id::Process(_) => Kind::Process,
         }
     }
 }
@@ -239,6 +247,7 @@ fn generic(p: *mut evl_handle_t, op: Op) -> c_int {
             Id::Poll(w) => apply(*w, lp, op),
             Id::Async(a, _) => apply(*a, lp, op),
             Id::Signal(s) => apply(*s, lp, op),
+            Id::Process(p) => apply(*p, lp, op),
         }
     })
 }
@@ -287,6 +296,7 @@ pub unsafe extern "C" fn evl_close(p: *mut evl_handle_t, cb: evl_close_cb) -> c_
             Id::Poll(w) => w.close(lp, Some(close_cb)),
             Id::Async(a, _) => a.close(lp, Some(close_cb)),
             Id::Signal(s) => s.close(lp, Some(close_cb)),
+            Id::Process(p) => p.close(lp, Some(close_cb)),
         };
         crate::code(r)
     })

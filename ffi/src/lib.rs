@@ -9,9 +9,11 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 mod error;
+mod fs;
 mod handle;
 mod loop_;
 mod poll;
+mod process;
 mod signal;
 mod stream;
 mod timer;
@@ -20,9 +22,11 @@ mod wakeup;
 mod work;
 
 pub use error::*;
+pub use fs::*;
 pub use handle::*;
 pub use loop_::*;
 pub use poll::*;
+pub use process::*;
 pub use signal::*;
 pub use stream::*;
 pub use timer::*;

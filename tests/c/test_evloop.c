@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -713,6 +715,297 @@ static void test_thread_pool_and_resolve(void) {
     CHECK_EQ(evl_loop_free(l), 0);
 }
 
+/* ---- files ---- */
+
+struct fs_result {
+    ssize_t result;
+    int calls;
+};
+static void on_fs(evl_loop_t *l, ssize_t result, void *data) {
+    (void)l;
+    struct fs_result *r = data;
+    r->result = result;
+    r->calls++;
+}
+/* Starts nothing else: runs the loop until the one request in flight has called back. */
+static ssize_t fs_wait(evl_loop_t *l, struct fs_result *r) {
+    int before = r->calls;
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(r->calls, before + 1);
+    return r->result;
+}
+
+struct stat_result {
+    int status, calls;
+    evl_stat_t st;
+};
+static void on_stat(evl_loop_t *l, int status, const evl_stat_t *st, void *data) {
+    (void)l;
+    struct stat_result *r = data;
+    r->status = status;
+    r->calls++;
+    CHECK((status == 0) == (st != NULL));
+    if (st) r->st = *st;
+}
+
+struct whole {
+    int status;
+    char data[256];
+    size_t len;
+};
+static void on_whole(evl_loop_t *l, int status, const uint8_t *data, size_t len, void *user_data) {
+    (void)l;
+    struct whole *w = user_data;
+    w->status = status;
+    w->len = len;
+    if (len <= sizeof w->data) memcpy(w->data, data, len);
+}
+
+static void temp_dir(char *out, size_t size, const char *tag) {
+    snprintf(out, size, "/tmp/evloop-c-%s-%d-%s", tag, (int)getpid(), backend_label);
+    mkdir(out, 0700);
+}
+
+static void test_files(void) {
+    evl_loop_t *l = new_loop();
+    char dir[128], a[160], b[160];
+    temp_dir(dir, sizeof dir, "fs");
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    struct fs_result r = {0, 0};
+    static const char text[] = "hello, files";
+
+    CHECK_EQ(evl_fs_write_file(l, a, text, strlen(text), on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    struct whole w = {1, {0}, 0};
+    CHECK_EQ(evl_fs_read_file(l, a, on_whole, &w), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(w.status, 0);
+    CHECK_EQ(w.len, strlen(text));
+    CHECK(memcmp(w.data, text, w.len) == 0);
+
+    struct stat_result st = {1, 0, {0}};
+    CHECK_EQ(evl_fs_stat(l, a, on_stat, &st), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(st.status, 0);
+    CHECK_EQ(st.st.size, strlen(text));
+    CHECK(S_ISREG(st.st.mode));
+
+    /* Positioned and vectored I/O on an open fd. */
+    CHECK_EQ(evl_fs_open(l, a, O_RDWR, 0, on_fs, &r), 0);
+    int fd = (int)fs_wait(l, &r);
+    CHECK(fd >= 0);
+    CHECK_EQ(evl_fs_write(l, fd, "HE", 2, 0, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 2);
+    evl_buf_t wv[2] = {{"<<", 2}, {">>", 2}};
+    CHECK_EQ(evl_fs_writev(l, fd, wv, 2, (int64_t)strlen(text), on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 4);
+    CHECK_EQ(evl_fs_fsync(l, fd, 1, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    CHECK_EQ(evl_fs_fsync(l, fd, 0, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    char head[5] = {0}, tail[64] = {0};
+    evl_buf_t rv[2] = {{head, 4}, {tail, sizeof tail}};
+    CHECK_EQ(evl_fs_readv(l, fd, rv, 2, 0, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), (ssize_t)strlen(text) + 4);
+    CHECK(strcmp(head, "HEll") == 0);
+    CHECK(strcmp(tail, "o, files<<>>") == 0);
+    char buf[16];
+    CHECK_EQ(evl_fs_read(l, fd, buf, sizeof buf, 1000, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0); /* past the end: 0 bytes */
+    CHECK_EQ(evl_fs_read(l, fd, buf, 2, -1, on_fs, &r), 0); /* at the file position: 0 */
+    CHECK_EQ(fs_wait(l, &r), 2);
+    CHECK(memcmp(buf, "HE", 2) == 0);
+    CHECK_EQ(evl_fs_fstat(l, fd, on_stat, &st), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(st.st.size, strlen(text) + 4);
+    CHECK_EQ(evl_fs_close(l, fd, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    CHECK_EQ(evl_fs_read(l, fd, buf, sizeof buf, 0, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), -EBADF);
+
+    /* Names: rename, unlink, mkdir, rmdir, and their errors. */
+    CHECK_EQ(evl_fs_rename(l, a, b, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    CHECK_EQ(evl_fs_open(l, a, O_RDONLY, 0, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), -ENOENT);
+    CHECK_EQ(evl_fs_stat(l, a, on_stat, &st), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(st.status, -ENOENT);
+    CHECK_EQ(evl_fs_unlink(l, b, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    CHECK_EQ(evl_fs_unlink(l, b, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), -ENOENT);
+    CHECK_EQ(evl_fs_mkdir(l, a, 0755, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    CHECK_EQ(evl_fs_mkdir(l, a, 0755, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), -EEXIST);
+    CHECK_EQ(evl_fs_read_file(l, a, on_whole, &w), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(w.status, -EISDIR);
+    CHECK_EQ(evl_fs_rmdir(l, a, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    CHECK_EQ(evl_fs_open(l, "/proc/sys/kernel/osrelease", O_WRONLY, 0, on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), -EACCES);
+
+    /* Misuse is refused at once and starts nothing. */
+    CHECK_EQ(evl_fs_open(l, NULL, O_RDONLY, 0, on_fs, &r), -EINVAL);
+    CHECK_EQ(evl_fs_open(l, a, O_RDONLY, 0, NULL, &r), -EINVAL);
+    CHECK_EQ(evl_fs_open(NULL, a, O_RDONLY, 0, on_fs, &r), -EINVAL);
+    CHECK_EQ(evl_fs_read(l, 0, NULL, 4, 0, on_fs, &r), -EINVAL);
+    CHECK_EQ(evl_fs_read(l, 0, buf, 4, -2, on_fs, &r), -EINVAL);
+    CHECK_EQ(evl_fs_close(l, -1, on_fs, &r), -EBADF);
+    CHECK_EQ(evl_fs_readv(l, 0, NULL, 1, 0, on_fs, &r), -EINVAL);
+    CHECK_EQ(evl_fs_stat(l, a, NULL, &st), -EINVAL);
+    CHECK_EQ(evl_loop_alive(l), 0);
+    CHECK_EQ(evl_loop_free(l), 0);
+    rmdir(dir);
+}
+
+struct listing {
+    int status, count, files, dirs;
+};
+static void on_scandir(evl_loop_t *l, int status, const evl_dirent_t *e, size_t n, void *data) {
+    (void)l;
+    struct listing *ls = data;
+    ls->status = status;
+    ls->count = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        ls->files += e[i].kind == EVL_DIRENT_FILE && strncmp(e[i].name, "f", 1) == 0;
+        ls->dirs += e[i].kind == EVL_DIRENT_DIR && strcmp(e[i].name, "sub") == 0;
+    }
+}
+
+static void test_scandir_on_pool(void) {
+    evl_loop_t *l = new_loop();
+    char dir[128], p[200];
+    temp_dir(dir, sizeof dir, "scan");
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/f%d", dir, i);
+        FILE *f = fopen(p, "w");
+        if (f) fclose(f);
+    }
+    snprintf(p, sizeof p, "%s/sub", dir);
+    mkdir(p, 0700);
+    struct listing ls = {1, 0, 0, 0};
+    CHECK_EQ(evl_fs_scandir(l, dir, on_scandir, &ls), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(ls.status, 0);
+    CHECK_EQ(ls.count, 4);
+    CHECK_EQ(ls.files, 3);
+    CHECK_EQ(ls.dirs, 1);
+    struct listing missing = {1, 0, 0, 0};
+    CHECK_EQ(evl_fs_scandir(l, "/nonexistent-evloop", on_scandir, &missing), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(missing.status, -ENOENT);
+    CHECK_EQ(evl_loop_free(l), 0);
+    rmdir(p);
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/f%d", dir, i);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+/* ---- processes ---- */
+
+struct child {
+    int exited, signal, eof;
+    int64_t status;
+    char out[64];
+    size_t len;
+};
+static void on_child_exit(evl_process_t *p, int64_t status, int signum, void *data) {
+    struct child *c = data;
+    c->exited++;
+    c->status = status;
+    c->signal = signum;
+    CHECK(evl_process_pid(p) > 0);
+    CHECK_EQ(evl_process_kill(p, SIGTERM), -ESRCH);
+    CHECK_EQ(evl_close((evl_handle_t *)p, NULL), 0);
+}
+static void on_child_output(evl_stream_t *s, ssize_t n, const char *data, void *user_data) {
+    struct child *c = user_data;
+    if (n < 0) {
+        c->eof = 1;
+        evl_close((evl_handle_t *)s, NULL);
+        return;
+    }
+    if (c->len + (size_t)n <= sizeof c->out) memcpy(c->out + c->len, data, (size_t)n);
+    c->len += (size_t)n;
+}
+
+static void test_spawn(void) {
+    evl_loop_t *l = new_loop();
+    struct child c;
+    memset(&c, 0, sizeof c);
+    const char *args[] = {"sh", "-c", "read x; echo \"got $x\"; exit 3", NULL};
+    evl_process_options_t o;
+    memset(&o, 0, sizeof o);
+    o.file = "sh";
+    o.args = args;
+    o.stdio[0] = EVL_STDIO_PIPE;
+    o.stdio[1] = EVL_STDIO_PIPE;
+    o.stdio[2] = EVL_STDIO_IGNORE;
+    evl_process_t *p = NULL;
+    evl_stream_t *pipes[3] = {NULL, NULL, NULL};
+    CHECK_EQ(evl_spawn(l, &p, &o, on_child_exit, pipes, &c), 0);
+    CHECK(p != NULL && pipes[0] != NULL && pipes[1] != NULL && pipes[2] == NULL);
+    CHECK(evl_process_pid(p) > 0);
+    evl_buf_t line = {"ping\n", 5};
+    CHECK(evl_write(pipes[0], &line, 1, NULL, NULL) >= 0);
+    CHECK_EQ(evl_close((evl_handle_t *)pipes[0], NULL), 0);
+    evl_handle_set_data((evl_handle_t *)pipes[1], &c);
+    CHECK_EQ(evl_read_start(pipes[1], on_child_output), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(c.exited, 1);
+    CHECK_EQ(c.status, 3);
+    CHECK_EQ(c.signal, 0);
+    CHECK(c.eof);
+    CHECK(c.len == 9 && memcmp(c.out, "got ping\n", 9) == 0);
+
+    /* Killed by a signal. */
+    struct child k;
+    memset(&k, 0, sizeof k);
+    const char *sleep_args[] = {"sleep", "30", NULL};
+    memset(&o, 0, sizeof o);
+    o.file = "sleep";
+    o.args = sleep_args;
+    CHECK_EQ(evl_spawn(l, &p, &o, on_child_exit, NULL, &k), 0);
+    CHECK_EQ(evl_process_kill(p, SIGKILL), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(k.exited, 1);
+    CHECK_EQ(k.signal, SIGKILL);
+
+    /* Errors come back at once and create nothing. */
+    memset(&o, 0, sizeof o);
+    o.file = "evloop-no-such-program";
+    p = NULL;
+    CHECK_EQ(evl_spawn(l, &p, &o, on_child_exit, NULL, &k), -ENOENT);
+    CHECK(p == NULL);
+    o.file = "true";
+    o.cwd = "/nonexistent-evloop";
+    CHECK_EQ(evl_spawn(l, &p, &o, on_child_exit, NULL, &k), -ENOENT);
+    o.cwd = NULL;
+    CHECK_EQ(evl_spawn(l, &p, NULL, on_child_exit, NULL, &k), -EINVAL);
+    CHECK_EQ(evl_spawn(l, &p, &o, NULL, NULL, &k), -EINVAL);
+    o.stdio[1] = EVL_STDIO_PIPE;
+    CHECK_EQ(evl_spawn(l, &p, &o, on_child_exit, NULL, &k), -EINVAL); /* a pipe needs stdio_out */
+    o.stdio[1] = 7;
+    CHECK_EQ(evl_spawn(l, &p, &o, on_child_exit, pipes, &k), -EINVAL);
+    o.stdio[1] = 0;
+    o.flags = 1u << 10;
+    CHECK_EQ(evl_spawn(l, &p, &o, on_child_exit, NULL, &k), -EINVAL);
+    CHECK_EQ(evl_process_pid(NULL), -EINVAL);
+    evl_timer_t *t;
+    CHECK_EQ(evl_timer_init(l, &t, NULL), 0);
+    CHECK_EQ(evl_process_kill((evl_process_t *)t, SIGTERM), -EINVAL); /* another kind of handle */
+    CHECK_EQ(evl_close((evl_handle_t *)t, NULL), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(evl_loop_alive(l), 0);
+    CHECK_EQ(evl_loop_free(l), 0);
+}
+
 /* ---- runner ---- */
 
 #include <dirent.h>
@@ -747,6 +1040,9 @@ static const struct test tests[] = {
     {"async_from_threads", test_async_from_threads},
     {"signal", test_signal},
     {"thread_pool_and_resolve_on_pool", test_thread_pool_and_resolve},
+    {"files", test_files},
+    {"scandir_on_pool", test_scandir_on_pool},
+    {"spawn", test_spawn},
 };
 
 /* Other arguments than backend names pick tests whose names contain them; "-part" leaves out
