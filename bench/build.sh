@@ -11,6 +11,7 @@ gcc $CFLAGS -o bench/bin/loadgen bench/c/loadgen.c
 if pkg-config --exists libuv; then
     gcc $CFLAGS -o bench/bin/uv_echo bench/c/uv_echo.c $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -o bench/bin/uv_timers bench/c/uv_timers.c $(pkg-config --cflags --libs libuv)
+    gcc $CFLAGS -o bench/bin/uv_files bench/c/uv_files.c $(pkg-config --cflags --libs libuv)
 else
     echo "libuv not found: the libuv peers are skipped" >&2
 fi

@@ -26,7 +26,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--markdown")
     args = ap.parse_args()
-    impls = [("evloop", [os.path.join(ROOT, "target", "release", "timers")], {"EVLOOP_BACKEND": "epoll"})]
+    ev = [os.path.join(ROOT, "target", "release", "timers")]
+    # The wheel is the same on both backends; the backend decides how the loop waits.
+    impls = [("evloop-epoll", ev, {"EVLOOP_BACKEND": "epoll"}), ("evloop-uring", ev, {"EVLOOP_BACKEND": "uring"})]
     uv = os.path.join(HERE, "bin", "uv_timers")
     if os.path.exists(uv):
         impls.append(("libuv", [uv], {}))

@@ -106,7 +106,7 @@ pub struct Loop {
     pub(crate) wake: WakeState,
     pub(crate) work: crate::threadpool::WorkState,
     /// File requests in the ring (the thread pool holds the others).
-    pub(crate) file_reqs: Slab<Option<crate::fs::FileReq>>,
+    pub(crate) file_reqs: Slab<Option<crate::fs::FileWaiter>>,
     closing: Vec<RawHandle>,
     /// Handles closed while operations were in flight, waiting for their final completions.
     closes_in_flight: usize,
@@ -488,10 +488,8 @@ impl Drop for Loop {
             }
             while let Some(c) = self.backend.next_completion() {
                 if (c.token >> 36) & 0xf == crate::fs::FILE_TOKEN_KIND {
-                    let idx = c.token as u32;
-                    if let Some((gen, _)) = self.file_reqs.get_by_index(idx) {
-                        self.file_reqs.remove(idx, gen);
-                    }
+                    // Finished requests are dropped, not run.
+                    drop(self.file_step(c.token as u32, c.res, c.token));
                 } else if !c.data.is_null() {
                     self.backend.recycle(&c);
                 }

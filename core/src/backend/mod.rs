@@ -316,6 +316,28 @@ impl Backend {
         }
     }
 
+    /// io_uring only: a linked open → read → read (end-of-file probe) → close of a small file
+    /// (see `UringBackend::submit_read_file_chain`); `None` where it cannot run.
+    pub(crate) fn submit_read_file_chain(
+        &mut self,
+        token: Token,
+        path: *const libc::c_char,
+        buf: *mut u8,
+        len: u32,
+        probe: *mut u8,
+    ) -> Option<u32> {
+        match self {
+            Backend::Epoll(_) => None,
+            Backend::Uring(b) => b.submit_read_file_chain(token, path, buf, len, probe),
+        }
+    }
+
+    pub(crate) fn release_direct_slot(&mut self, slot: u32) {
+        if let Backend::Uring(b) = self {
+            b.release_direct_slot(slot);
+        }
+    }
+
     /// Changes the events of an armed multishot poll in place; `false` if this backend cannot,
     /// and the poll must be cancelled and submitted again.
     pub(crate) fn update_poll(&mut self, token: Token, fd: RawFd, events: u32) -> bool {

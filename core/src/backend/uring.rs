@@ -30,6 +30,8 @@ const INTERNAL: u64 = 0;
 /// Kind tag of the one-shot poll that stands in for an accept after EMFILE (see next_completion).
 const ACCEPT_WAIT: u64 = 15;
 const BUFFER_GROUP: u16 = 0;
+/// Direct-descriptor slots for linked whole-file reads: how many may be in flight at once.
+const DIRECT_SLOTS: u32 = 1024;
 
 /// Sizes of the ring and its receive buffers.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +60,9 @@ pub(crate) struct UringBackend {
     reserve: FdReserve,
     /// File-system opcodes this kernel has, as bits of `file_op_bit`.
     file_ops: u16,
+    /// Free slots of the registered (direct) descriptor table that whole-file reads use to
+    /// link open → read → close; empty if the kernel refused the table.
+    direct_slots: Vec<u32>,
     pub(crate) counters: super::Counters,
 }
 
@@ -228,6 +233,20 @@ impl UringBackend {
                 0,
             )
         }?;
+        // Optional: linked whole-file reads need these opcodes and a direct-descriptor table.
+        let chain = [
+            opcode::Statx::CODE,
+            opcode::OpenAt::CODE,
+            opcode::Read::CODE,
+            opcode::Close::CODE,
+        ];
+        let direct_slots = if chain.iter().all(|&op| probe.is_supported(op))
+            && ring.submitter().register_files_sparse(DIRECT_SLOTS).is_ok()
+        {
+            (0..DIRECT_SLOTS).rev().collect()
+        } else {
+            Vec::new()
+        };
         // SAFETY: an all-zero msghdr is valid; only the lengths matter for multishot recvmsg.
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         msghdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
@@ -245,6 +264,7 @@ impl UringBackend {
             listeners: HashMap::new(),
             reserve: FdReserve::empty(),
             file_ops: probe_file_ops(&probe),
+            direct_slots,
             counters: super::Counters::default(),
         })
     }
@@ -377,6 +397,75 @@ impl UringBackend {
         };
         self.push(entry.user_data(token | (OpKind::File as u64) << KIND_SHIFT));
         true
+    }
+
+    /// Queues open(path) into a direct slot → read(slot, `buf`, `len`) → read(slot, `probe`, 1)
+    /// → close(slot) as one linked chain: a whole small file in one round trip, with no entry in
+    /// the process's descriptor table. Both reads use the file position, so the probe reads
+    /// where the first read stopped and returns 0 exactly at end of file. The steps complete
+    /// with `token | step << 32` (step 0..4). Returns the slot to hand back with
+    /// [`UringBackend::release_direct_slot`] after the close step completes, or `None` if the
+    /// chain cannot run here.
+    pub(crate) fn submit_read_file_chain(
+        &mut self,
+        token: Token,
+        path: *const libc::c_char,
+        buf: *mut u8,
+        len: u32,
+        probe: *mut u8,
+    ) -> Option<u32> {
+        let slot = self.direct_slots.pop()?;
+        // A chain must not straddle two submissions (the kernel ends a link at a batch's end).
+        if self.sq_room() < 4 {
+            match self.ring.submit() {
+                Ok(_) => self.queued = 0,
+                Err(_) => self.reap(),
+            }
+            if self.sq_room() < 4 {
+                self.direct_slots.push(slot);
+                return None;
+            }
+        }
+        let ud = |step: u64| token | step << 32 | (OpKind::File as u64) << KIND_SHIFT;
+        let cwd = types::Fd(libc::AT_FDCWD);
+        let dest = types::DestinationSlot::try_from_slot_target(slot).ok()?;
+        // Hard links: every step runs even if one before it fails, so the close always
+        // frees the slot (a failed open leaves the reads and close failing with EBADF).
+        let link = squeue::Flags::IO_HARDLINK;
+        let chain = [
+            // No O_CLOEXEC: a direct descriptor is never in the fd table (the kernel refuses it).
+            opcode::OpenAt::new(cwd, path)
+                .flags(libc::O_RDONLY)
+                .file_index(Some(dest))
+                .build()
+                .flags(link)
+                .user_data(ud(0)),
+            opcode::Read::new(types::Fixed(slot), buf, len)
+                .offset(u64::MAX)
+                .build()
+                .flags(link)
+                .user_data(ud(1)),
+            opcode::Read::new(types::Fixed(slot), probe, 1)
+                .offset(u64::MAX)
+                .build()
+                .flags(link)
+                .user_data(ud(2)),
+            opcode::Close::new(types::Fixed(slot)).build().user_data(ud(3)),
+        ];
+        for e in chain {
+            self.push(e);
+        }
+        Some(slot)
+    }
+
+    fn sq_room(&mut self) -> usize {
+        let sq = self.ring.submission();
+        sq.capacity() - sq.len()
+    }
+
+    /// Returns a direct slot once the close step of its chain has completed.
+    pub(crate) fn release_direct_slot(&mut self, slot: u32) {
+        self.direct_slots.push(slot);
     }
 
     pub(crate) fn cancel(&mut self, token: Token, kind: OpKind) {

@@ -28,6 +28,30 @@ use std::path::Path;
 /// Completion of a request in the ring: the result (`value` or `-errno`).
 pub(crate) type FileReq = Box<dyn FnOnce(&mut Loop, i32)>;
 
+/// Steps of a linked whole-file read: open, read, end-of-file probe, close.
+pub(crate) const CHAIN_STEPS: usize = 4;
+
+/// What waits for a request's completions.
+pub(crate) enum FileWaiter {
+    One(FileReq),
+    /// A linked chain: results are gathered until every step has completed.
+    Chain {
+        results: [i32; CHAIN_STEPS],
+        left: u8,
+        done: Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>,
+    },
+}
+
+/// A request whose last completion has arrived: what to run, with what.
+pub(crate) enum FileDone {
+    One(FileReq, i32),
+    Chain(Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>, [i32; CHAIN_STEPS]),
+}
+
+fn file_token(idx: u32, gen: u32) -> u64 {
+    idx as u64 | FILE_TOKEN_KIND << 36 | (gen as u64 & 0xf_ffff) << 40
+}
+
 /// The kind bits of a file request's token (not a handle kind: requests have no close).
 pub(crate) const FILE_TOKEN_KIND: u64 = 15;
 
@@ -80,12 +104,12 @@ impl Loop {
     ) -> Result<()> {
         let fop = op(&mut mem);
         let (idx, gen) = self.file_reqs.insert(None);
-        let token = idx as u64 | FILE_TOKEN_KIND << 36 | (gen as u64 & 0xf_ffff) << 40;
+        let token = file_token(idx, gen);
         // The box's contents do not move when the box does: the pointers in `fop` stay valid.
         if self.backend.submit_file(token, fop) {
             let req: FileReq = Box::new(move |lp, res| done(lp, res, mem));
             if let Some(slot) = self.file_reqs.get_mut(idx, gen) {
-                *slot = Some(req);
+                *slot = Some(FileWaiter::One(req));
             }
             self.alive_refs += 1;
             return Ok(());
@@ -107,16 +131,65 @@ impl Loop {
         .map(|_| ())
     }
 
-    pub(crate) fn file_completion(&mut self, idx: u32, res: i32, token: u64) {
-        let Some((gen, _)) = self.file_reqs.get_by_index(idx) else {
-            return;
+    /// Starts a linked open → read → end-of-file probe → close of a path into a buffer (one
+    /// round trip for a small file); gives everything back if this backend cannot.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn file_submit_read_chain<M: 'static>(
+        &mut self,
+        mut mem: Box<M>,
+        parts: fn(&mut M) -> (*const libc::c_char, *mut u8, u32, *mut u8),
+        done: impl FnOnce(&mut Loop, [i32; CHAIN_STEPS], Box<M>) + 'static,
+    ) -> std::result::Result<(), Box<M>> {
+        let (path, buf, len, probe) = parts(&mut mem);
+        let (idx, gen) = self.file_reqs.insert(None);
+        let Some(slot) = self
+            .backend
+            .submit_read_file_chain(file_token(idx, gen), path, buf, len, probe)
+        else {
+            self.file_reqs.remove(idx, gen);
+            return Err(mem);
         };
-        if !crate::event_loop::gen_matches(gen, token) {
-            return;
+        let waiter = FileWaiter::Chain {
+            results: [0; CHAIN_STEPS],
+            left: CHAIN_STEPS as u8,
+            done: Box::new(move |lp: &mut Loop, res| {
+                lp.backend.release_direct_slot(slot);
+                done(lp, res, mem)
+            }),
+        };
+        if let Some(w) = self.file_reqs.get_mut(idx, gen) {
+            *w = Some(waiter);
         }
-        if let Some(Some(req)) = self.file_reqs.remove(idx, gen) {
-            self.alive_refs -= 1;
-            req(self, res);
+        self.alive_refs += 1;
+        Ok(())
+    }
+
+    /// Records one completion; returns the request once its last completion is in.
+    pub(crate) fn file_step(&mut self, idx: u32, res: i32, token: u64) -> Option<FileDone> {
+        let (gen, waiter) = self.file_reqs.get_by_index(idx)?;
+        if !crate::event_loop::gen_matches(gen, token) {
+            return None;
+        }
+        if let Some(FileWaiter::Chain { results, left, .. }) = waiter {
+            let step = ((token >> 32) & 0xf) as usize;
+            results[step.min(CHAIN_STEPS - 1)] = res;
+            *left -= 1;
+            if *left > 0 {
+                return None;
+            }
+        }
+        self.alive_refs -= 1;
+        match self.file_reqs.remove(idx, gen)?? {
+            FileWaiter::One(req) => Some(FileDone::One(req, res)),
+            FileWaiter::Chain { results, done, .. } => Some(FileDone::Chain(done, results)),
+        }
+    }
+
+    pub(crate) fn file_completion(&mut self, idx: u32, res: i32, token: u64) {
+        match self.file_step(idx, res, token) {
+            Some(FileDone::One(req, res)) => req(self, res),
+            Some(FileDone::Chain(done, results)) => done(self, results),
+            None => {}
         }
     }
 
