@@ -31,6 +31,9 @@ pub(crate) type FileReq = Box<dyn FnOnce(&mut Loop, i32)>;
 /// Steps of a linked whole-file read: open, read, end-of-file probe, close.
 pub(crate) const CHAIN_STEPS: usize = 4;
 
+/// Runs when every step of a chain has completed, with each step's result.
+pub(crate) type ChainDone = Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>;
+
 /// What waits for a request's completions.
 pub(crate) enum FileWaiter {
     One(FileReq),
@@ -38,14 +41,14 @@ pub(crate) enum FileWaiter {
     Chain {
         results: [i32; CHAIN_STEPS],
         left: u8,
-        done: Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>,
+        done: ChainDone,
     },
 }
 
 /// A request whose last completion has arrived: what to run, with what.
 pub(crate) enum FileDone {
     One(FileReq, i32),
-    Chain(Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>, [i32; CHAIN_STEPS]),
+    Chain(ChainDone, [i32; CHAIN_STEPS]),
 }
 
 fn file_token(idx: u32, gen: u32) -> u64 {

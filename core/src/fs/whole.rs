@@ -63,7 +63,7 @@ pub fn read_file(
             let room = m.buf.capacity() as u32;
             (m.path.as_ptr(), m.buf.as_mut_ptr(), room, &mut m.probe)
         },
-        chain_done,
+        |lp, res, m| chain_done(lp, res, *m),
     );
     match linked {
         Ok(()) => Ok(()),
