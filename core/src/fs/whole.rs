@@ -82,7 +82,7 @@ struct Chain {
     cb: BytesCb,
 }
 
-fn chain_done(lp: &mut Loop, res: [i32; CHAIN_STEPS], m: Box<Chain>) {
+fn chain_done(lp: &mut Loop, res: [i32; CHAIN_STEPS], m: Chain) {
     let Chain {
         path,
         mut buf,
