@@ -88,7 +88,7 @@ fn chain_done(lp: &mut Loop, res: [i32; CHAIN_STEPS], m: Chain) {
         mut buf,
         probe,
         cb,
-    } = *m;
+    } = m;
     // After a failed open the reads fail with EBADF: report the first failure.
     if let Some(&e) = res[..3].iter().find(|&&r| r < 0) {
         return cb(lp, Err(Error::from_errno(-e)));
