@@ -362,7 +362,9 @@ fn scandir_lists_names_and_types_and_rmdir_removes() {
 fn many_files_in_flight_and_the_ring_does_the_work() {
     each_backend(|lp| {
         let dir = TempDir::new("many", lp);
-        let n = 300;
+        // More than the 1,024 direct descriptors io_uring's linked reads use: the rest take the
+        // stepwise path.
+        let n = 1500;
         for i in 0..n {
             std::fs::write(dir.path(&format!("{i}")), format!("file number {i}")).unwrap();
         }
@@ -374,13 +376,44 @@ fn many_files_in_flight_and_the_ring_does_the_work() {
             })
             .unwrap();
         }
-        // io_uring opens in the ring; epoll hands each open to the thread pool.
+        // io_uring reads in the ring; epoll hands each open to the thread pool.
         let expect_pool = if lp.backend_name() == "uring" { 0 } else { n };
         assert_eq!(lp.pending_work(), expect_pool);
         lp.run(RunMode::Default).unwrap();
         for (i, r) in got.borrow().iter().enumerate() {
             assert_eq!(r.as_deref(), Some(format!("file number {i}").as_bytes()));
         }
+    });
+}
+
+#[test]
+fn read_file_of_empty_and_proc_files() {
+    each_backend(|lp| {
+        let dir = TempDir::new("special", lp);
+        std::fs::write(dir.path("empty"), b"").unwrap();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        for p in [
+            dir.path("empty"),
+            PathBuf::from("/proc/self/status"),
+            PathBuf::from("/proc/self/maps"),
+        ] {
+            let g = got.clone();
+            fs::read_file(lp, p, move |_, r| g.borrow_mut().push(r.unwrap())).unwrap();
+        }
+        lp.run(RunMode::Default).unwrap();
+        let got = got.borrow();
+        assert_eq!(got.len(), 3);
+        let by = |needle: &[u8]| {
+            got.iter()
+                .find(|d| d.windows(needle.len()).any(|w| w == needle))
+                .cloned()
+        };
+        assert!(got.iter().any(|d| d.is_empty()), "the empty file reads as empty");
+        // /proc reports size 0 and hands out a page per read: only reading to EOF gets it all.
+        let status = by(b"Name:").expect("/proc/self/status");
+        assert!(status.ends_with(b"\n") && std::str::from_utf8(&status).unwrap().contains("VmRSS"));
+        let maps = by(b"[stack]").expect("/proc/self/maps");
+        assert!(maps.ends_with(b"\n"), "a whole maps file ends with a full line");
     });
 }
 
