@@ -8,6 +8,7 @@ python3 bench/echo.py --rounds "${ROUNDS:-3}" --seconds "${SECONDS_PER_RUN:-5}" 
 bench/instructions.sh 20 4 > "$tmp/instructions.md"
 python3 bench/timers.py --rounds "${ROUNDS:-3}" --markdown "$tmp/timers.md"
 python3 bench/idle.py --markdown "$tmp/idle.md"
+python3 bench/files.py --rounds "${ROUNDS:-3}" --markdown "$tmp/files.md"
 {
     echo "# Benchmarks"
     echo
@@ -31,6 +32,10 @@ python3 bench/idle.py --markdown "$tmp/idle.md"
     echo "## Idle connections"
     echo
     cat "$tmp/idle.md"
+    echo
+    echo "## Reading files"
+    echo
+    cat "$tmp/files.md"
     echo
     cat bench/NOTES.md
 } > BENCHMARKS.md

@@ -42,8 +42,14 @@ struct Job {
     work: Work,
 }
 
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Workers waiting for a job: only then is a wake-up (a futex call) needed.
+    idle: usize,
+}
+
 struct Pool {
-    queue: Mutex<VecDeque<Job>>,
+    queue: Mutex<Queue>,
     available: Condvar,
 }
 
@@ -66,7 +72,10 @@ fn pool() -> &'static Pool {
             }
         }
         Pool {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                idle: 0,
+            }),
             available: Condvar::new(),
         }
     })
@@ -78,9 +87,13 @@ fn worker() {
         let job = {
             let mut queue = pool.queue.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                match queue.pop_front() {
+                match queue.jobs.pop_front() {
                     Some(job) => break job,
-                    None => queue = pool.available.wait(queue).unwrap_or_else(|p| p.into_inner()),
+                    None => {
+                        queue.idle += 1;
+                        queue = pool.available.wait(queue).unwrap_or_else(|p| p.into_inner());
+                        queue.idle -= 1;
+                    }
                 }
             }
         };
@@ -165,11 +178,14 @@ impl Loop {
             work: Box::new(move || Box::new(work()) as Output),
         };
         let pool = pool();
-        pool.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(job);
-        pool.available.notify_one();
+        let wake = {
+            let mut queue = pool.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.jobs.push_back(job);
+            queue.idle > 0
+        };
+        if wake {
+            pool.available.notify_one();
+        }
         Ok(WorkId(id))
     }
 
