@@ -259,13 +259,15 @@ pub unsafe extern "C" fn evl_fs_read(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
-        let b = lent(buf, len)?;
-        let o = offset(offset_)?;
-        Ok(fs::read(lp, fd, b, o, move |lp, r, _| {
-            report(l, lp, cb, ssize(r), user_data)
-        }))
-    })
+    transfer(
+        l,
+        fd,
+        lent(buf, len),
+        offset_,
+        cb,
+        user_data,
+        |lp, fd, b, o, done| fs::read(lp, fd, b, o, done),
+    )
 }
 
 /// Writes `len` bytes of `buf` at `offset` (-1: at the file position). The result is the count
@@ -280,12 +282,42 @@ pub unsafe extern "C" fn evl_fs_write(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
+    transfer(
+        l,
+        fd,
+        lent(buf, len),
+        offset_,
+        cb,
+        user_data,
+        |lp, fd, b, o, done| fs::write(lp, fd, b, o, done),
+    )
+}
+
+/// What a read or write request hands back with its result: the lent memory.
+type Done<B> = Box<dyn FnOnce(&mut Loop, evloop::Result<usize>, B)>;
+/// A core read or write call (fs::read, write, readv, writev).
+type Transfer<B> = fn(&mut Loop, c_int, B, Option<u64>, Done<B>) -> evloop::Result<()>;
+
+/// The body of the read and write calls: validates, then starts `op` on the lent memory and
+/// reports the count through `cb`.
+fn transfer<B: 'static>(
+    l: *mut evl_loop_t,
+    fd: c_int,
+    mem: Result<B, c_int>,
+    offset_: i64,
+    cb: evl_fs_cb,
+    user_data: *mut c_void,
+    op: Transfer<B>,
+) -> c_int {
     start(l, cb, |lp, cb| {
-        let b = lent(buf, len)?;
-        let o = offset(offset_)?;
-        Ok(fs::write(lp, fd, b, o, move |lp, r, _| {
-            report(l, lp, cb, ssize(r), user_data)
-        }))
+        let (b, o) = (mem?, offset(offset_)?);
+        Ok(op(
+            lp,
+            fd,
+            b,
+            o,
+            Box::new(move |lp, r, _| report(l, lp, cb, ssize(r), user_data)),
+        ))
     })
 }
 
@@ -310,13 +342,15 @@ pub unsafe extern "C" fn evl_fs_readv(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
-        let b = lent_bufs(bufs, nbufs)?;
-        let o = offset(offset_)?;
-        Ok(fs::readv(lp, fd, b, o, move |lp, r, _| {
-            report(l, lp, cb, ssize(r), user_data)
-        }))
-    })
+    transfer(
+        l,
+        fd,
+        lent_bufs(bufs, nbufs),
+        offset_,
+        cb,
+        user_data,
+        |lp, fd, b, o, done| fs::readv(lp, fd, b, o, done),
+    )
 }
 
 /// Writes `nbufs` buffers in order (gather), as evl_fs_readv.
@@ -330,13 +364,15 @@ pub unsafe extern "C" fn evl_fs_writev(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
-        let b = lent_bufs(bufs, nbufs)?;
-        let o = offset(offset_)?;
-        Ok(fs::writev(lp, fd, b, o, move |lp, r, _| {
-            report(l, lp, cb, ssize(r), user_data)
-        }))
-    })
+    transfer(
+        l,
+        fd,
+        lent_bufs(bufs, nbufs),
+        offset_,
+        cb,
+        user_data,
+        |lp, fd, b, o, done| fs::writev(lp, fd, b, o, done),
+    )
 }
 
 /// Flushes `fd`'s data and metadata to storage (`datasync` non-zero: only what reading the data

@@ -49,10 +49,17 @@ struct SendPtr(*mut c_void);
 // SAFETY: evl_queue_work's contract: `user_data` may be used from a pool thread.
 unsafe impl Send for SendPtr {}
 
-fn store_id(id_out: *mut u64, id: WorkId) {
-    if !id_out.is_null() {
-        // SAFETY: a non-NULL `id_out` is writable (contract).
-        unsafe { *id_out = id.0 };
+/// 0 with the id stored in `*id_out` (if not NULL), or the error.
+fn queued(r: evloop::Result<WorkId>, id_out: *mut u64) -> c_int {
+    match r {
+        Ok(id) => {
+            if !id_out.is_null() {
+                // SAFETY: a non-NULL `id_out` is writable (contract).
+                unsafe { *id_out = id.0 };
+            }
+            0
+        }
+        Err(e) => e.code(),
     }
 }
 
@@ -88,13 +95,7 @@ pub unsafe extern "C" fn evl_queue_work(
                 unsafe { lend(l, lp, || after(l, crate::code(r), user_data)) }
             },
         );
-        match r {
-            Ok(id) => {
-                store_id(id_out, id);
-                0
-            }
-            Err(e) => e.code(),
-        }
+        queued(r, id_out)
     })
 }
 
@@ -166,13 +167,7 @@ pub unsafe extern "C" fn evl_getaddrinfo(
             // SAFETY: `l` outlives its pending work; the array is valid for the call.
             unsafe { lend(l, lp, || cb(l, status, ptr, storage.len(), user_data)) }
         });
-        match r {
-            Ok(id) => {
-                store_id(id_out, id);
-                0
-            }
-            Err(e) => e.code(),
-        }
+        queued(r, id_out)
     })
 }
 
@@ -203,12 +198,6 @@ pub unsafe extern "C" fn evl_getnameinfo(
             // SAFETY: `l` outlives its pending work; the strings are valid for the call.
             unsafe { lend(l, lp, || cb(l, status, p(&host), p(&service), user_data)) }
         });
-        match r {
-            Ok(id) => {
-                store_id(id_out, id);
-                0
-            }
-            Err(e) => e.code(),
-        }
+        queued(r, id_out)
     })
 }
