@@ -87,6 +87,8 @@ pub struct Loop {
     now_ns: u64,
     now_ms: u64,
     stop_requested: bool,
+    /// Inside `run`: work queued now is handed to the pool in one batch before the next wait.
+    pub(crate) running: bool,
     /// Active, referenced handles: the loop is alive while this is non-zero.
     pub(crate) alive_refs: usize,
     pub(crate) wheel: Wheel,
@@ -150,6 +152,7 @@ impl Loop {
             now_ns: start_ns,
             now_ms: 0,
             stop_requested: false,
+            running: false,
             alive_refs: 0,
             wheel: Wheel::new(),
             timers: Slab::new(),
@@ -250,6 +253,7 @@ impl Loop {
             || !self.closing.is_empty()
             || self.backend.has_ready()
             || self.backend.has_unsubmitted()
+            || self.work_unflushed()
         {
             return 0;
         }
@@ -266,6 +270,7 @@ impl Loop {
         if !alive {
             self.update_time();
         }
+        self.running = true;
         while alive && !self.stop_requested {
             self.iterations += 1;
             self.update_time();
@@ -286,7 +291,11 @@ impl Loop {
                     None => -1,
                 }
             };
-            self.backend.wait(timeout)?;
+            self.work_flush();
+            if let Err(e) = self.backend.wait(timeout) {
+                self.running = false;
+                return Err(e);
+            }
             self.update_time();
             self.dispatch_completions();
             self.run_deferred();
@@ -300,6 +309,7 @@ impl Loop {
                 break;
             }
         }
+        self.running = false;
         self.stop_requested = false;
         Ok(alive)
     }

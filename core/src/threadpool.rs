@@ -1,10 +1,12 @@
 //! The thread pool: work the kernel cannot do asynchronously (name resolution; file I/O on the
-//! epoll backend, later) runs on a process-wide set of worker threads, and its result returns to
+//! epoll backend, and on io_uring where the kernel lacks an opcode) runs on a process-wide set of worker threads, and its result returns to
 //! the loop that queued it through that loop's wake-up eventfd (libuv's `uv_queue_work`).
 //!
 //! The pool starts with the first job. Its size is `EVLOOP_THREADPOOL_SIZE` (1 to 128, default
 //! 4), read once. A job not yet started can be cancelled: cancellation and the worker race on
-//! one atomic state, so exactly one of them wins.
+//! one atomic state, so exactly one of them wins. Jobs queued during an iteration reach the
+//! pool together, just before the loop waits: one lock and a wake-up per idle worker per
+//! iteration, not per job.
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
@@ -123,6 +125,8 @@ pub(crate) struct WorkState {
     pending: HashMap<u64, (Arc<AtomicU8>, After)>,
     done: Option<Arc<DoneQueue>>,
     finished: Vec<(u64, Option<Output>)>,
+    /// Jobs queued during this iteration, not yet in the pool's queue.
+    outbox: Vec<Job>,
 }
 
 impl WorkState {
@@ -132,6 +136,7 @@ impl WorkState {
             pending: HashMap::new(),
             done: None,
             finished: Vec::new(),
+            outbox: Vec::new(),
         }
     }
 }
@@ -177,16 +182,36 @@ impl Loop {
             done,
             work: Box::new(move || Box::new(work()) as Output),
         };
+        // Inside `run`, handed to the pool in one batch before the loop next waits; outside it,
+        // at once (nothing else would start it).
+        self.work.outbox.push(job);
+        if !self.running {
+            self.work_flush();
+        }
+        Ok(WorkId(id))
+    }
+
+    /// Hands the jobs queued since the last flush to the pool: one lock and at most one wake-up
+    /// per idle worker per loop iteration, rather than per job.
+    pub(crate) fn work_flush(&mut self) {
+        if self.work.outbox.is_empty() {
+            return;
+        }
         let pool = pool();
         let wake = {
             let mut queue = pool.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.jobs.push_back(job);
-            queue.idle > 0
+            let n = self.work.outbox.len();
+            queue.jobs.extend(self.work.outbox.drain(..));
+            n.min(queue.idle)
         };
-        if wake {
+        for _ in 0..wake {
             pool.available.notify_one();
         }
-        Ok(WorkId(id))
+    }
+
+    /// Jobs queued and not yet handed to the pool.
+    pub(crate) fn work_unflushed(&self) -> bool {
+        !self.work.outbox.is_empty()
     }
 
     /// Cancels work that has not started: its callback runs soon with `ECANCELED`. `EBUSY` if it
@@ -201,6 +226,7 @@ impl Loop {
             return Err(Error::EBUSY);
         }
         let (_, after) = self.work.pending.remove(&id.0).expect("checked above");
+        self.work.outbox.retain(|j| j.id != id.0);
         self.alive_refs -= 1;
         self.call_soon(move |lp| after(lp, Err(Error::ECANCELED)));
         Ok(())
