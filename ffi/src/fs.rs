@@ -201,6 +201,22 @@ fn report(l: *mut evl_loop_t, lp: &mut Loop, cb: FsFn, result: ssize_t, data: *m
     unsafe { lend(l, lp, || cb(l, result, data)) }
 }
 
+/// Reports a result-less request's outcome (0 or a negative errno) through `cb`.
+type UnitDone = Box<dyn FnOnce(&mut Loop, evloop::Result<()>)>;
+
+/// The body of the calls whose callback gets 0 or an error: `begin` starts the core request
+/// with the callback that reports through `cb`.
+fn unit_request(
+    l: *mut evl_loop_t,
+    cb: evl_fs_cb,
+    user_data: *mut c_void,
+    begin: impl FnOnce(&mut Loop, UnitDone) -> Result<evloop::Result<()>, c_int>,
+) -> c_int {
+    start(l, cb, |lp, cb| {
+        begin(lp, Box::new(move |lp, r| report(l, lp, cb, unit(r), user_data)))
+    })
+}
+
 fn ssize(r: evloop::Result<usize>) -> ssize_t {
     match r {
         Ok(n) => n as ssize_t,
@@ -240,11 +256,7 @@ pub unsafe extern "C" fn evl_fs_close(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
-        Ok(fs::close(lp, fd, move |lp, r| {
-            report(l, lp, cb, unit(r), user_data)
-        }))
-    })
+    unit_request(l, cb, user_data, |lp, done| Ok(fs::close(lp, fd, done)))
 }
 
 /// Reads up to `len` bytes into `buf` at `offset` (-1: at the file position, which advances).
@@ -385,8 +397,7 @@ pub unsafe extern "C" fn evl_fs_fsync(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
-        let done = move |lp: &mut Loop, r| report(l, lp, cb, unit(r), user_data);
+    unit_request(l, cb, user_data, |lp, done| {
         Ok(if datasync != 0 {
             fs::fdatasync(lp, fd, done)
         } else {
@@ -482,10 +493,8 @@ pub unsafe extern "C" fn evl_fs_unlink(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
-        Ok(fs::unlink(lp, path(path_)?, move |lp, r| {
-            report(l, lp, cb, unit(r), user_data)
-        }))
+    unit_request(l, cb, user_data, |lp, done| {
+        Ok(fs::unlink(lp, path(path_)?, done))
     })
 }
 
@@ -498,10 +507,8 @@ pub unsafe extern "C" fn evl_fs_mkdir(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
-        Ok(fs::mkdir(lp, path(path_)?, mode, move |lp, r| {
-            report(l, lp, cb, unit(r), user_data)
-        }))
+    unit_request(l, cb, user_data, |lp, done| {
+        Ok(fs::mkdir(lp, path(path_)?, mode, done))
     })
 }
 
@@ -513,11 +520,7 @@ pub unsafe extern "C" fn evl_fs_rmdir(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
-        Ok(fs::rmdir(lp, path(path_)?, move |lp, r| {
-            report(l, lp, cb, unit(r), user_data)
-        }))
-    })
+    unit_request(l, cb, user_data, |lp, done| Ok(fs::rmdir(lp, path(path_)?, done)))
 }
 
 /// Renames `from` to `to`, replacing `to` if it exists.
@@ -529,11 +532,9 @@ pub unsafe extern "C" fn evl_fs_rename(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
+    unit_request(l, cb, user_data, |lp, done| {
         let (f, t) = (path(from)?, path(to)?);
-        Ok(fs::rename(lp, f, t, move |lp, r| {
-            report(l, lp, cb, unit(r), user_data)
-        }))
+        Ok(fs::rename(lp, f, t, done))
     })
 }
 
@@ -620,10 +621,8 @@ pub unsafe extern "C" fn evl_fs_write_file(
     cb: evl_fs_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    start(l, cb, |lp, cb| {
+    unit_request(l, cb, user_data, |lp, done| {
         let d = lent(data, len)?;
-        Ok(fs::write_file(lp, path(path_)?, d, move |lp, r| {
-            report(l, lp, cb, unit(r), user_data)
-        }))
+        Ok(fs::write_file(lp, path(path_)?, d, done))
     })
 }
