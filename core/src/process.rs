@@ -216,6 +216,8 @@ impl Process {
                     let [mine, theirs] = socket_pair()?;
                     pipes[i] = Some(parent_ends.keep(mine));
                     stdio[i] = ChildFd::Use(child_ends.keep(theirs));
+                    // Only the parent's end: the two ends are separate open files.
+                    sys::set_nonblocking(mine)?;
                 }
             }
         }
@@ -246,7 +248,6 @@ impl Process {
         let mut streams = [None; 3];
         for (i, fd) in pipes.iter().enumerate() {
             if let Some(fd) = *fd {
-                sys::set_nonblocking(fd)?;
                 streams[i] = Some(lp.stream_insert(fd, libc::AF_UNIX));
             }
         }
