@@ -1,8 +1,7 @@
 //! File operations: each call starts one request and returns 0, or a negative errno if it could
 //! not start (then no callback runs). The callback runs once, on the loop's thread.
 
-use crate::guard;
-use crate::loop_::{evl_loop_t, lend, loop_mut};
+use crate::loop_::{evl_loop_t, lend};
 use crate::stream::evl_buf_t;
 use evloop::fs::{self, FileType, Metadata};
 use evloop::Loop;
@@ -171,25 +170,14 @@ fn offset(o: i64) -> Result<Option<u64>, c_int> {
     }
 }
 
-/// The body of every function here: validates the loop and the callback, then starts the
-/// request with `start`, whose callback reports through `cb`.
+/// The body of every function here: `begin` starts the core request (whose callback reports
+/// through `cb`), or says why it could not.
 fn start<C: Copy>(
     l: *mut evl_loop_t,
     cb: Option<C>,
-    start: impl FnOnce(&mut Loop, C) -> Result<evloop::Result<()>, c_int>,
+    begin: impl FnOnce(&mut Loop, C) -> Result<evloop::Result<()>, c_int>,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut.
-        let lp = match unsafe { loop_mut(l) } {
-            Ok(lp) => lp,
-            Err(e) => return e,
-        };
-        let Some(cb) = cb else { return -libc::EINVAL };
-        match start(lp, cb) {
-            Ok(r) => crate::code(r),
-            Err(e) => e,
-        }
-    })
+    crate::request(l, cb, |lp, cb| begin(lp, cb).map(crate::code))
 }
 
 type FsFn = unsafe extern "C" fn(l: *mut evl_loop_t, result: ssize_t, user_data: *mut c_void);

@@ -34,6 +34,25 @@ pub use udp::*;
 pub use wakeup::*;
 pub use work::*;
 
+/// The body of a call that starts a request on loop `l` with the callback `cb`, inside the panic
+/// guard: an invalid loop or a NULL callback is refused; `f` returns the call's result (0, or
+/// whatever else it returns on success) or a negative errno.
+pub(crate) fn request<C: Copy>(
+    l: *mut loop_::evl_loop_t,
+    cb: Option<C>,
+    f: impl FnOnce(&mut evloop::Loop, C) -> Result<libc::c_int, libc::c_int>,
+) -> libc::c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: validated by loop_mut.
+        let lp = match unsafe { loop_::loop_mut(l) } {
+            Ok(lp) => lp,
+            Err(e) => return e,
+        };
+        let Some(cb) = cb else { return -libc::EINVAL };
+        f(lp, cb).unwrap_or_else(|e| e)
+    })
+}
+
 /// Runs `f`, turning a panic into `fallback` (the panic message goes to stderr).
 pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)

@@ -74,14 +74,9 @@ pub unsafe extern "C" fn evl_queue_work(
     user_data: *mut c_void,
     id_out: *mut u64,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut.
-        let lp = match unsafe { loop_mut(l) } {
-            Ok(lp) => lp,
-            Err(e) => return e,
-        };
-        let (Some(work), Some(after)) = (work, after) else {
-            return -libc::EINVAL;
+    crate::request(l, after, |lp, after| {
+        let Some(work) = work else {
+            return Err(-libc::EINVAL);
         };
         let data = SendPtr(user_data);
         let r = lp.queue_work(
@@ -95,7 +90,7 @@ pub unsafe extern "C" fn evl_queue_work(
                 unsafe { lend(l, lp, || after(l, crate::code(r), user_data)) }
             },
         );
-        queued(r, id_out)
+        Ok(queued(r, id_out))
     })
 }
 
@@ -121,25 +116,19 @@ pub unsafe extern "C" fn evl_getaddrinfo(
     user_data: *mut c_void,
     id_out: *mut u64,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut.
-        let lp = match unsafe { loop_mut(l) } {
-            Ok(lp) => lp,
-            Err(e) => return e,
-        };
-        let Some(cb) = cb else { return -libc::EINVAL };
+    crate::request(l, cb, |lp, cb| {
         if host.is_null() {
-            return -libc::EINVAL;
+            return Err(-libc::EINVAL);
         }
         // SAFETY: a NUL-terminated string (contract).
         let Ok(host) = unsafe { CStr::from_ptr(host) }.to_str() else {
-            return -libc::EINVAL;
+            return Err(-libc::EINVAL);
         };
         let family = match flags & (EVL_GAI_IPV4 | EVL_GAI_IPV6) {
             0 => Family::Any,
             EVL_GAI_IPV4 => Family::V4,
             EVL_GAI_IPV6 => Family::V6,
-            _ => return -libc::EINVAL,
+            _ => return Err(-libc::EINVAL),
         };
         let opts = ResolveOptions {
             family,
@@ -167,7 +156,7 @@ pub unsafe extern "C" fn evl_getaddrinfo(
             // SAFETY: `l` outlives its pending work; the array is valid for the call.
             unsafe { lend(l, lp, || cb(l, status, ptr, storage.len(), user_data)) }
         });
-        queued(r, id_out)
+        Ok(queued(r, id_out))
     })
 }
 
@@ -182,13 +171,9 @@ pub unsafe extern "C" fn evl_getnameinfo(
     user_data: *mut c_void,
     id_out: *mut u64,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut / to_std.
-        let (lp, a) = match unsafe { loop_mut(l).and_then(|lp| Ok((lp, to_std(addr, addrlen)?))) } {
-            Ok(x) => x,
-            Err(e) => return e,
-        };
-        let Some(cb) = cb else { return -libc::EINVAL };
+    crate::request(l, cb, |lp, cb| {
+        // SAFETY: `to_std` checks the pointer and length.
+        let a = unsafe { to_std(addr, addrlen) }?;
         let r = lp.getnameinfo(a, move |lp, r| {
             let (status, host, service) = match r {
                 Ok((h, s)) => (0, CString::new(h).ok(), CString::new(s).ok()),
@@ -198,6 +183,6 @@ pub unsafe extern "C" fn evl_getnameinfo(
             // SAFETY: `l` outlives its pending work; the strings are valid for the call.
             unsafe { lend(l, lp, || cb(l, status, p(&host), p(&service), user_data)) }
         });
-        queued(r, id_out)
+        Ok(queued(r, id_out))
     })
 }
