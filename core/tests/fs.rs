@@ -376,13 +376,21 @@ fn many_files_in_flight_and_the_ring_does_the_work() {
             })
             .unwrap();
         }
-        // io_uring reads in the ring; epoll hands each open to the thread pool.
-        let expect_pool = if lp.backend_name() == "uring" { 0 } else { n };
+        // A primitive too: on io_uring a ring operation, on epoll thread-pool work.
+        let stat = Rc::new(RefCell::new(None));
+        let st = stat.clone();
+        fs::stat(lp, dir.path("0"), move |_, m| {
+            *st.borrow_mut() = Some(m.unwrap().size)
+        })
+        .unwrap();
+        // io_uring reads in the ring; epoll hands each open (and the stat) to the thread pool.
+        let expect_pool = if lp.backend_name() == "uring" { 0 } else { n + 1 };
         assert_eq!(lp.pending_work(), expect_pool);
         lp.run(RunMode::Default).unwrap();
         for (i, r) in got.borrow().iter().enumerate() {
             assert_eq!(r.as_deref(), Some(format!("file number {i}").as_bytes()));
         }
+        assert_eq!(*stat.borrow(), Some("file number 0".len() as u64));
     });
 }
 

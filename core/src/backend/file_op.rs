@@ -75,6 +75,26 @@ pub(crate) enum FileOp {
 unsafe impl Send for FileOp {}
 
 impl FileOp {
+    /// How many kinds of operation there are.
+    pub(crate) const COUNT: usize = 11;
+
+    /// The kind's number, below `COUNT` (for per-kind tables, such as io_uring's probe).
+    pub(crate) fn index(&self) -> usize {
+        match self {
+            FileOp::Open { .. } => 0,
+            FileOp::Close { .. } => 1,
+            FileOp::Read { .. } => 2,
+            FileOp::Write { .. } => 3,
+            FileOp::Readv { .. } => 4,
+            FileOp::Writev { .. } => 5,
+            FileOp::Fsync { .. } => 6,
+            FileOp::Statx { .. } => 7,
+            FileOp::Unlink { .. } => 8,
+            FileOp::Rename { .. } => 9,
+            FileOp::Mkdir { .. } => 10,
+        }
+    }
+
     /// Performs the operation with a blocking system call: a value or `-errno`.
     pub(crate) fn run_blocking(self) -> i32 {
         // SAFETY (all arms): the pointers name live memory owned by the request (see above),

@@ -58,7 +58,7 @@ pub(crate) struct UringBackend {
     /// Listeners' fds by accept token, to drain them at the descriptor limit.
     listeners: HashMap<Token, RawFd>,
     reserve: FdReserve,
-    /// File-system opcodes this kernel has, as bits of `file_op_bit`.
+    /// File operations this kernel runs in the ring, as bits by `FileOp::index`.
     file_ops: u16,
     /// Free slots of the registered (direct) descriptor table that whole-file reads use to
     /// link open → read → close; empty if the kernel refused the table.
@@ -66,90 +66,26 @@ pub(crate) struct UringBackend {
     pub(crate) counters: super::Counters,
 }
 
-/// The opcode a file operation needs, and its bit in `UringBackend::file_ops`.
-fn file_op_bit(op: &FileOp) -> (u8, u16) {
-    let code = match op {
-        FileOp::Open { .. } => opcode::OpenAt::CODE,
-        FileOp::Close { .. } => opcode::Close::CODE,
-        FileOp::Read { .. } => opcode::Read::CODE,
-        FileOp::Write { .. } => opcode::Write::CODE,
-        FileOp::Readv { .. } => opcode::Readv::CODE,
-        FileOp::Writev { .. } => opcode::Writev::CODE,
-        FileOp::Fsync { .. } => opcode::Fsync::CODE,
-        FileOp::Statx { .. } => opcode::Statx::CODE,
-        FileOp::Unlink { .. } => opcode::UnlinkAt::CODE,
-        FileOp::Rename { .. } => opcode::RenameAt::CODE,
-        FileOp::Mkdir { .. } => opcode::MkDirAt::CODE,
-    };
-    let bit = match op {
-        FileOp::Open { .. } => 0,
-        FileOp::Close { .. } => 1,
-        FileOp::Read { .. } => 2,
-        FileOp::Write { .. } => 3,
-        FileOp::Readv { .. } => 4,
-        FileOp::Writev { .. } => 5,
-        FileOp::Fsync { .. } => 6,
-        FileOp::Statx { .. } => 7,
-        FileOp::Unlink { .. } => 8,
-        FileOp::Rename { .. } => 9,
-        FileOp::Mkdir { .. } => 10,
-    };
-    (code, 1 << bit)
-}
+/// The opcode each file operation needs, at its `FileOp::index`.
+const FILE_OPCODES: [u8; FileOp::COUNT] = [
+    opcode::OpenAt::CODE,
+    opcode::Close::CODE,
+    opcode::Read::CODE,
+    opcode::Write::CODE,
+    opcode::Readv::CODE,
+    opcode::Writev::CODE,
+    opcode::Fsync::CODE,
+    opcode::Statx::CODE,
+    opcode::UnlinkAt::CODE,
+    opcode::RenameAt::CODE,
+    opcode::MkDirAt::CODE,
+];
 
-/// Which file operations `probe` says the kernel runs in the ring.
+/// Which file operations `probe` says the kernel runs in the ring, as bits by `FileOp::index`.
 fn probe_file_ops(probe: &io_uring::Probe) -> u16 {
-    let null = std::ptr::null();
-    let samples = [
-        FileOp::Open {
-            path: null,
-            flags: 0,
-            mode: 0,
-        },
-        FileOp::Close { fd: -1 },
-        FileOp::Read {
-            fd: -1,
-            ptr: std::ptr::null_mut(),
-            len: 0,
-            offset: 0,
-        },
-        FileOp::Write {
-            fd: -1,
-            ptr: null.cast(),
-            len: 0,
-            offset: 0,
-        },
-        FileOp::Readv {
-            fd: -1,
-            iov: null.cast(),
-            count: 0,
-            offset: 0,
-        },
-        FileOp::Writev {
-            fd: -1,
-            iov: null.cast(),
-            count: 0,
-            offset: 0,
-        },
-        FileOp::Fsync {
-            fd: -1,
-            data_only: false,
-        },
-        FileOp::Statx {
-            dirfd: -1,
-            path: null,
-            flags: 0,
-            buf: std::ptr::null_mut(),
-        },
-        FileOp::Unlink { path: null, flags: 0 },
-        FileOp::Rename { from: null, to: null },
-        FileOp::Mkdir { path: null, mode: 0 },
-    ];
-    samples
-        .iter()
-        .map(file_op_bit)
-        .filter(|&(code, _)| probe.is_supported(code))
-        .fold(0, |acc, (_, bit)| acc | bit)
+    (0..FileOp::COUNT)
+        .filter(|&i| probe.is_supported(FILE_OPCODES[i]))
+        .fold(0, |bits, i| bits | 1 << i)
 }
 
 /// Multishot receive needs Linux 6.0; older kernels get epoll.
@@ -343,7 +279,7 @@ impl UringBackend {
     /// Queues a file operation; `false` if this kernel lacks its opcode.
     pub(crate) fn submit_file(&mut self, token: Token, op: FileOp) -> bool {
         debug_assert_eq!(token >> KIND_SHIFT, 0);
-        if self.file_ops & file_op_bit(&op).1 == 0 {
+        if self.file_ops & 1 << op.index() == 0 {
             return false;
         }
         let cwd = types::Fd(libc::AT_FDCWD);
