@@ -10,7 +10,8 @@ so machine drift hits all of them alike; the median of the rounds is reported.
 usage: bench/echo.py [--conns 100] [--size 64] [--seconds 5] [--rounds 3] [--markdown FILE]
 Needs the binaries built by bench/build.sh.
 """
-import argparse, os, shutil, socket, statistics, subprocess, sys, time
+import argparse, os, socket, statistics, subprocess, sys, time
+from report import emit, perf_works
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -57,13 +58,6 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]), int(fields[12])  # utime, stime
-
-
-def perf_works():
-    if not shutil.which("perf"):
-        return False
-    r = subprocess.run(["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x,", "true"], capture_output=True, text=True)
-    return r.returncode == 0 and "raw_syscalls" in r.stderr
 
 
 def one_run(name, cmd, env, port, args, use_perf):
@@ -144,12 +138,7 @@ def main():
         sc = f"{m['sys_per_msg']:.2f}" if m["sys_per_msg"] is not None else "n/a"
         lines.append(f"| {n} | {m['rate']:.0f} | {m['cpu_us']:.2f} | {m['user_us']:.3f} | {sc} | {m['p50']:.0f} | "
                      f"{m['p99']:.0f} | {ratio} |")
-    text = "\n".join(lines) + "\n"
-    print()
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,11 @@ syscall-heavy runs, which is why it has runs of its own).
 usage: bench/files.py [--rounds 5] [--passes 3] [--markdown FILE]
 """
 import argparse, os, shutil, statistics, subprocess, tempfile
+from report import emit, perf_works
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FILES, SIZE, INFLIGHT = 10_000, 4096, 256
-
-
-def perf_works():
-    if not shutil.which("perf"):
-        return False
-    r = subprocess.run(["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x,", "true"], capture_output=True, text=True)
-    return r.returncode == 0
 
 
 def run(cmd, env, use_perf):
@@ -75,11 +69,7 @@ def main():
         tput = f"{m['files_per_s'] / uvm['files_per_s']:.2f}×" if uvm else "–"
         cpu = f"{m['cpu_us_per_file'] / uvm['cpu_us_per_file']:.2f}×" if uvm else "–"
         lines.append(f"| {n} | {m['files_per_s']:.0f} | {m['cpu_us_per_file']:.2f} | {sc} | {tput} | {cpu} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ ROOT = os.path.dirname(HERE)
 BIN = os.path.join(HERE, "bin")
 sys.path.insert(0, HERE)
 from echo import available_backends, wait_port  # noqa: E402
+from report import emit  # noqa: E402
 
 
 def rss(pid):
@@ -81,12 +82,7 @@ def main():
         b = measure(name, cmd, env, port, args.first, args.second)
         print(f"{name}: {b:.0f} bytes per idle connection", flush=True)
         lines.append(f"| {name} | {b:.0f} |")
-    text = "\n".join(lines) + "\n"
-    print()
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ pending timer.
 usage: bench/timers.py [--rounds 3] [--markdown FILE]
 """
 import argparse, os, statistics, subprocess
+from report import emit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -51,11 +52,7 @@ def main():
             ratio = f"{(uvm['start_ns'] + uvm['stop_random_ns']) / (m['start_ns'] + m['stop_random_ns']):.1f}× faster"
         lines.append(f"| {labels[n]} | {m['start_ns']:.0f} | {m['stop_in_order_ns']:.0f} | {m['stop_random_ns']:.0f} | "
                      f"{ratio} | {m['fire_cpu_ns']:.0f} | {m['bytes_per_timer']:.0f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":
