@@ -65,6 +65,12 @@ mod flag {
     pub const DEFERRED: u16 = 256;
 }
 
+/// What `write`'s first step sent before anything was queued.
+enum SentNow {
+    Bytes(usize),
+    Failed(Error),
+}
+
 enum Incoming {
     None,
     Read(ReadCb),
@@ -164,6 +170,17 @@ impl StreamEntry {
         match self.w.as_ref().and_then(|w| w.error) {
             Some(err) => Err(err),
             None => Ok(()),
+        }
+    }
+
+    /// Puts back a callback taken out to be called, unless the call installed another (a new
+    /// `read_start`, say), which then stays.
+    #[inline]
+    fn put_back_incoming(&mut self, taken: Incoming) {
+        if matches!(self.incoming, Incoming::None) {
+            // `None` owns nothing: skipping its drop saves a call to the enum's drop glue on
+            // every read.
+            std::mem::forget(std::mem::replace(&mut self.incoming, taken));
         }
     }
 
@@ -280,37 +297,62 @@ impl Stream {
     /// when all of it has been handed to the kernel, or with the error that stopped it — never
     /// inside this call. Returns `true` while the write queue is below the high-water mark, and
     /// `false` once it is at or above it: wait for the drain callback before writing more.
+    #[inline]
     pub fn write(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
-        let e = self.entry(lp)?;
-        e.check_writable()?;
-        // Nothing queued or in flight: send from the caller's slice, and copy only what the
-        // kernel did not take. Backends that must own the buffer (io_uring) decline.
-        let mut sent_now = 0;
-        let idle = !e.has(flag::CONNECTING) && e.w.as_ref().is_none_or(|w| w.queue_size() == 0 && !w.sending);
-        if idle {
-            let fd = e.fd;
-            match lp.backend.try_send_now(fd, data) {
-                Some(Ok(n)) if n == data.len() && cb.is_none() => {
-                    if let Some(w) = lp.streams.get_mut(self.idx, self.gen).and_then(|e| e.w.as_mut()) {
-                        w.queued_total += n as u64;
-                        w.written_total += n as u64;
-                    }
-                    return Ok(true);
-                }
-                Some(Ok(n)) => sent_now = n,
-                Some(Err(Error::EAGAIN)) | None => {}
-                Some(Err(err)) => {
-                    let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
-                    let w = e.w.get_or_insert_with(WriteState::new);
-                    w.queued_total += data.len() as u64;
-                    if let Some(cb) = cb {
-                        w.reqs.push_back((w.queued_total, Some(cb)));
-                    }
-                    lp.stream_sent(self.idx, self.gen, err.code());
-                    return Ok(true);
-                }
-            }
+        match self.send_now_if_idle(lp, data, cb.is_none())? {
+            None => Ok(true),
+            Some(sent) => self.write_queued(lp, data, cb, sent),
         }
+    }
+
+    /// `write`'s first step, kept small so the common case (a reply sent whole at once) costs
+    /// one lookup and one send: with nothing queued or in flight, send from the caller's slice.
+    /// `None`: all of `data` went and no callback is owed. Backends that must own the buffer
+    /// (io_uring) decline, as does a stream with earlier writes still queued.
+    #[inline]
+    fn send_now_if_idle(self, lp: &mut Loop, data: &[u8], no_callback: bool) -> Result<Option<SentNow>> {
+        // The stream and the backend are borrowed apart: one lookup serves the whole step.
+        let Loop { streams, backend, .. } = &mut *lp;
+        let e = match streams.get_mut(self.idx, self.gen) {
+            Some(e) if !e.common.closing => e,
+            _ => return Err(Error::EBADF),
+        };
+        e.check_writable()?;
+        let idle = !e.has(flag::CONNECTING) && e.w.as_ref().is_none_or(|w| w.queue_size() == 0 && !w.sending);
+        if !idle {
+            return Ok(Some(SentNow::Bytes(0)));
+        }
+        Ok(Some(match backend.try_send_now(e.fd, data) {
+            Some(Ok(n)) if n == data.len() && no_callback => {
+                if let Some(w) = e.w.as_mut() {
+                    w.queued_total += n as u64;
+                    w.written_total += n as u64;
+                }
+                return Ok(None);
+            }
+            Some(Ok(n)) => SentNow::Bytes(n),
+            Some(Err(Error::EAGAIN)) | None => SentNow::Bytes(0),
+            Some(Err(err)) => SentNow::Failed(err),
+        }))
+    }
+
+    /// The rest of `write`: queue what the first step did not send, record a callback, or
+    /// record the error the send met.
+    #[inline(never)]
+    fn write_queued(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>, sent: SentNow) -> Result<bool> {
+        let sent_now = match sent {
+            SentNow::Bytes(n) => n,
+            SentNow::Failed(err) => {
+                let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+                let w = e.w.get_or_insert_with(WriteState::new);
+                w.queued_total += data.len() as u64;
+                if let Some(cb) = cb {
+                    w.reqs.push_back((w.queued_total, Some(cb)));
+                }
+                lp.stream_sent(self.idx, self.gen, err.code());
+                return Ok(true);
+            }
+        };
         let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         let w = e.w.get_or_insert_with(WriteState::new);
         w.pending.extend_from_slice(&data[sent_now..]);
@@ -653,8 +695,8 @@ impl Loop {
         }
         data.clear();
         if let Some(e) = self.streams.get_mut(idx, gen) {
-            if matches!(e.incoming, Incoming::None) && !e.common.closing {
-                e.incoming = Incoming::Read(cb);
+            if !e.common.closing {
+                e.put_back_incoming(Incoming::Read(cb));
             }
             if let Some(w) = e.w.as_mut() {
                 if w.stash.is_empty() {
@@ -666,6 +708,11 @@ impl Loop {
     }
 
     pub(crate) fn stream_completion(&mut self, idx: u32, op: u8, c: &Completion) {
+        if op == OP_RECV && c.more {
+            // Data from a receive that stays armed (every read, in steady state): nothing of the
+            // operation's life cycle to settle.
+            return self.stream_received(idx, c);
+        }
         let Some((gen, e)) = self.streams.get_by_index(idx) else {
             return;
         };
@@ -691,7 +738,7 @@ impl Loop {
         }
         match op {
             // Reads keep their state unless they end, which stream_received handles.
-            OP_RECV => return self.stream_received(idx, gen, c),
+            OP_RECV => return self.stream_received(idx, c),
             OP_ACCEPT => self.stream_accepted(idx, gen, c),
 
             OP_SEND => {
@@ -723,11 +770,15 @@ impl Loop {
         self.stream_update_active(idx, gen);
     }
 
-    fn stream_received(&mut self, idx: u32, gen: u32, c: &Completion) {
-        let s = Stream { idx, gen };
-        let Some(e) = self.streams.get_mut(idx, gen) else {
+    #[inline(always)]
+    fn stream_received(&mut self, idx: u32, c: &Completion) {
+        let Some((gen, e)) = self.streams.get_by_index(idx) else {
             return;
         };
+        if !gen_matches(gen, c.token) || e.common.closing {
+            return;
+        }
+        let s = Stream { idx, gen };
         if c.res == -libc::ECANCELED || c.res == -libc::ENOBUFS {
             // A stop followed by a start before the cancellation landed, or a multishot receive
             // that ran out of buffers (its data waits in the socket): arm again.
@@ -773,9 +824,7 @@ impl Loop {
         if e.common.closing {
             return;
         }
-        if matches!(e.incoming, Incoming::None) {
-            e.incoming = Incoming::Read(cb);
-        }
+        e.put_back_incoming(Incoming::Read(cb));
         if !e.has(flag::RECV_ARMED) && e.has(flag::READING) && !e.has(flag::EOF) {
             self.stream_arm_incoming(idx, gen);
         }

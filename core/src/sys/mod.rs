@@ -3,6 +3,7 @@
 
 pub(crate) mod epoll;
 pub(crate) mod fs;
+pub(crate) mod raw;
 pub(crate) mod socket;
 pub(crate) mod spawn;
 
