@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/build.sh
 tmp=$(mktemp -d)
-python3 bench/echo.py --rounds "${ROUNDS:-3}" --seconds "${SECONDS_PER_RUN:-5}" --markdown "$tmp/echo.md"
+python3 bench/echo.py --rounds "${ECHO_ROUNDS:-7}" --seconds "${SECONDS_PER_RUN:-4}" --markdown "$tmp/echo.md"
 bench/instructions.sh 20 4 > "$tmp/instructions.md"
 python3 bench/timers.py --rounds "${ROUNDS:-3}" --markdown "$tmp/timers.md"
 python3 bench/idle.py --markdown "$tmp/idle.md"
