@@ -407,3 +407,64 @@ fn try_write_sends_now_or_refuses() {
         assert_eq!(client.try_write(lp, b"x"), Err(Error::EBADF));
     });
 }
+
+/// Bytes a peer reads arrive in write order whether each write went to the kernel at once or
+/// queued behind earlier ones, and writes go straight out again once the queue has drained.
+#[test]
+fn writes_keep_their_order_between_queued_and_direct_sends() {
+    each_backend(|lp| {
+        let (client, mut peer) = connected_pair(lp);
+        let mut expected = Vec::new();
+        let mut next = 0u32;
+        let mut write_numbered = |lp: &mut Loop, count: usize, expected: &mut Vec<u8>| {
+            let mut chunk = Vec::with_capacity(count * 4);
+            for _ in 0..count {
+                chunk.extend_from_slice(&next.to_le_bytes());
+                next += 1;
+            }
+            client.write(lp, &chunk, None).unwrap();
+            expected.extend_from_slice(&chunk);
+        };
+        // The peer does not read: big writes fill the kernel buffers and the rest queues, and
+        // small writes after them must queue too.
+        while client.write_queue_size(lp) == 0 {
+            write_numbered(lp, 16 * 1024, &mut expected);
+            lp.run(evloop::RunMode::NoWait).unwrap();
+            assert!(expected.len() < 512 * 1024 * 1024, "kernel buffers never filled");
+        }
+        for _ in 0..100 {
+            write_numbered(lp, 3, &mut expected);
+        }
+        assert!(client.write_queue_size(lp) > 0);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        peer.set_nonblocking(true).unwrap();
+        let mut read_available = |got: &mut Vec<u8>| {
+            use std::io::Read as _;
+            while let Ok(n) = peer.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        };
+        run_until(lp, LIMIT, |lp| {
+            read_available(&mut got);
+            got.len() == expected.len() && client.write_queue_size(lp) == 0
+        });
+        assert!(got == expected, "bytes reordered or lost while queued");
+        // Drained: small writes are sent whole at once again (epoll) or by the ring, in order.
+        for _ in 0..100 {
+            write_numbered(lp, 5, &mut expected);
+            lp.run(evloop::RunMode::NoWait).unwrap();
+        }
+        run_until(lp, LIMIT, |_| {
+            read_available(&mut got);
+            got.len() == expected.len()
+        });
+        assert!(got == expected, "bytes reordered or lost after the queue drained");
+        assert_eq!(client.write_queue_size(lp), 0);
+        client.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}

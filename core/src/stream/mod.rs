@@ -63,6 +63,12 @@ mod flag {
     pub const SHUT_REQUESTED: u16 = 64;
     pub const SHUT_SUBMITTED: u16 = 128;
     pub const DEFERRED: u16 = 256;
+    /// The write state may have bytes queued, a send in flight, or an error: `write` must take
+    /// its full path. Set whenever any of these becomes true, cleared when the queue empties,
+    /// so the common write never has to look at the write state.
+    pub const WRITE_BUSY: u16 = 512;
+    /// Received bytes wait in the stash (reads arrived while reading was stopped).
+    pub const STASHED: u16 = 1024;
 }
 
 /// What `write`'s first step sent before anything was queued.
@@ -181,6 +187,19 @@ impl StreamEntry {
             // `None` owns nothing: skipping its drop saves a call to the enum's drop glue on
             // every read.
             std::mem::forget(std::mem::replace(&mut self.incoming, taken));
+        }
+    }
+
+    /// Recomputes [`flag::WRITE_BUSY`] after the write state changed.
+    fn sync_write_busy(&mut self) {
+        let busy = self
+            .w
+            .as_ref()
+            .is_some_and(|w| w.queue_size() > 0 || w.sending || w.error.is_some());
+        if busy {
+            self.flags |= flag::WRITE_BUSY;
+        } else {
+            self.flags &= !flag::WRITE_BUSY;
         }
     }
 
@@ -317,19 +336,16 @@ impl Stream {
             Some(e) if !e.common.closing => e,
             _ => return Err(Error::EBADF),
         };
-        e.check_writable()?;
-        let idle = !e.has(flag::CONNECTING) && e.w.as_ref().is_none_or(|w| w.queue_size() == 0 && !w.sending);
-        if !idle {
+        const NOT_IDLE: u16 = flag::WRITE_BUSY | flag::CONNECTING | flag::LISTENING | flag::SHUT_REQUESTED;
+        if e.flags & NOT_IDLE != 0 {
+            // The full path reports the state's error, if it has one.
+            e.check_writable()?;
             return Ok(Some(SentNow::Bytes(0)));
         }
         Ok(Some(match backend.try_send_now(e.fd, data) {
-            Some(Ok(n)) if n == data.len() && no_callback => {
-                if let Some(w) = e.w.as_mut() {
-                    w.queued_total += n as u64;
-                    w.written_total += n as u64;
-                }
-                return Ok(None);
-            }
+            // Nothing queued before, nothing after: the write state's totals, which only
+            // matter relative to each other, need no update.
+            Some(Ok(n)) if n == data.len() && no_callback => return Ok(None),
             Some(Ok(n)) => SentNow::Bytes(n),
             Some(Err(Error::EAGAIN)) | None => SentNow::Bytes(0),
             Some(Err(err)) => SentNow::Failed(err),
@@ -363,6 +379,7 @@ impl Stream {
             let end = w.queued_total;
             w.reqs.push_back((end, Some(cb)));
         }
+        e.sync_write_busy();
         if sent_now == data.len() {
             // All sent at once: only the callback is owed, from the deferred queue.
             lp.stream_defer(self.idx, self.gen);
@@ -532,6 +549,7 @@ impl Loop {
                 w.inflight.clear();
                 w.sent = 0;
                 if w.pending.is_empty() {
+                    e.sync_write_busy();
                     break;
                 }
                 std::mem::swap(&mut w.inflight, &mut w.pending);
@@ -547,6 +565,7 @@ impl Loop {
                 None => {
                     w.sending = true;
                     e.common.inflight += 1;
+                    e.flags |= flag::WRITE_BUSY;
                     return;
                 }
             }
@@ -592,6 +611,7 @@ impl Loop {
         let done = w.error.is_some()
             || w.reqs.front().is_some_and(|&(end, _)| end <= w.written_total)
             || (w.need_drain && w.queue_size() == 0);
+        e.sync_write_busy();
         if done {
             self.stream_defer(idx, gen);
         }
@@ -682,6 +702,7 @@ impl Loop {
         }
         let mut data = std::mem::take(&mut w.stash);
         let end = w.stash_end.take();
+        e.flags &= !flag::STASHED;
         let Incoming::Read(mut cb) = std::mem::replace(&mut e.incoming, Incoming::None) else {
             return;
         };
@@ -754,6 +775,7 @@ impl Loop {
                         w.error = Some(err);
                     }
                     w.connect_result = Some(result);
+                    e.sync_write_busy();
                     self.stream_defer(idx, gen);
                     self.stream_arm_incoming(idx, gen);
                     self.stream_flush(idx, gen);
@@ -785,13 +807,14 @@ impl Loop {
             self.stream_arm_incoming(idx, gen);
             return;
         }
-        if !e.has(flag::READING) || e.w.as_ref().is_some_and(|w| !w.stash.is_empty()) {
+        if !e.has(flag::READING) || e.has(flag::STASHED) {
             // Data that was already on its way when reading stopped (io_uring), or that must
             // queue behind such data: keep it, in order, for the next read_start.
             if c.res > 0 {
                 let w = e.w.get_or_insert_with(WriteState::new);
                 // SAFETY: valid until the completion is recycled, after dispatch.
                 w.stash.extend_from_slice(unsafe { c.bytes() });
+                e.flags |= flag::STASHED;
             } else {
                 e.w.get_or_insert_with(WriteState::new).stash_end = Some(c.res);
                 e.flags |= flag::EOF;
@@ -882,6 +905,7 @@ impl Loop {
                     w.error = Some(err);
                 }
                 w.connect_result = Some(result);
+                e.sync_write_busy();
                 self.stream_defer(s.idx, s.gen);
                 self.stream_arm_incoming(s.idx, s.gen);
             }
