@@ -13,6 +13,7 @@ use crate::backend::{Completion, Op, OpKind};
 use crate::error::{Error, Result};
 use crate::event_loop::{gen_matches, token, Deferred, Loop};
 use crate::handle::{handle_type, CloseCb, Common, Kind};
+use crate::slab::Slab;
 use crate::sys::{self, socket::RawAddr};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -228,7 +229,13 @@ impl Stream {
     }
 
     fn entry(self, lp: &mut Loop) -> Result<&mut StreamEntry> {
-        match lp.streams.get_mut(self.idx, self.gen) {
+        self.open_entry(&mut lp.streams)
+    }
+
+    /// The stream's entry unless it is closed or closing; for callers that borrow the loop's
+    /// fields apart.
+    fn open_entry(self, streams: &mut Slab<StreamEntry>) -> Result<&mut StreamEntry> {
+        match streams.get_mut(self.idx, self.gen) {
             Some(e) if !e.common.closing => Ok(e),
             _ => Err(Error::EBADF),
         }
@@ -332,10 +339,7 @@ impl Stream {
     fn send_now_if_idle(self, lp: &mut Loop, data: &[u8], no_callback: bool) -> Result<Option<SentNow>> {
         // The stream and the backend are borrowed apart: one lookup serves the whole step.
         let Loop { streams, backend, .. } = &mut *lp;
-        let e = match streams.get_mut(self.idx, self.gen) {
-            Some(e) if !e.common.closing => e,
-            _ => return Err(Error::EBADF),
-        };
+        let e = self.open_entry(streams)?;
         const NOT_IDLE: u16 = flag::WRITE_BUSY | flag::CONNECTING | flag::LISTENING | flag::SHUT_REQUESTED;
         if e.flags & NOT_IDLE != 0 {
             // The full path reports the state's error, if it has one.
@@ -524,8 +528,8 @@ impl Loop {
 
     fn stream_restore_incoming(&mut self, idx: u32, gen: u32, cb: Incoming) {
         if let Some(e) = self.streams.get_mut(idx, gen) {
-            if matches!(e.incoming, Incoming::None) && !e.common.closing {
-                e.incoming = cb;
+            if !e.common.closing {
+                e.put_back_incoming(cb);
             }
         }
     }
