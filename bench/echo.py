@@ -100,6 +100,9 @@ def one_run(name, cmd, env, port, args, use_perf):
         "rate": float(fields["rate"]),
         "p50": int(fields["p50_us"]),
         "p99": int(fields["p99_us"]),
+        # How evenly the server shared itself out: replies on the luckiest connection over
+        # replies on the unluckiest (1.00 is perfectly even).
+        "spread": int(fields["conn_max"]) / max(1, int(fields["conn_min"])),
         "cpu_us": (u1 - u0 + s1 - s0) / HZ * 1e6 / msgs,
         "user_us": (u1 - u0) / HZ * 1e6 / msgs,
         "sys_per_msg": (syscalls / msgs) if syscalls is not None else None,
@@ -138,7 +141,7 @@ def main():
             res["sys_per_msg"] = syscalls.get(name)
             results.setdefault(name, []).append(res)
             print(f"round {r + 1} {name}: {res['rate']:.0f} msg/s, {res['cpu_us']:.2f} µs CPU/msg "
-                  f"({res['user_us']:.3f} user), p99 {res['p99']} µs", flush=True)
+                  f"({res['user_us']:.3f} user), p99 {res['p99']} µs, reply spread {res['spread']:.2f}", flush=True)
     med = {n: {k: statistics.median([x[k] for x in v if x[k] is not None]) if any(x[k] is not None for x in v) else None
                for k in v[0]} for n, v in results.items()}
     ref = next((n for n in med if n.startswith("libuv, uv_write")), None)
@@ -155,14 +158,14 @@ def main():
              f"separate traced round.", "",
              "| server | msg/s | server CPU µs/msg | user-space µs/msg | syscalls/msg | p50 µs | p99 µs "
              "| CPU/msg vs libuv uv_write | same, median of per-round ratios | user-space, median of per-round ratios "
-             "| p99, median of per-round ratios |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| p99, median of per-round ratios | reply spread |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, m in med.items():
         ratio = f"{m['cpu_us'] / med[ref]['cpu_us']:.2f}×" if ref else "–"
         sc = f"{m['sys_per_msg']:.2f}" if m["sys_per_msg"] is not None else "n/a"
         lines.append(f"| {n} | {m['rate']:.0f} | {m['cpu_us']:.2f} | {m['user_us']:.3f} | {sc} | {m['p50']:.0f} | "
                      f"{m['p99']:.0f} | {ratio} | {paired(n, 'cpu_us')} | {paired(n, 'user_us')} | "
-                     f"{paired(n, 'p99')} |")
+                     f"{paired(n, 'p99')} | {m['spread']:.2f} |")
     emit(lines, args.markdown)
 
 

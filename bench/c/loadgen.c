@@ -3,7 +3,10 @@
  *
  *   loadgen PORT [-c CONNS] [-s SIZE] [-d SECONDS] [-h HOST]
  *       Each connection sends SIZE bytes, waits for SIZE bytes back, and repeats, for SECONDS.
- *       Prints one line: RESULT msgs=N secs=S rate=R p50_us=A p99_us=B
+ *       Prints one line: RESULT msgs=N secs=S rate=R p50_us=.. p90_us=.. p99_us=.. p999_us=..
+ *       conn_min=.. conn_max=.. (the fewest and most replies any one connection got: how evenly
+ *       the server served them). LOADGEN_PER_CONN=1 also prints every connection's count to
+ *       stderr.
  *   loadgen PORT -i CONNS [-d SECONDS] [-h HOST]
  *       Opens CONNS idle connections, prints "READY CONNS", holds them for SECONDS or until
  *       stdin closes, then exits.
@@ -34,6 +37,7 @@ struct conn {
     size_t sent;     /* bytes of the current message written */
     size_t received; /* bytes of the current reply read */
     uint64_t started_ns;
+    uint64_t replies; /* complete replies, to show how evenly the server served connections */
 };
 
 static uint64_t now_ns(void) {
@@ -168,6 +172,7 @@ int main(int argc, char **argv) {
                     uint64_t us = (t - c->started_ns) / 1000u;
                     hist[us > MAX_LATENCY_US ? MAX_LATENCY_US : us]++;
                     msgs++;
+                    c->replies++;
                     c->received -= size;
                     c->sent = 0;
                     c->started_ns = t;
@@ -179,8 +184,18 @@ int main(int argc, char **argv) {
         }
     }
     double secs = (double)(now_ns() - start) / 1e9;
-    printf("RESULT msgs=%llu secs=%.3f rate=%.0f p50_us=%d p99_us=%d\n", (unsigned long long)msgs, secs,
-           (double)msgs / secs, percentile(hist, msgs, 0.50), percentile(hist, msgs, 0.99));
+    uint64_t fewest = UINT64_MAX, most = 0;
+    for (int i = 0; i < conns; i++) {
+        if (cs[i].replies < fewest) fewest = cs[i].replies;
+        if (cs[i].replies > most) most = cs[i].replies;
+    }
+    if (getenv("LOADGEN_PER_CONN"))
+        for (int i = 0; i < conns; i++)
+            fprintf(stderr, "%llu%c", (unsigned long long)cs[i].replies, i % 10 == 9 || i == conns - 1 ? '\n' : ' ');
+    printf("RESULT msgs=%llu secs=%.3f rate=%.0f p50_us=%d p90_us=%d p99_us=%d p999_us=%d conn_min=%llu conn_max=%llu\n",
+           (unsigned long long)msgs, secs, (double)msgs / secs, percentile(hist, msgs, 0.50),
+           percentile(hist, msgs, 0.90), percentile(hist, msgs, 0.99), percentile(hist, msgs, 0.999),
+           (unsigned long long)fewest, (unsigned long long)most);
     for (int i = 0; i < conns; i++) close(cs[i].fd);
     return failed ? 1 : 0;
 }

@@ -54,6 +54,9 @@ fn serve(addr: SocketAddr, reuse_port: bool, announce: bool) -> evloop::Result<(
         );
     }
     lp.run(RunMode::Default)?;
+    if std::env::var_os("ECHO_SERVER_STATS").is_some() {
+        eprintln!("{:?}", lp.stats());
+    }
     Ok(())
 }
 
