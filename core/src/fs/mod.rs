@@ -244,10 +244,27 @@ pub fn close(lp: &mut Loop, fd: RawFd, cb: impl FnOnce(&mut Loop, Result<()>) + 
     )
 }
 
-struct ReadMem<B> {
+/// A read's or write's buffer and where it goes, owned by the request until its completion.
+struct Transfer<B> {
     fd: RawFd,
     buf: B,
     offset: u64,
+}
+
+/// Submits the read or write `op` builds from `buf`; `cb` gets the count and the buffer back.
+fn transfer<B: Send + 'static>(
+    lp: &mut Loop,
+    fd: RawFd,
+    buf: B,
+    offset: Option<u64>,
+    op: fn(&mut Transfer<B>) -> FileOp,
+    cb: impl FnOnce(&mut Loop, Result<usize>, B) + 'static,
+) -> Result<()> {
+    check_fd(fd)?;
+    let offset = offset_arg(offset)?;
+    lp.file_submit(Box::new(Transfer { fd, buf, offset }), op, move |lp, res, m| {
+        cb(lp, count(res), m.buf)
+    })
 }
 
 /// Reads into `buf` (up to its length) at `offset`, or at the file position if `None`; `cb`
@@ -259,21 +276,16 @@ pub fn read<B: AsMut<[u8]> + Send + 'static>(
     offset: Option<u64>,
     cb: impl FnOnce(&mut Loop, Result<usize>, B) + 'static,
 ) -> Result<()> {
-    check_fd(fd)?;
-    let offset = offset_arg(offset)?;
-    lp.file_submit(
-        Box::new(ReadMem { fd, buf, offset }),
-        |m| {
-            let b = m.buf.as_mut();
-            FileOp::Read {
-                fd: m.fd,
-                ptr: b.as_mut_ptr(),
-                len: b.len().min(MAX_TRANSFER) as u32,
-                offset: m.offset,
-            }
-        },
-        move |lp, res, m| cb(lp, count(res), m.buf),
-    )
+    let op = |m: &mut Transfer<B>| {
+        let b = m.buf.as_mut();
+        FileOp::Read {
+            fd: m.fd,
+            ptr: b.as_mut_ptr(),
+            len: b.len().min(MAX_TRANSFER) as u32,
+            offset: m.offset,
+        }
+    };
+    transfer(lp, fd, buf, offset, op, cb)
 }
 
 /// Writes `buf` at `offset`, or at the file position if `None`; `cb` gets the count written
@@ -285,21 +297,16 @@ pub fn write<B: AsRef<[u8]> + Send + 'static>(
     offset: Option<u64>,
     cb: impl FnOnce(&mut Loop, Result<usize>, B) + 'static,
 ) -> Result<()> {
-    check_fd(fd)?;
-    let offset = offset_arg(offset)?;
-    lp.file_submit(
-        Box::new(ReadMem { fd, buf, offset }),
-        |m| {
-            let b = m.buf.as_ref();
-            FileOp::Write {
-                fd: m.fd,
-                ptr: b.as_ptr(),
-                len: b.len().min(MAX_TRANSFER) as u32,
-                offset: m.offset,
-            }
-        },
-        move |lp, res, m| cb(lp, count(res), m.buf),
-    )
+    let op = |m: &mut Transfer<B>| {
+        let b = m.buf.as_ref();
+        FileOp::Write {
+            fd: m.fd,
+            ptr: b.as_ptr(),
+            len: b.len().min(MAX_TRANSFER) as u32,
+            offset: m.offset,
+        }
+    };
+    transfer(lp, fd, buf, offset, op, cb)
 }
 
 struct VecMem<B> {
