@@ -40,6 +40,9 @@ pub struct Stats {
     pub receive_buffer_exhaustions: u64,
     /// io_uring: extra kernel entries made to flush completions held back by a full CQ.
     pub completion_overflow_flushes: u64,
+    /// io_uring: file operations (each step of a linked chain counts) handed to the offload
+    /// ring, whose kernel thread runs them on another core.
+    pub offloaded_file_ops: u64,
 }
 
 /// Settings for [`Loop::with_config`].
@@ -55,6 +58,9 @@ pub struct Config {
     pub ring_buffers: u16,
     /// io_uring: size of each provided receive buffer.
     pub ring_buffer_size: u32,
+    /// io_uring, two or more CPUs: share batches of file operations with a second ring whose
+    /// kernel thread (SQPOLL) runs them on another core. `EVLOOP_FILE_OFFLOAD=0` turns it off.
+    pub file_offload: bool,
 }
 
 impl Default for Config {
@@ -65,6 +71,7 @@ impl Default for Config {
             ring_entries: 1024,
             ring_buffers: 512,
             ring_buffer_size: 16 * 1024,
+            file_offload: std::env::var("EVLOOP_FILE_OFFLOAD").map_or(true, |v| v.trim() != "0"),
         }
     }
 }
@@ -139,10 +146,11 @@ impl Loop {
     /// A loop with `config`. Asking for a backend the system cannot run is an error, not a
     /// silent fallback.
     pub fn with_config(config: Config) -> Result<Loop> {
-        let sizes = crate::backend::uring::UringSizes {
+        let sizes = crate::backend::uring::UringConfig {
             entries: config.ring_entries,
             buffers: config.ring_buffers,
             buffer_size: config.ring_buffer_size,
+            file_offload: config.file_offload,
         };
         let backend = Backend::new(config.backend, config.recv_buffer_size, sizes)?;
         let start_ns = sys::monotonic_ns();
@@ -209,6 +217,7 @@ impl Loop {
             completions: self.completions,
             receive_buffer_exhaustions: c.buffer_exhaustions,
             completion_overflow_flushes: c.overflow_flushes,
+            offloaded_file_ops: c.offloaded_file_ops,
         }
     }
 

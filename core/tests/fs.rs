@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use evloop::fs::{self, FileType};
-use evloop::{Error, Loop, RunMode};
+use evloop::{BackendKind, Config, Error, Loop, RunMode};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -443,5 +443,82 @@ fn a_loop_dropped_with_file_requests_in_flight_waits_for_the_kernel() {
                                           // own the buffers and finish on their own. Either way, no callback runs.
         drop(lp);
         assert_eq!(std::fs::metadata(p).unwrap().len(), 1 << 20);
+    }
+}
+
+#[test]
+fn a_batch_shared_with_the_offload_ring_gives_the_same_results_and_errors() {
+    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    for kind in backends() {
+        for offload in [true, false] {
+            let mut lp = Loop::with_config(Config {
+                backend: kind,
+                file_offload: offload,
+                ..Config::default()
+            })
+            .unwrap();
+            let lp = &mut lp;
+            let dir = TempDir::new(if offload { "offload" } else { "inline" }, lp);
+            // Sizes around the first read (16 KiB) and the one-byte end-of-file probe.
+            let sizes = [0usize, 1, 4095, 4096, 16383, 16384, 16385, 40000];
+            let n = 240;
+            let content =
+                |i: usize| -> Vec<u8> { (0..sizes[i % sizes.len()]).map(|b| (b * 7 + i) as u8).collect() };
+            for i in 0..n {
+                std::fs::write(dir.path(&format!("{i}")), content(i)).unwrap();
+            }
+            std::fs::create_dir(dir.path("a-dir")).unwrap();
+            let reads = Rc::new(RefCell::new(vec![None; n]));
+            let errors = Rc::new(RefCell::new(Vec::new()));
+            let stats = Rc::new(RefCell::new(Vec::new()));
+            for i in 0..n {
+                let r = reads.clone();
+                fs::read_file(lp, dir.path(&format!("{i}")), move |_, d| {
+                    r.borrow_mut()[i] = Some(d.unwrap())
+                })
+                .unwrap();
+                // Interleaved with the reads: failing ones, and primitives.
+                if i % 8 == 0 {
+                    let e = errors.clone();
+                    fs::read_file(lp, dir.path(&format!("missing-{i}")), move |_, d| {
+                        e.borrow_mut().push(d.unwrap_err())
+                    })
+                    .unwrap();
+                    let e = errors.clone();
+                    fs::read_file(lp, dir.path("a-dir"), move |_, d| {
+                        e.borrow_mut().push(d.unwrap_err())
+                    })
+                    .unwrap();
+                    let s = stats.clone();
+                    fs::stat(lp, dir.path(&format!("{i}")), move |_, m| {
+                        s.borrow_mut().push((i, m.unwrap().size))
+                    })
+                    .unwrap();
+                }
+            }
+            // A path relative to the working directory (the offload ring's kernel thread shares
+            // it with the process).
+            let relative = slot();
+            let rel = relative.clone();
+            fs::read_file(lp, "tests/fs.rs", move |_, d| *rel.borrow_mut() = Some(d)).unwrap();
+            lp.run(RunMode::Default).unwrap();
+            for (i, r) in reads.borrow().iter().enumerate() {
+                assert_eq!(r.as_deref(), Some(&content(i)[..]), "file {i}");
+            }
+            let errors = errors.borrow();
+            assert_eq!(errors.len(), 2 * n / 8);
+            assert_eq!(errors.iter().filter(|e| **e == Error::ENOENT).count(), n / 8);
+            assert_eq!(errors.iter().filter(|e| **e == Error::EISDIR).count(), n / 8);
+            let stats = stats.borrow();
+            assert_eq!(stats.len(), n / 8);
+            assert!(stats.iter().all(|&(i, size)| size == content(i).len() as u64));
+            assert_eq!(take(&relative).unwrap(), std::fs::read("tests/fs.rs").unwrap());
+            let offloaded = lp.stats().offloaded_file_ops;
+            if kind == BackendKind::Uring && offload && two_cpus {
+                assert!(offloaded > 0, "nothing went to the offload ring");
+            } else {
+                assert_eq!(offloaded, 0);
+            }
+        }
     }
 }

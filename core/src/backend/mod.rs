@@ -20,6 +20,7 @@ mod buf_ring;
 pub(crate) mod epoll;
 mod fd_reserve;
 pub(crate) mod file_op;
+mod offload_ring;
 pub(crate) mod uring;
 
 use crate::error::Result;
@@ -206,6 +207,7 @@ pub(crate) struct Counters {
     pub(crate) waits: u64,
     pub(crate) buffer_exhaustions: u64,
     pub(crate) overflow_flushes: u64,
+    pub(crate) offloaded_file_ops: u64,
 }
 
 /// Which kernel interface a loop uses.
@@ -245,7 +247,7 @@ impl Backend {
     pub(crate) fn new(
         kind: BackendKind,
         recv_buffer_size: usize,
-        sizes: uring::UringSizes,
+        sizes: uring::UringConfig,
     ) -> Result<Backend> {
         let kind = match kind {
             BackendKind::Auto => match std::env::var("EVLOOP_BACKEND") {

@@ -11,10 +11,13 @@
 //!   per timer.
 //! - A full submission queue is submitted and refilled; completions the kernel had to hold back
 //!   (CQ overflow) are flushed by entering again before the loop sleeps.
+//! - File operations queued in the same iteration alternate between this ring (run inline by the
+//!   loop thread's enter) and an [`OffloadRing`] served by a kernel thread on another core.
 
 use super::buf_ring::BufRing;
 use super::fd_reserve::FdReserve;
 use super::file_op::FileOp;
+use super::offload_ring::OffloadRing;
 use super::{poll_events, readiness_bits, Completion, Op, OpKind, Token, NO_BUFFER};
 use crate::error::{Error, Result};
 use crate::sys::socket::RawAddr;
@@ -29,16 +32,33 @@ const TOKEN_MASK: u64 = (1 << KIND_SHIFT) - 1;
 const INTERNAL: u64 = 0;
 /// Kind tag of the one-shot poll that stands in for an accept after EMFILE (see next_completion).
 const ACCEPT_WAIT: u64 = 15;
+/// Kind tag of the eventfd read that completes when the offload ring has completions.
+const OFFLOAD_WAKE: u64 = 14;
+/// A file operation goes to the offload ring while the kernel thread has at most this many times
+/// as many entries unfinished as the loop has queued for itself since its last enter: the loop
+/// thread also runs every callback, so the kernel thread takes the larger share.
+const OFFLOAD_WEIGHT: usize = 2;
+/// Marks a direct slot of the offload ring's table (the main ring's slots are below it).
+const OFFLOAD_SLOT: u32 = 1 << 16;
 const BUFFER_GROUP: u16 = 0;
 /// Direct-descriptor slots for linked whole-file reads: how many may be in flight at once.
 const DIRECT_SLOTS: u32 = 1024;
 
-/// Sizes of the ring and its receive buffers.
+/// Sizes of the ring and its receive buffers, and whether file batches may use an offload ring.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct UringSizes {
+pub(crate) struct UringConfig {
     pub(crate) entries: u32,
     pub(crate) buffers: u16,
     pub(crate) buffer_size: u32,
+    pub(crate) file_offload: bool,
+}
+
+/// The second ring for file operations: made on the first batch that wants it.
+enum Offload {
+    /// Not allowed (configuration, one CPU) or the kernel refused it.
+    Off,
+    NotYet,
+    On(Box<OffloadRing>),
 }
 
 pub(crate) struct UringBackend {
@@ -63,6 +83,9 @@ pub(crate) struct UringBackend {
     /// Free slots of the registered (direct) descriptor table that whole-file reads use to
     /// link open → read → close; empty if the kernel refused the table.
     direct_slots: Vec<u32>,
+    offload: Offload,
+    /// Entries of file operations queued in this ring since the last enter.
+    inline_file_sqes: usize,
     pub(crate) counters: super::Counters,
 }
 
@@ -108,6 +131,11 @@ fn kernel_has_multishot_receive() -> bool {
     (major, minor) >= (6, 0)
 }
 
+/// The offload ring only pays where its kernel thread gets a core of its own.
+fn two_cpus() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+}
+
 fn build_ring(entries: u32) -> std::io::Result<IoUring> {
     let cq = entries.saturating_mul(4).max(entries);
     let fast = IoUring::builder()
@@ -133,7 +161,7 @@ fn build_ring(entries: u32) -> std::io::Result<IoUring> {
 }
 
 impl UringBackend {
-    pub(crate) fn new(sizes: UringSizes) -> Result<UringBackend> {
+    pub(crate) fn new(sizes: UringConfig) -> Result<UringBackend> {
         if !kernel_has_multishot_receive() {
             return Err(Error::ENOSYS);
         }
@@ -201,8 +229,41 @@ impl UringBackend {
             reserve: FdReserve::empty(),
             file_ops: probe_file_ops(&probe),
             direct_slots,
+            offload: if sizes.file_offload && two_cpus() {
+                Offload::NotYet
+            } else {
+                Offload::Off
+            },
+            inline_file_sqes: 0,
             counters: super::Counters::default(),
         })
+    }
+
+    /// The offload ring, if the file operation being queued (`sqes` entries) should go there.
+    /// The first of an iteration's file operations always runs inline, so a lone operation pays
+    /// no hand-off; the rest of a batch goes to whichever side has less unfinished work (see
+    /// [`OFFLOAD_WEIGHT`]). The ring itself is made for the first batch that could use it.
+    fn offload_turn(&mut self, sqes: usize) -> Option<&mut OffloadRing> {
+        if self.inline_file_sqes > 0 {
+            if let Offload::NotYet = self.offload {
+                self.offload = match OffloadRing::new(DIRECT_SLOTS) {
+                    Ok(r) => {
+                        let mut r = Box::new(r);
+                        let wake = r.wake_read().user_data(OFFLOAD_WAKE << KIND_SHIFT);
+                        self.push(wake);
+                        Offload::On(r)
+                    }
+                    Err(_) => Offload::Off,
+                };
+            }
+            if let Offload::On(r) = &mut self.offload {
+                if r.backlog() <= OFFLOAD_WEIGHT * self.inline_file_sqes && r.has_room(sqes) {
+                    return Some(r);
+                }
+            }
+        }
+        self.inline_file_sqes += sqes;
+        None
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -331,7 +392,15 @@ impl UringBackend {
             FileOp::Rename { from, to } => opcode::RenameAt::new(cwd, from, cwd, to).build(),
             FileOp::Mkdir { path, mode } => opcode::MkDirAt::new(cwd, path).mode(mode).build(),
         };
-        self.push(entry.user_data(token | (OpKind::File as u64) << KIND_SHIFT));
+        let entry = entry.user_data(token | (OpKind::File as u64) << KIND_SHIFT);
+        let offloaded = self
+            .offload_turn(1)
+            .is_some_and(|r| r.push(std::slice::from_ref(&entry), 1));
+        if offloaded {
+            self.counters.offloaded_file_ops += 1;
+        } else {
+            self.push(entry);
+        }
         true
     }
 
@@ -339,7 +408,7 @@ impl UringBackend {
     /// → close(slot) as one linked chain: a whole small file in one round trip, with no entry in
     /// the process's descriptor table. Both reads use the file position, so the probe reads
     /// where the first read stopped and returns 0 exactly at end of file. The steps complete
-    /// with `token | step << 32` (step 0..4). Returns the slot to hand back with
+    /// with `token | step << 32` (step 0..4; the open only if it fails). Returns the slot to hand back with
     /// [`UringBackend::release_direct_slot`] after the close step completes, or `None` if the
     /// chain cannot run here.
     pub(crate) fn submit_read_file_chain(
@@ -350,44 +419,32 @@ impl UringBackend {
         len: u32,
         probe: *mut u8,
     ) -> Option<u32> {
+        if let Some(r) = self.offload_turn(CHAIN_LEN) {
+            if let Some(slot) = r.take_slot() {
+                let chain = read_file_chain(token, slot, path, buf, len, probe);
+                if chain.is_some_and(|c| r.push(&c, CHAIN_COMPLETIONS)) {
+                    self.counters.offloaded_file_ops += CHAIN_LEN as u64;
+                    return Some(slot | OFFLOAD_SLOT);
+                }
+                r.release_slot(slot);
+            }
+        }
         let slot = self.direct_slots.pop()?;
         // A chain must not straddle two submissions (the kernel ends a link at a batch's end).
-        if self.sq_room() < 4 {
+        if self.sq_room() < CHAIN_LEN {
             match self.ring.submit() {
                 Ok(_) => self.queued = 0,
                 Err(_) => self.reap(),
             }
-            if self.sq_room() < 4 {
+            if self.sq_room() < CHAIN_LEN {
                 self.direct_slots.push(slot);
                 return None;
             }
         }
-        let ud = |step: u64| token | step << 32 | (OpKind::File as u64) << KIND_SHIFT;
-        let cwd = types::Fd(libc::AT_FDCWD);
-        let dest = types::DestinationSlot::try_from_slot_target(slot).ok()?;
-        // Hard links: every step runs even if one before it fails, so the close always
-        // frees the slot (a failed open leaves the reads and close failing with EBADF).
-        let link = squeue::Flags::IO_HARDLINK;
-        let chain = [
-            // No O_CLOEXEC: a direct descriptor is never in the fd table (the kernel refuses it).
-            opcode::OpenAt::new(cwd, path)
-                .flags(libc::O_RDONLY)
-                .file_index(Some(dest))
-                .build()
-                .flags(link)
-                .user_data(ud(0)),
-            opcode::Read::new(types::Fixed(slot), buf, len)
-                .offset(u64::MAX)
-                .build()
-                .flags(link)
-                .user_data(ud(1)),
-            opcode::Read::new(types::Fixed(slot), probe, 1)
-                .offset(u64::MAX)
-                .build()
-                .flags(link)
-                .user_data(ud(2)),
-            opcode::Close::new(types::Fixed(slot)).build().user_data(ud(3)),
-        ];
+        let Some(chain) = read_file_chain(token, slot, path, buf, len, probe) else {
+            self.direct_slots.push(slot);
+            return None;
+        };
         for e in chain {
             self.push(e);
         }
@@ -401,7 +458,11 @@ impl UringBackend {
 
     /// Returns a direct slot once the close step of its chain has completed.
     pub(crate) fn release_direct_slot(&mut self, slot: u32) {
-        self.direct_slots.push(slot);
+        if slot & OFFLOAD_SLOT == 0 {
+            self.direct_slots.push(slot);
+        } else if let Offload::On(r) = &mut self.offload {
+            r.release_slot(slot & !OFFLOAD_SLOT);
+        }
     }
 
     pub(crate) fn cancel(&mut self, token: Token, kind: OpKind) {
@@ -432,6 +493,9 @@ impl UringBackend {
             self.cursor = 0;
         }
         self.cqes.extend(self.ring.completion());
+        if let Offload::On(r) = &mut self.offload {
+            r.reap_into(&mut self.cqes);
+        }
     }
 
     pub(crate) fn has_ready(&self) -> bool {
@@ -443,7 +507,14 @@ impl UringBackend {
     }
 
     pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
-        let timeout_ms = if self.has_ready() { 0 } else { timeout_ms };
+        let mut timeout_ms = if self.has_ready() { 0 } else { timeout_ms };
+        self.inline_file_sqes = 0;
+        if let Offload::On(r) = &mut self.offload {
+            r.kick();
+            if r.has_completions() {
+                timeout_ms = 0;
+            }
+        }
         let submitter = self.ring.submitter();
         // With DEFER_TASKRUN completions exist only after an enter with GETEVENTS, so even a
         // zero timeout enters (waiting for one completion with an immediate deadline).
@@ -557,6 +628,14 @@ impl UringBackend {
                     }
                 }
                 k if k == OpKind::Poll as u8 && res >= 0 => c.res = readiness_bits(res as u32) as i32,
+                k if k as u64 == OFFLOAD_WAKE => {
+                    // The offload ring posted completions (reaped with this ring's): listen again.
+                    if let Offload::On(r) = &mut self.offload {
+                        let wake = r.wake_read().user_data(OFFLOAD_WAKE << KIND_SHIFT);
+                        self.push(wake);
+                    }
+                    continue;
+                }
 
                 k if k == OpKind::Wake as u8 => {
                     if res >= 0 && !self.wake_cancelled {
@@ -603,6 +682,49 @@ impl UringBackend {
         c.buf_id = bid as u32;
         true
     }
+}
+
+/// Steps of [`read_file_chain`].
+const CHAIN_LEN: usize = 4;
+/// Completions of a [`read_file_chain`] whose open succeeds.
+const CHAIN_COMPLETIONS: usize = CHAIN_LEN - 1;
+
+/// open(path) into direct `slot` → read(slot, `buf`, `len`) → read(slot, `probe`, 1) →
+/// close(slot), with hard links: every step runs even if one before it fails, so the close
+/// always frees the slot (after a failed open the reads and the close fail with EBADF). A
+/// successful open posts no completion: the close's, always the last, ends the chain.
+fn read_file_chain(
+    token: Token,
+    slot: u32,
+    path: *const libc::c_char,
+    buf: *mut u8,
+    len: u32,
+    probe: *mut u8,
+) -> Option<[squeue::Entry; CHAIN_LEN]> {
+    let ud = |step: u64| token | step << 32 | (OpKind::File as u64) << KIND_SHIFT;
+    let cwd = types::Fd(libc::AT_FDCWD);
+    let dest = types::DestinationSlot::try_from_slot_target(slot).ok()?;
+    let link = squeue::Flags::IO_HARDLINK;
+    Some([
+        // No O_CLOEXEC: a direct descriptor is never in the fd table (the kernel refuses it).
+        opcode::OpenAt::new(cwd, path)
+            .flags(libc::O_RDONLY)
+            .file_index(Some(dest))
+            .build()
+            .flags(link | squeue::Flags::SKIP_SUCCESS)
+            .user_data(ud(0)),
+        opcode::Read::new(types::Fixed(slot), buf, len)
+            .offset(u64::MAX)
+            .build()
+            .flags(link)
+            .user_data(ud(1)),
+        opcode::Read::new(types::Fixed(slot), probe, 1)
+            .offset(u64::MAX)
+            .build()
+            .flags(link)
+            .user_data(ud(2)),
+        opcode::Close::new(types::Fixed(slot)).build().user_data(ud(3)),
+    ])
 }
 
 impl Drop for UringBackend {

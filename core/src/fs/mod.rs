@@ -37,10 +37,11 @@ pub(crate) type ChainDone = Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>;
 /// What waits for a request's completions.
 pub(crate) enum FileWaiter {
     One(FileReq),
-    /// A linked chain: results are gathered until every step has completed.
+    /// A linked chain: results are gathered until its last step (the close, which always runs
+    /// and always completes) is in. The open step completes only if it fails; a step that posts
+    /// nothing keeps result 0.
     Chain {
         results: [i32; CHAIN_STEPS],
-        left: u8,
         done: ChainDone,
     },
 }
@@ -154,7 +155,6 @@ impl Loop {
         };
         let waiter = FileWaiter::Chain {
             results: [0; CHAIN_STEPS],
-            left: CHAIN_STEPS as u8,
             done: Box::new(move |lp: &mut Loop, res| {
                 lp.backend.release_direct_slot(slot);
                 done(lp, res, mem)
@@ -173,11 +173,10 @@ impl Loop {
         if !crate::event_loop::gen_matches(gen, token) {
             return None;
         }
-        if let Some(FileWaiter::Chain { results, left, .. }) = waiter {
-            let step = ((token >> 32) & 0xf) as usize;
-            results[step.min(CHAIN_STEPS - 1)] = res;
-            *left -= 1;
-            if *left > 0 {
+        if let Some(FileWaiter::Chain { results, .. }) = waiter {
+            let step = (((token >> 32) & 0xf) as usize).min(CHAIN_STEPS - 1);
+            results[step] = res;
+            if step < CHAIN_STEPS - 1 {
                 return None;
             }
         }

@@ -1,0 +1,128 @@
+//! A second io_uring whose submissions a kernel thread (SQPOLL) picks up and runs, on another
+//! core, while the loop thread runs its own share of a batch of file operations inline.
+//!
+//! Why: a file operation on a warm page cache completes inside the submitting call (path lookup,
+//! copy), so a single ring does all of a batch's kernel work on the loop's core. Work pushed to
+//! io-wq workers costs a wake-up and a hand-off per operation; an SQPOLL thread instead takes
+//! whole batches from shared memory, with no system call while it is awake. Its completions land
+//! in this ring's CQ, which the loop reads directly; a registered eventfd, read by an operation
+//! armed in the main ring, wakes the loop when it sleeps. The eventfd stays enabled: a completed
+//! read is re-armed only after the loop has seen it, so the wake-ups number at most one per loop
+//! iteration, however many operations complete.
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// How long the kernel thread keeps polling for new submissions before it sleeps (ms); after
+/// that the next batch costs one enter to wake it.
+const IDLE_MS: u32 = 2;
+/// Submission queue entries; the completion queue holds eight times as many.
+const ENTRIES: u32 = 512;
+
+pub(crate) struct OffloadRing {
+    ring: IoUring,
+    /// Free slots of this ring's own direct-descriptor table.
+    direct_slots: Vec<u32>,
+    /// Completions expected from entries handed to the kernel and not reaped yet: kept within
+    /// the CQ's size, so the kernel (almost) never has to hold completions back.
+    in_flight: usize,
+    cq_capacity: usize,
+    eventfd: OwnedFd,
+    /// Where the main ring's eventfd read lands; never looked at.
+    wake_buf: Box<[u8; 8]>,
+}
+
+impl OffloadRing {
+    /// A ring with its own kernel thread and a sparse direct-descriptor table of `slots`.
+    pub(crate) fn new(slots: u32) -> std::io::Result<OffloadRing> {
+        let build = |submit_all: bool| {
+            let mut b = IoUring::builder();
+            b.setup_sqpoll(IDLE_MS).setup_cqsize(ENTRIES * 8);
+            if submit_all {
+                b.setup_submit_all();
+            }
+            b.build(ENTRIES)
+        };
+        let ring = build(true).or_else(|_| build(false))?;
+        ring.submitter().register_files_sparse(slots)?;
+        // SAFETY: eventfd takes no pointers; the result is checked before it is owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        let cq_capacity = ring.params().cq_entries() as usize;
+        Ok(OffloadRing {
+            ring,
+            direct_slots: (0..slots).rev().collect(),
+            in_flight: 0,
+            cq_capacity,
+            eventfd,
+            wake_buf: Box::new([0; 8]),
+        })
+    }
+
+    /// The read for the main ring that completes when this ring posts completions.
+    pub(crate) fn wake_read(&mut self) -> squeue::Entry {
+        opcode::Read::new(types::Fd(self.eventfd.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8).build()
+    }
+
+    /// Room for `n` more entries, both in the submission queue and in the completion queue.
+    pub(crate) fn has_room(&mut self, n: usize) -> bool {
+        let sq = self.ring.submission();
+        sq.capacity() - sq.len() >= n && self.in_flight + n <= self.cq_capacity
+    }
+
+    /// Queues `entries` together (one publication of the tail, so the kernel thread never sees
+    /// half a linked chain), which will post `completions` completions when they succeed;
+    /// `false`, with nothing queued, if they do not fit.
+    pub(crate) fn push(&mut self, entries: &[squeue::Entry], completions: usize) -> bool {
+        if !self.has_room(entries.len()) {
+            return false;
+        }
+        // SAFETY: as for the main ring, every pointer an entry carries stays valid until its
+        // completion (the backend contract).
+        if unsafe { self.ring.submission().push_multiple(entries) }.is_err() {
+            return false;
+        }
+        self.in_flight += completions;
+        true
+    }
+
+    pub(crate) fn take_slot(&mut self) -> Option<u32> {
+        self.direct_slots.pop()
+    }
+
+    pub(crate) fn release_slot(&mut self, slot: u32) {
+        self.direct_slots.push(slot);
+    }
+
+    /// Wakes the kernel thread if it has gone to sleep with entries queued (no system call while
+    /// it is polling), and flushes completions the kernel held back.
+    pub(crate) fn kick(&mut self) {
+        let pending = !self.ring.submission().is_empty();
+        if pending || self.ring.submission().cq_overflow() {
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// Entries handed over that the kernel thread has not finished yet.
+    pub(crate) fn backlog(&mut self) -> usize {
+        self.in_flight - self.ring.completion().len()
+    }
+
+    pub(crate) fn has_completions(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+    }
+
+    /// Moves this ring's completions to `out`; returns how many.
+    pub(crate) fn reap_into(&mut self, out: &mut Vec<cqueue::Entry>) -> usize {
+        let before = out.len();
+        out.extend(self.ring.completion());
+        let n = out.len() - before;
+        self.in_flight = self.in_flight.saturating_sub(n);
+        n
+    }
+}
