@@ -4,11 +4,12 @@ whole-file reads (open, read to end of file, close): evloop on io_uring (ring op
 on epoll (thread pool) and libuv's uv_fs_* (thread pool), interleaved in the same run.
 
 Reports medians of files/s and CPU per file (user + system, all threads, from getrusage), with
-ratios against libuv, and system calls per file from one more run of each under perf
+ratios against libuv (of the medians, and the median of each round's own ratio, which the
+machine's drift between rounds does not move), and system calls per file from one more run of each under perf
 (raw_syscalls:sys_enter over the whole process, threads included; tracing slows the
 syscall-heavy runs, which is why it has runs of its own).
 
-usage: bench/files.py [--rounds 5] [--passes 3] [--markdown FILE]
+usage: bench/files.py [--rounds 7] [--passes 10] [--markdown FILE]
 """
 import argparse, os, shutil, statistics, subprocess, tempfile
 from report import emit, perf_works
@@ -31,8 +32,8 @@ def run(cmd, env, use_perf):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--passes", type=int, default=10)
     ap.add_argument("--markdown")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="evloop-files-")
@@ -45,6 +46,7 @@ def main():
                 f.read()
         ev = [os.path.join(ROOT, "target", "release", "files"), tmp, str(args.passes), str(INFLIGHT)]
         impls = [("evloop (uring)", ev, {"EVLOOP_BACKEND": "uring"}),
+                 ("evloop (uring, no offload ring)", ev, {"EVLOOP_BACKEND": "uring", "EVLOOP_FILE_OFFLOAD": "0"}),
                  ("evloop (epoll, thread pool)", ev, {"EVLOOP_BACKEND": "epoll"})]
         uv = os.path.join(HERE, "bin", "uv_files")
         if os.path.exists(uv):
@@ -59,16 +61,22 @@ def main():
         shutil.rmtree(tmp)
     keys = ["files_per_s", "cpu_us_per_file"]
     med = {n: {k: statistics.median(float(r[k]) for r in rs) for k in keys} for n, rs in res.items()}
-    uvm = med.get("libuv uv_fs_* (thread pool)")
+    uv_name = "libuv uv_fs_* (thread pool)"
+    uvm = med.get(uv_name)
+
+    def paired(n, k):  # median over rounds of (this loop / libuv in the same round)
+        return statistics.median(float(a[k]) / float(b[k]) for a, b in zip(res[n], res[uv_name]))
+
     lines = [f"{FILES:,} files of {SIZE} B, page cache warm, at most {INFLIGHT} in flight, whole-file reads; "
              f"{args.passes} passes per run, median of {args.rounds} runs.", "",
-             "| loop | files/s | CPU µs/file | syscalls/file | files/s vs libuv | CPU/file vs libuv |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| loop | files/s | CPU µs/file | syscalls/file | files/s vs libuv | per-round files/s vs libuv | CPU/file vs libuv |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for n, m in med.items():
         sc = f"{syscalls[n]:.2f}" if n in syscalls else "n/a"
         tput = f"{m['files_per_s'] / uvm['files_per_s']:.2f}×" if uvm else "–"
+        tput_paired = f"{paired(n, 'files_per_s'):.2f}×" if uvm else "–"
         cpu = f"{m['cpu_us_per_file'] / uvm['cpu_us_per_file']:.2f}×" if uvm else "–"
-        lines.append(f"| {n} | {m['files_per_s']:.0f} | {m['cpu_us_per_file']:.2f} | {sc} | {tput} | {cpu} |")
+        lines.append(f"| {n} | {m['files_per_s']:.0f} | {m['cpu_us_per_file']:.2f} | {sc} | {tput} | {tput_paired} | {cpu} |")
     emit(lines, args.markdown)
 
 

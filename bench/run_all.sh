@@ -8,7 +8,7 @@ python3 bench/echo.py --rounds "${ECHO_ROUNDS:-7}" --seconds "${SECONDS_PER_RUN:
 bench/instructions.sh 20 4 > "$tmp/instructions.md"
 python3 bench/timers.py --rounds "${ROUNDS:-3}" --markdown "$tmp/timers.md"
 python3 bench/idle.py --markdown "$tmp/idle.md"
-python3 bench/files.py --rounds "${ROUNDS:-3}" --markdown "$tmp/files.md"
+python3 bench/files.py --rounds "${FILES_ROUNDS:-7}" --markdown "$tmp/files.md"
 {
     echo "# Benchmarks"
     echo
