@@ -146,13 +146,13 @@ impl Loop {
     /// A loop with `config`. Asking for a backend the system cannot run is an error, not a
     /// silent fallback.
     pub fn with_config(config: Config) -> Result<Loop> {
-        let sizes = crate::backend::uring::UringConfig {
+        let uring = crate::backend::uring::UringConfig {
             entries: config.ring_entries,
             buffers: config.ring_buffers,
             buffer_size: config.ring_buffer_size,
             file_offload: config.file_offload,
         };
-        let backend = Backend::new(config.backend, config.recv_buffer_size, sizes)?;
+        let backend = Backend::new(config.backend, config.recv_buffer_size, uring)?;
         let start_ns = sys::monotonic_ns();
         Ok(Loop {
             backend,

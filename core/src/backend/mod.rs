@@ -247,7 +247,7 @@ impl Backend {
     pub(crate) fn new(
         kind: BackendKind,
         recv_buffer_size: usize,
-        sizes: uring::UringConfig,
+        config: uring::UringConfig,
     ) -> Result<Backend> {
         let kind = match kind {
             BackendKind::Auto => match std::env::var("EVLOOP_BACKEND") {
@@ -258,8 +258,8 @@ impl Backend {
         };
         match kind {
             BackendKind::Epoll => Ok(Backend::Epoll(epoll::EpollBackend::new(recv_buffer_size)?)),
-            BackendKind::Uring => Ok(Backend::Uring(uring::UringBackend::new(sizes)?)),
-            BackendKind::Auto => match uring::UringBackend::new(sizes) {
+            BackendKind::Uring => Ok(Backend::Uring(uring::UringBackend::new(config)?)),
+            BackendKind::Auto => match uring::UringBackend::new(config) {
                 Ok(b) => Ok(Backend::Uring(b)),
                 Err(e) => {
                     // io_uring refused (ENOSYS, EPERM from seccomp, kernel.io_uring_disabled) or

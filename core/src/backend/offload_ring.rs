@@ -77,11 +77,9 @@ impl OffloadRing {
 
     /// Queues `entries` together (one publication of the tail, so the kernel thread never sees
     /// half a linked chain), which will post `completions` completions when they succeed;
-    /// `false`, with nothing queued, if they do not fit.
+    /// `false`, with nothing queued, if the submission queue lacks room. The caller has checked
+    /// [`OffloadRing::has_room`] for the completion queue.
     pub(crate) fn push(&mut self, entries: &[squeue::Entry], completions: usize) -> bool {
-        if !self.has_room(entries.len()) {
-            return false;
-        }
         // SAFETY: as for the main ring, every pointer an entry carries stays valid until its
         // completion (the backend contract).
         if unsafe { self.ring.submission().push_multiple(entries) }.is_err() {
@@ -102,27 +100,28 @@ impl OffloadRing {
     /// Wakes the kernel thread if it has gone to sleep with entries queued (no system call while
     /// it is polling), and flushes completions the kernel held back.
     pub(crate) fn kick(&mut self) {
-        let pending = !self.ring.submission().is_empty();
-        if pending || self.ring.submission().cq_overflow() {
+        let sq = self.ring.submission();
+        // Not a bare submit(): that would enter to wake a sleeping thread with nothing queued.
+        if !sq.is_empty() || sq.cq_overflow() {
+            drop(sq);
             let _ = self.ring.submit();
         }
     }
 
-    /// Entries handed over that the kernel thread has not finished yet.
+    /// Completions still to come from the kernel thread (a failed open posts one more than
+    /// counted, hence saturating).
     pub(crate) fn backlog(&mut self) -> usize {
-        self.in_flight - self.ring.completion().len()
+        self.in_flight.saturating_sub(self.ring.completion().len())
     }
 
     pub(crate) fn has_completions(&mut self) -> bool {
         !self.ring.completion().is_empty()
     }
 
-    /// Moves this ring's completions to `out`; returns how many.
-    pub(crate) fn reap_into(&mut self, out: &mut Vec<cqueue::Entry>) -> usize {
+    /// Moves this ring's completions to `out`.
+    pub(crate) fn reap_into(&mut self, out: &mut Vec<cqueue::Entry>) {
         let before = out.len();
         out.extend(self.ring.completion());
-        let n = out.len() - before;
-        self.in_flight = self.in_flight.saturating_sub(n);
-        n
+        self.in_flight = self.in_flight.saturating_sub(out.len() - before);
     }
 }

@@ -11,8 +11,9 @@
 //!   per timer.
 //! - A full submission queue is submitted and refilled; completions the kernel had to hold back
 //!   (CQ overflow) are flushed by entering again before the loop sleeps.
-//! - File operations queued in the same iteration alternate between this ring (run inline by the
-//!   loop thread's enter) and an [`OffloadRing`] served by a kernel thread on another core.
+//! - A batch of file operations queued in one iteration is shared between this ring (run inline
+//!   by the loop thread's enter) and an [`OffloadRing`] served by a kernel thread on another
+//!   core (see `offload_turn`).
 
 use super::buf_ring::BufRing;
 use super::fd_reserve::FdReserve;
@@ -161,11 +162,11 @@ fn build_ring(entries: u32) -> std::io::Result<IoUring> {
 }
 
 impl UringBackend {
-    pub(crate) fn new(sizes: UringConfig) -> Result<UringBackend> {
+    pub(crate) fn new(config: UringConfig) -> Result<UringBackend> {
         if !kernel_has_multishot_receive() {
             return Err(Error::ENOSYS);
         }
-        let ring = build_ring(sizes.entries.clamp(4, 32768))?;
+        let ring = build_ring(config.entries.clamp(4, 32768))?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         let needed = [
@@ -185,8 +186,8 @@ impl UringBackend {
         }
         // Optional: saves the kernel a file lookup per enter.
         let _ = ring.submitter().register_ring_fd();
-        let count = sizes.buffers.clamp(1, 32768).next_power_of_two();
-        let buffers = BufRing::new(count, sizes.buffer_size.max(64))?;
+        let count = config.buffers.clamp(1, 32768).next_power_of_two();
+        let buffers = BufRing::new(count, config.buffer_size.max(64))?;
         // SAFETY: the ring memory lives in `buffers`, which outlives the registration (the ring
         // is dropped first).
         unsafe {
@@ -229,7 +230,7 @@ impl UringBackend {
             reserve: FdReserve::empty(),
             file_ops: probe_file_ops(&probe),
             direct_slots,
-            offload: if sizes.file_offload && two_cpus() {
+            offload: if config.file_offload && two_cpus() {
                 Offload::NotYet
             } else {
                 Offload::Off
@@ -408,9 +409,9 @@ impl UringBackend {
     /// → close(slot) as one linked chain: a whole small file in one round trip, with no entry in
     /// the process's descriptor table. Both reads use the file position, so the probe reads
     /// where the first read stopped and returns 0 exactly at end of file. The steps complete
-    /// with `token | step << 32` (step 0..4; the open only if it fails). Returns the slot to hand back with
-    /// [`UringBackend::release_direct_slot`] after the close step completes, or `None` if the
-    /// chain cannot run here.
+    /// with `token | step << 32` (step 0..4; the open only if it fails). Returns the slot to
+    /// hand back with [`UringBackend::release_direct_slot`] after the close step completes, or
+    /// `None` if the chain cannot run here.
     pub(crate) fn submit_read_file_chain(
         &mut self,
         token: Token,
@@ -684,8 +685,8 @@ impl UringBackend {
     }
 }
 
-/// Steps of [`read_file_chain`].
-const CHAIN_LEN: usize = 4;
+/// Steps of [`read_file_chain`] (open, read, end-of-file probe, close).
+pub(crate) const CHAIN_LEN: usize = 4;
 /// Completions of a [`read_file_chain`] whose open succeeds.
 const CHAIN_COMPLETIONS: usize = CHAIN_LEN - 1;
 

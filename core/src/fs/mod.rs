@@ -29,7 +29,7 @@ use std::path::Path;
 pub(crate) type FileReq = Box<dyn FnOnce(&mut Loop, i32)>;
 
 /// Steps of a linked whole-file read: open, read, end-of-file probe, close.
-pub(crate) const CHAIN_STEPS: usize = 4;
+pub(crate) const CHAIN_STEPS: usize = crate::backend::uring::CHAIN_LEN;
 
 /// Runs when every step of a chain has completed, with each step's result.
 pub(crate) type ChainDone = Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>;
