@@ -522,3 +522,66 @@ fn a_batch_shared_with_the_offload_ring_gives_the_same_results_and_errors() {
         }
     }
 }
+
+/// A FIFO is read to its end, across writes that arrive apart: `read_file` must keep the one
+/// descriptor it opened (a second open would find the data gone, or no writer), and must read
+/// at the file position (a FIFO cannot be read at an offset).
+#[test]
+fn read_file_of_a_fifo_reads_every_write_until_the_writer_closes() {
+    each_backend(|lp| {
+        let dir = TempDir::new("fifo", lp);
+        let fifo = dir.path("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let first = b"first write".to_vec();
+        let second: Vec<u8> = (0..40_000u32).map(|i| (i * 13) as u8).collect();
+        let (f, s, p) = (first.clone(), second.clone(), fifo.clone());
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            w.write_all(&f).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            w.write_all(&s).unwrap();
+        });
+        let got = slot();
+        let g = got.clone();
+        fs::read_file(lp, &fifo, move |_, r| *g.borrow_mut() = Some(r)).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        writer.join().unwrap();
+        let mut want = first;
+        want.extend_from_slice(&second);
+        assert_eq!(take(&got).unwrap(), want);
+    });
+}
+
+/// `read_file_into` replaces what the buffer held, reads into the memory it already has when
+/// the file fits, and grows it when the file does not.
+#[test]
+fn read_file_into_reuses_the_buffer_it_is_given() {
+    each_backend(|lp| {
+        let dir = TempDir::new("into", lp);
+        let small: Vec<u8> = (0..3000u32).map(|i| (i * 3) as u8).collect();
+        let large: Vec<u8> = (0..100_000u32).map(|i| (i * 5) as u8).collect();
+        std::fs::write(dir.path("small"), &small).unwrap();
+        std::fs::write(dir.path("large"), &large).unwrap();
+        let read = |lp: &mut Loop, path: PathBuf, buf: Vec<u8>| {
+            let got = slot();
+            let g = got.clone();
+            fs::read_file_into(lp, path, buf, move |_, r| *g.borrow_mut() = Some(r)).unwrap();
+            lp.run(RunMode::Default).unwrap();
+            take(&got)
+        };
+        let mut stale = vec![0xAAu8; 100];
+        stale.reserve(64 * 1024);
+        let memory = stale.as_ptr();
+        let buf = read(lp, dir.path("small"), stale).unwrap();
+        assert_eq!(buf, small);
+        assert_eq!(buf.as_ptr(), memory, "the file went into the memory given");
+        let buf = read(lp, dir.path("large"), buf).unwrap();
+        assert_eq!(buf, large);
+        let buf = read(lp, dir.path("small"), buf).unwrap();
+        assert_eq!(buf, small);
+        assert_eq!(read(lp, dir.path("missing"), buf).unwrap_err(), Error::ENOENT);
+    });
+}

@@ -318,7 +318,7 @@ impl Backend {
         }
     }
 
-    /// io_uring only: a linked open → read → read (end-of-file probe) → close of a small file
+    /// io_uring only: a linked open → read → read (end-of-file probe) of a small file
     /// (see `UringBackend::submit_read_file_chain`); `None` where it cannot run.
     pub(crate) fn submit_read_file_chain(
         &mut self,
@@ -337,6 +337,23 @@ impl Backend {
     pub(crate) fn release_direct_slot(&mut self, slot: u32) {
         if let Backend::Uring(b) = self {
             b.release_direct_slot(slot);
+        }
+    }
+
+    pub(crate) fn close_direct_slot(&mut self, slot: u32) {
+        if let Backend::Uring(b) = self {
+            b.close_direct_slot(slot);
+        }
+    }
+
+    /// `false` on epoll, which never hands out a direct slot.
+    pub(crate) fn install_direct_slot(&mut self, token: Token, slot: u32) -> bool {
+        match self {
+            Backend::Epoll(_) => false,
+            Backend::Uring(b) => {
+                b.install_direct_slot(token, slot);
+                true
+            }
         }
     }
 

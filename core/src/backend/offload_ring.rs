@@ -10,7 +10,10 @@
 //! read is re-armed only after the loop has seen it, so the wake-ups number at most one per loop
 //! iteration, however many operations complete.
 
+use super::uring::{close_slot_entry, install_slot_entry};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::collections::VecDeque;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// How long the kernel thread keeps polling for new submissions before it sleeps (ms); after
@@ -30,16 +33,22 @@ pub(crate) struct OffloadRing {
     eventfd: OwnedFd,
     /// Where the main ring's eventfd read lands; never looked at.
     wake_buf: Box<[u8; 8]>,
+    /// Slots to close (after installing them as descriptors, for the given user_data) that
+    /// found the submission queue full; a slot is free only once its close is queued.
+    to_close: VecDeque<(u32, Option<u64>)>,
 }
 
 impl OffloadRing {
     /// A ring with its own kernel thread and a sparse direct-descriptor table of `slots`.
     pub(crate) fn new(slots: u32) -> std::io::Result<OffloadRing> {
-        let build = |submit_all: bool| {
+        // Newer kernels: a whole batch even if an entry fails to prepare (5.18), no locking for
+        // other submitters when the kernel thread is the only one (6.0), entries taken straight
+        // from the ring without the index array (6.6). Older kernels get the plain ring.
+        let build = |newer: bool| {
             let mut b = IoUring::builder();
             b.setup_sqpoll(IDLE_MS).setup_cqsize(ENTRIES * 8);
-            if submit_all {
-                b.setup_submit_all();
+            if newer {
+                b.setup_submit_all().setup_single_issuer().setup_no_sqarray();
             }
             b.build(ENTRIES)
         };
@@ -61,6 +70,7 @@ impl OffloadRing {
             cq_capacity,
             eventfd,
             wake_buf: Box::new([0; 8]),
+            to_close: VecDeque::new(),
         })
     }
 
@@ -97,9 +107,39 @@ impl OffloadRing {
         self.direct_slots.push(slot);
     }
 
+    /// Closes the file in `slot` and frees the slot, first installing it as a descriptor whose
+    /// number completes with `install` if given (see `UringBackend::install_direct_slot`).
+    pub(crate) fn close_slot(&mut self, slot: u32, install: Option<u64>) {
+        self.to_close.push_back((slot, install));
+        self.queue_closes();
+    }
+
+    /// Closes still waiting for room in the submission queue.
+    pub(crate) fn closes_waiting(&self) -> bool {
+        !self.to_close.is_empty()
+    }
+
+    fn queue_closes(&mut self) {
+        while let Some(&(slot, install)) = self.to_close.front() {
+            let close = close_slot_entry(slot);
+            let queued = match install {
+                None => self.has_room(1) && self.push(&[close], 0),
+                Some(ud) => {
+                    self.has_room(2) && self.push(&[install_slot_entry(slot).user_data(ud), close], 1)
+                }
+            };
+            if !queued {
+                return;
+            }
+            self.to_close.pop_front();
+            self.direct_slots.push(slot);
+        }
+    }
+
     /// Wakes the kernel thread if it has gone to sleep with entries queued (no system call while
     /// it is polling), and flushes completions the kernel held back.
     pub(crate) fn kick(&mut self) {
+        self.queue_closes();
         let sq = self.ring.submission();
         // Not a bare submit(): that would enter to wake a sleeping thread with nothing queued.
         if !sq.is_empty() || sq.cq_overflow() {

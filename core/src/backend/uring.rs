@@ -204,6 +204,7 @@ impl UringBackend {
             opcode::OpenAt::CODE,
             opcode::Read::CODE,
             opcode::Close::CODE,
+            opcode::FixedFdInstall::CODE,
         ];
         let direct_slots = if chain.iter().all(|&op| probe.is_supported(op))
             && ring.submitter().register_files_sparse(DIRECT_SLOTS).is_ok()
@@ -406,12 +407,13 @@ impl UringBackend {
     }
 
     /// Queues open(path) into a direct slot → read(slot, `buf`, `len`) → read(slot, `probe`, 1)
-    /// → close(slot) as one linked chain: a whole small file in one round trip, with no entry in
-    /// the process's descriptor table. Both reads use the file position, so the probe reads
-    /// where the first read stopped and returns 0 exactly at end of file. The steps complete
-    /// with `token | step << 32` (step 0..4; the open only if it fails). Returns the slot to
-    /// hand back with [`UringBackend::release_direct_slot`] after the close step completes, or
-    /// `None` if the chain cannot run here.
+    /// as one linked chain: a whole small file in one round trip, with no entry in the
+    /// process's descriptor table. Both reads use the file position, so the probe reads where
+    /// the first read stopped and returns 0 exactly at end of file. The steps complete with
+    /// `token | step << 32` (step 0..3; the open only if it fails). Returns the slot, which
+    /// after the probe's completion goes back through [`UringBackend::release_direct_slot`]
+    /// (the open failed), [`UringBackend::close_direct_slot`] or
+    /// [`UringBackend::install_direct_slot`]; `None` if the chain cannot run here.
     pub(crate) fn submit_read_file_chain(
         &mut self,
         token: Token,
@@ -457,12 +459,39 @@ impl UringBackend {
         sq.capacity() - sq.len()
     }
 
-    /// Returns a direct slot once the close step of its chain has completed.
+    /// Returns a direct slot that holds no file (its chain's open failed).
     pub(crate) fn release_direct_slot(&mut self, slot: u32) {
         if slot & OFFLOAD_SLOT == 0 {
             self.direct_slots.push(slot);
         } else if let Offload::On(r) = &mut self.offload {
             r.release_slot(slot & !OFFLOAD_SLOT);
+        }
+    }
+
+    /// Closes the file in a direct slot and frees the slot. The close posts nothing unless it
+    /// fails (and a failure leaves nothing to do); the slot is free as soon as the close is in
+    /// the queue, since the ring issues entries in order and a fixed-file close runs inline.
+    pub(crate) fn close_direct_slot(&mut self, slot: u32) {
+        if slot & OFFLOAD_SLOT == 0 {
+            self.push(close_slot_entry(slot));
+            self.direct_slots.push(slot);
+        } else if let Offload::On(r) = &mut self.offload {
+            r.close_slot(slot & !OFFLOAD_SLOT, None);
+        }
+    }
+
+    /// Installs the file in a direct slot as an ordinary descriptor (close-on-exec), which
+    /// completes with `token`, then closes and frees the slot: a file the chain did not finish
+    /// goes on through that descriptor, without opening its path again.
+    pub(crate) fn install_direct_slot(&mut self, token: Token, slot: u32) {
+        let ud = token | (OpKind::File as u64) << KIND_SHIFT;
+        if slot & OFFLOAD_SLOT == 0 {
+            // The install runs inline when issued: the close queued after it cannot overtake it.
+            self.push(install_slot_entry(slot).user_data(ud));
+            self.push(close_slot_entry(slot));
+            self.direct_slots.push(slot);
+        } else if let Offload::On(r) = &mut self.offload {
+            r.close_slot(slot & !OFFLOAD_SLOT, Some(ud));
         }
     }
 
@@ -514,6 +543,9 @@ impl UringBackend {
             r.kick();
             if r.has_completions() {
                 timeout_ms = 0;
+            } else if r.closes_waiting() && !(0..=1).contains(&timeout_ms) {
+                // Closes that found its queue full may post nothing that would wake this wait.
+                timeout_ms = 1;
             }
         }
         let submitter = self.ring.submitter();
@@ -685,15 +717,17 @@ impl UringBackend {
     }
 }
 
-/// Steps of [`read_file_chain`] (open, read, end-of-file probe, close).
-pub(crate) const CHAIN_LEN: usize = 4;
+/// Steps of [`read_file_chain`] (open, read, end-of-file probe).
+pub(crate) const CHAIN_LEN: usize = 3;
 /// Completions of a [`read_file_chain`] whose open succeeds.
 const CHAIN_COMPLETIONS: usize = CHAIN_LEN - 1;
 
-/// open(path) into direct `slot` → read(slot, `buf`, `len`) → read(slot, `probe`, 1) →
-/// close(slot), with hard links: every step runs even if one before it fails, so the close
-/// always frees the slot (after a failed open the reads and the close fail with EBADF). A
-/// successful open posts no completion: the close's, always the last, ends the chain.
+/// open(path) into direct `slot` → read(slot, `buf`, `len`) → read(slot, `probe`, 1), with
+/// hard links: every step runs even if one before it fails (after a failed open the reads fail
+/// with EBADF), so the probe's completion, always the last, ends the chain. A successful open
+/// posts no completion. The close is not part of the chain: only the probe's result tells
+/// whether the file is done or must go on through the same open file (a FIFO, a /proc file, a
+/// file longer than the buffer), and a link cannot depend on a result.
 fn read_file_chain(
     token: Token,
     slot: u32,
@@ -722,10 +756,21 @@ fn read_file_chain(
         opcode::Read::new(types::Fixed(slot), probe, 1)
             .offset(u64::MAX)
             .build()
-            .flags(link)
             .user_data(ud(2)),
-        opcode::Close::new(types::Fixed(slot)).build().user_data(ud(3)),
     ])
+}
+
+/// close(direct `slot`), posting a completion only if it fails, which the loop skips.
+pub(crate) fn close_slot_entry(slot: u32) -> squeue::Entry {
+    opcode::Close::new(types::Fixed(slot))
+        .build()
+        .flags(squeue::Flags::SKIP_SUCCESS)
+        .user_data(INTERNAL)
+}
+
+/// Installs direct `slot` as an ordinary descriptor, close-on-exec (the kernel's default).
+pub(crate) fn install_slot_entry(slot: u32) -> squeue::Entry {
+    opcode::FixedFdInstall::new(types::Fixed(slot), 0).build()
 }
 
 impl Drop for UringBackend {

@@ -14,7 +14,7 @@ mod metadata;
 mod whole;
 
 pub use metadata::{FileTime, FileType, Metadata};
-pub use whole::{read_file, scandir, write_file, DirEntry};
+pub use whole::{read_file, read_file_into, scandir, write_file, DirEntry};
 
 use crate::backend::file_op::FileOp;
 use crate::error::{Error, Result};
@@ -28,8 +28,14 @@ use std::path::Path;
 /// Completion of a request in the ring: the result (`value` or `-errno`).
 pub(crate) type FileReq = Box<dyn FnOnce(&mut Loop, i32)>;
 
-/// Steps of a linked whole-file read: open, read, end-of-file probe, close.
+/// Steps of a linked whole-file read: open, read, end-of-file probe.
 pub(crate) const CHAIN_STEPS: usize = crate::backend::uring::CHAIN_LEN;
+
+/// A file that a linked read left open in a direct slot of the ring (no descriptor in the
+/// process's table). Whoever holds it must pass it to [`Loop::direct_close`],
+/// [`Loop::direct_install`], or, if the chain's open failed, [`Loop::direct_release`].
+#[must_use]
+pub(crate) struct DirectFile(u32);
 
 /// Runs when every step of a chain has completed, with each step's result.
 pub(crate) type ChainDone = Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>;
@@ -37,7 +43,7 @@ pub(crate) type ChainDone = Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>;
 /// What waits for a request's completions.
 pub(crate) enum FileWaiter {
     One(FileReq),
-    /// A linked chain: results are gathered until its last step (the close, which always runs
+    /// A linked chain: results are gathered until its last step (the probe, which always runs
     /// and always completes) is in. The open step completes only if it fails; a step that posts
     /// nothing keeps result 0.
     Chain {
@@ -135,14 +141,15 @@ impl Loop {
         .map(|_| ())
     }
 
-    /// Starts a linked open → read → end-of-file probe → close of a path into a buffer (one
-    /// round trip for a small file); gives everything back if this backend cannot.
+    /// Starts a linked open → read → end-of-file probe of a path into a buffer (one round trip
+    /// for a small file); `done` gets the steps' results and the file, still open. Gives
+    /// everything back if this backend cannot.
     #[allow(clippy::type_complexity)]
     pub(crate) fn file_submit_read_chain<M: 'static>(
         &mut self,
         mut mem: Box<M>,
         parts: fn(&mut M) -> (*const libc::c_char, *mut u8, u32, *mut u8),
-        done: impl FnOnce(&mut Loop, [i32; CHAIN_STEPS], Box<M>) + 'static,
+        done: impl FnOnce(&mut Loop, [i32; CHAIN_STEPS], DirectFile, Box<M>) + 'static,
     ) -> std::result::Result<(), Box<M>> {
         let (path, buf, len, probe) = parts(&mut mem);
         let (idx, gen) = self.file_reqs.insert(None);
@@ -155,16 +162,39 @@ impl Loop {
         };
         let waiter = FileWaiter::Chain {
             results: [0; CHAIN_STEPS],
-            done: Box::new(move |lp: &mut Loop, res| {
-                lp.backend.release_direct_slot(slot);
-                done(lp, res, mem)
-            }),
+            done: Box::new(move |lp: &mut Loop, res| done(lp, res, DirectFile(slot), mem)),
         };
         if let Some(w) = self.file_reqs.get_mut(idx, gen) {
             *w = Some(waiter);
         }
         self.alive_refs += 1;
         Ok(())
+    }
+
+    /// Frees the slot of a chain whose open failed (it holds no file).
+    pub(crate) fn direct_release(&mut self, file: DirectFile) {
+        self.backend.release_direct_slot(file.0);
+    }
+
+    /// Closes a chain's file; nothing reports back.
+    pub(crate) fn direct_close(&mut self, file: DirectFile) {
+        self.backend.close_direct_slot(file.0);
+    }
+
+    /// Turns a chain's file into an ordinary close-on-exec descriptor, which `done` gets (or
+    /// `-errno`); the slot is closed and freed either way.
+    pub(crate) fn direct_install(&mut self, file: DirectFile, done: impl FnOnce(&mut Loop, i32) + 'static) {
+        let (idx, gen) = self.file_reqs.insert(None);
+        if self.backend.install_direct_slot(file_token(idx, gen), file.0) {
+            if let Some(w) = self.file_reqs.get_mut(idx, gen) {
+                *w = Some(FileWaiter::One(Box::new(done)));
+            }
+            self.alive_refs += 1;
+        } else {
+            // Not a ring that hands out direct files.
+            self.file_reqs.remove(idx, gen);
+            self.call_soon(move |lp| done(lp, -libc::EBADF));
+        }
     }
 
     /// Records one completion; returns the request once its last completion is in.

@@ -1,6 +1,8 @@
 //! Whole-file conveniences built from the primitives (Node's `readFile`/`writeFile`/`readdir`).
 
-use super::{c_path, close, count, open, write, FileType, CHAIN_STEPS, MAX_TRANSFER};
+use super::{c_path, close, count, open, write, DirectFile, FileType, CHAIN_STEPS, MAX_TRANSFER};
+use crate::sys::fs::CURRENT_POSITION;
+
 use crate::backend::file_op::FileOp;
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
@@ -43,27 +45,44 @@ fn close_quietly(lp: &mut Loop, fd: RawFd) {
 
 /// Reads the whole of `path`; `cb` gets its contents.
 ///
-/// On io_uring a file smaller than 16 KiB takes one linked round trip (open → read → a one-byte
-/// read that must return 0 → close, through a direct descriptor). A longer file goes on as on
-/// epoll: open, read from where the first round stopped until a read returns 0, close.
+/// On io_uring a file smaller than the buffer (16 KiB at first) takes one linked round trip
+/// (open into a direct descriptor → read → a one-byte read that must return 0), then a close
+/// that reports nothing. A file with more to give (a longer file, a FIFO, a /proc file) goes on
+/// through the same open file, made an ordinary descriptor: reads at the file position until
+/// one returns 0, then close. On epoll: open, those reads, close, each on the thread pool.
 pub fn read_file(
     lp: &mut Loop,
     path: impl AsRef<Path>,
     cb: impl FnOnce(&mut Loop, Result<Vec<u8>>) + 'static,
 ) -> Result<()> {
+    read_file_into(lp, path, Vec::new(), cb)
+}
+
+/// [`read_file`] into `buf`, whose contents are replaced and whose capacity is used first (grown
+/// when the file needs more); `cb` gets it back holding the file. A caller that hands each
+/// result's buffer to its next read reads files without allocating their buffers, as a libuv
+/// program reuses the memory it passes to `uv_fs_read`. On error the buffer is dropped.
+pub fn read_file_into(
+    lp: &mut Loop,
+    path: impl AsRef<Path>,
+    mut buf: Vec<u8>,
+    cb: impl FnOnce(&mut Loop, Result<Vec<u8>>) + 'static,
+) -> Result<()> {
+    buf.clear();
+    buf.reserve(FIRST_CHUNK);
     let mem = Box::new(Chain {
         path: c_path(path.as_ref())?,
-        buf: Vec::with_capacity(FIRST_CHUNK),
+        buf,
         probe: 0,
         cb: Box::new(cb),
     });
     let linked = lp.file_submit_read_chain(
         mem,
         |m| {
-            let room = m.buf.capacity() as u32;
+            let room = m.buf.capacity().min(MAX_TRANSFER) as u32;
             (m.path.as_ptr(), m.buf.as_mut_ptr(), room, &mut m.probe)
         },
-        |lp, res, m| chain_done(lp, res, *m),
+        |lp, res, file, m| chain_done(lp, res, file, *m),
     );
     match linked {
         Ok(()) => Ok(()),
@@ -82,30 +101,36 @@ struct Chain {
     cb: BytesCb,
 }
 
-fn chain_done(lp: &mut Loop, res: [i32; CHAIN_STEPS], m: Chain) {
+fn chain_done(lp: &mut Loop, res: [i32; CHAIN_STEPS], file: DirectFile, m: Chain) {
     let Chain {
-        path,
-        mut buf,
-        probe,
-        cb,
+        mut buf, probe, cb, ..
     } = m;
-    // After a failed open the reads fail with EBADF: report the first failure.
-    if let Some(&e) = res[..3].iter().find(|&&r| r < 0) {
+    // After a failed open the reads fail with EBADF: report the open's error.
+    if res[0] < 0 {
+        lp.direct_release(file);
+        return cb(lp, Err(Error::from_errno(-res[0])));
+    }
+    if let Some(&e) = res[1..].iter().find(|&&r| r < 0) {
+        lp.direct_close(file);
         return cb(lp, Err(Error::from_errno(-e)));
     }
     // SAFETY: the kernel initialised that many bytes of the buffer.
     unsafe { buf.set_len(res[1] as usize) };
     if res[2] == 0 {
+        lp.direct_close(file);
         return cb(lp, Ok(buf)); // the probe met end of file
     }
     buf.push(probe);
-    if let Err((e, cb)) = read_file_stepwise(lp, path, buf, cb) {
-        cb(lp, Err(e));
-    }
+    // More to come: go on reading the file already open (opening the path again could find
+    // another file, or, for a FIFO, its data gone).
+    lp.direct_install(file, move |lp, fd| match count(fd) {
+        Ok(fd) => read_rest(lp, fd as RawFd, buf, cb),
+        Err(e) => cb(lp, Err(e)),
+    });
 }
 
-/// open, then read from `buf.len()` until a read returns 0, then close. If the open cannot be
-/// queued, the callback comes back unrun with the error.
+/// open, then read until a read returns 0, then close. If the open cannot be queued, the
+/// callback comes back unrun with the error.
 fn read_file_stepwise(
     lp: &mut Loop,
     path: CString,
@@ -140,7 +165,8 @@ struct Tail {
     buf: Vec<u8>,
 }
 
-/// Reads into the spare capacity of `buf` at offset `buf.len()` until a read returns 0.
+/// Reads into the spare capacity of `buf`, at the file position (the only way through a FIFO or
+/// a tty), until a read returns 0.
 fn read_rest(lp: &mut Loop, fd: RawFd, mut buf: Vec<u8>, cb: BytesCb) {
     if buf.capacity() - buf.len() < FIRST_CHUNK / 2 {
         buf.reserve(buf.len().max(FIRST_CHUNK));
@@ -153,7 +179,7 @@ fn read_rest(lp: &mut Loop, fd: RawFd, mut buf: Vec<u8>, cb: BytesCb) {
             // SAFETY: `len` is within the allocation; the spare capacity follows it.
             ptr: unsafe { m.buf.as_mut_ptr().add(m.buf.len()) },
             len: (m.buf.capacity() - m.buf.len()).min(MAX_TRANSFER) as u32,
-            offset: m.buf.len() as u64,
+            offset: CURRENT_POSITION,
         },
         move |lp, res, m| {
             let Some(cb) = on_done.take() else { return };
