@@ -1,7 +1,7 @@
 //! File operations: each call starts one request and returns 0, or a negative errno if it could
 //! not start (then no callback runs). The callback runs once, on the loop's thread.
 
-use crate::loop_::{evl_loop_t, lend};
+use crate::loop_::{evl_loop_t, give_read_buffer, lend, take_read_buffer};
 use crate::stream::evl_buf_t;
 use evloop::fs::{self, FileType, Metadata};
 use evloop::Loop;
@@ -587,13 +587,19 @@ pub unsafe extern "C" fn evl_fs_read_file(
     user_data: *mut c_void,
 ) -> c_int {
     start(l, cb, |lp, cb| {
-        Ok(fs::read_file(lp, path(path_)?, move |lp, r| {
+        let path = path(path_)?;
+        // SAFETY: `l` is the live loop this call acts on.
+        let buf = unsafe { take_read_buffer(l) };
+        Ok(fs::read_file_into(lp, path, buf, move |lp, r| {
             let (status, data) = match r {
                 Ok(d) => (0, d),
                 Err(e) => (e.code(), Vec::new()),
             };
-            // SAFETY: as in `report`; the bytes live for the call.
-            unsafe { lend(l, lp, || cb(l, status, data.as_ptr(), data.len(), user_data)) }
+            // SAFETY: as in `report`; the bytes live for the call, and `l` outlives it.
+            unsafe {
+                lend(l, lp, || cb(l, status, data.as_ptr(), data.len(), user_data));
+                give_read_buffer(l, data);
+            }
         }))
     })
 }

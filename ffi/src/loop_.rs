@@ -41,6 +41,29 @@ pub(crate) struct LoopState {
     pub(crate) active: *mut Loop,
     /// Handles not yet freed: evl_loop_free() refuses while any remain.
     pub(crate) handles: usize,
+    /// Buffers of finished evl_fs_read_file calls, whose data is only lent to the callback,
+    /// kept for the next calls so that reading files allocates no buffers once warm.
+    read_buffers: Vec<Vec<u8>>,
+}
+
+/// How many spare read_file buffers a loop keeps, and the largest it keeps.
+const READ_BUFFERS_KEPT: usize = 256;
+const READ_BUFFER_KEPT_MAX: usize = 256 * 1024;
+
+/// A spare read_file buffer of `l`'s, or a new empty one.
+pub(crate) unsafe fn take_read_buffer(l: *mut evl_loop_t) -> Vec<u8> {
+    // SAFETY: `l` is a live loop (its requests' contract); only this field is touched, and no
+    // other reference to it exists (it is used nowhere else).
+    unsafe { (*ptr::addr_of_mut!((*state(l)).read_buffers)).pop() }.unwrap_or_default()
+}
+
+/// Keeps a finished read_file buffer for the next call, unless enough are kept or it is large.
+pub(crate) unsafe fn give_read_buffer(l: *mut evl_loop_t, buf: Vec<u8>) {
+    // SAFETY: as in take_read_buffer.
+    let spare = unsafe { &mut *ptr::addr_of_mut!((*state(l)).read_buffers) };
+    if spare.len() < READ_BUFFERS_KEPT && buf.capacity() <= READ_BUFFER_KEPT_MAX {
+        spare.push(buf);
+    }
 }
 
 /// The loop to act on: the one lent to the running callback, or the loop itself.
@@ -105,7 +128,9 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop_t, backend: c_int)
                     lp,
                     active: ptr::null_mut(),
                     handles: 0,
+                    read_buffers: Vec::new(),
                 });
+
                 // SAFETY: `out` is non-NULL and writable (contract).
                 unsafe { *out = Box::into_raw(l).cast() };
                 0

@@ -783,6 +783,21 @@ static void test_files(void) {
     CHECK_EQ(w.status, 0);
     CHECK_EQ(w.len, strlen(text));
     CHECK(memcmp(w.data, text, w.len) == 0);
+    /* The loop reuses read_file's buffers: a longer file, then the short one again, must each
+     * come back exactly, nothing of the other left over. */
+    static const char longer[] = "a longer text than the first file holds, read in between";
+    CHECK_EQ(evl_fs_write_file(l, b, longer, strlen(longer), on_fs, &r), 0);
+    CHECK_EQ(fs_wait(l, &r), 0);
+    for (int i = 0; i < 3; i++) {
+        const char *want = i % 2 ? text : longer;
+        w.status = 1;
+        CHECK_EQ(evl_fs_read_file(l, i % 2 ? a : b, on_whole, &w), 0);
+        CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+        CHECK_EQ(w.status, 0);
+        CHECK_EQ(w.len, strlen(want));
+        CHECK(memcmp(w.data, want, w.len) == 0);
+    }
+    CHECK_EQ(unlink(b), 0);
 
     struct stat_result st = {1, 0, {0}};
     CHECK_EQ(evl_fs_stat(l, a, on_stat, &st), 0);
