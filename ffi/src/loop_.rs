@@ -130,7 +130,6 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop_t, backend: c_int)
                     handles: 0,
                     read_buffers: Vec::new(),
                 });
-
                 // SAFETY: `out` is non-NULL and writable (contract).
                 unsafe { *out = Box::into_raw(l).cast() };
                 0

@@ -340,18 +340,12 @@ impl Backend {
         }
     }
 
-    pub(crate) fn close_direct_slot(&mut self, slot: u32) {
-        if let Backend::Uring(b) = self {
-            b.close_direct_slot(slot);
-        }
-    }
-
-    /// `false` on epoll, which never hands out a direct slot.
-    pub(crate) fn install_direct_slot(&mut self, token: Token, slot: u32) -> bool {
+    /// See `UringBackend::close_direct_slot`; `false` on epoll, which never hands out a slot.
+    pub(crate) fn close_direct_slot(&mut self, slot: u32, install: Option<Token>) -> bool {
         match self {
             Backend::Epoll(_) => false,
             Backend::Uring(b) => {
-                b.install_direct_slot(token, slot);
+                b.close_direct_slot(slot, install);
                 true
             }
         }

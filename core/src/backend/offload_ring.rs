@@ -13,7 +13,6 @@
 use super::uring::{close_slot_entry, install_slot_entry};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::collections::VecDeque;
-
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// How long the kernel thread keeps polling for new submissions before it sleeps (ms); after
@@ -108,10 +107,12 @@ impl OffloadRing {
     }
 
     /// Closes the file in `slot` and frees the slot, first installing it as a descriptor whose
-    /// number completes with `install` if given (see `UringBackend::install_direct_slot`).
+    /// number completes with user_data `install` if given (see
+    /// `UringBackend::close_direct_slot`). Waits in line if the submission queue is full.
     pub(crate) fn close_slot(&mut self, slot: u32, install: Option<u64>) {
-        self.to_close.push_back((slot, install));
-        self.queue_closes();
+        if !self.to_close.is_empty() || !self.try_close(slot, install) {
+            self.to_close.push_back((slot, install));
+        }
     }
 
     /// Closes still waiting for room in the submission queue.
@@ -119,27 +120,31 @@ impl OffloadRing {
         !self.to_close.is_empty()
     }
 
-    fn queue_closes(&mut self) {
+    fn try_close(&mut self, slot: u32, install: Option<u64>) -> bool {
+        let close = close_slot_entry(slot);
+        let queued = match install {
+            None => self.has_room(1) && self.push(&[close], 0),
+            Some(ud) => self.has_room(2) && self.push(&[install_slot_entry(slot).user_data(ud), close], 1),
+        };
+        if queued {
+            self.direct_slots.push(slot);
+        }
+        queued
+    }
+
+    fn queue_waiting_closes(&mut self) {
         while let Some(&(slot, install)) = self.to_close.front() {
-            let close = close_slot_entry(slot);
-            let queued = match install {
-                None => self.has_room(1) && self.push(&[close], 0),
-                Some(ud) => {
-                    self.has_room(2) && self.push(&[install_slot_entry(slot).user_data(ud), close], 1)
-                }
-            };
-            if !queued {
+            if !self.try_close(slot, install) {
                 return;
             }
             self.to_close.pop_front();
-            self.direct_slots.push(slot);
         }
     }
 
     /// Wakes the kernel thread if it has gone to sleep with entries queued (no system call while
     /// it is polling), and flushes completions the kernel held back.
     pub(crate) fn kick(&mut self) {
-        self.queue_closes();
+        self.queue_waiting_closes();
         let sq = self.ring.submission();
         // Not a bare submit(): that would enter to wake a sleeping thread with nothing queued.
         if !sq.is_empty() || sq.cq_overflow() {

@@ -412,8 +412,8 @@ impl UringBackend {
     /// the first read stopped and returns 0 exactly at end of file. The steps complete with
     /// `token | step << 32` (step 0..3; the open only if it fails). Returns the slot, which
     /// after the probe's completion goes back through [`UringBackend::release_direct_slot`]
-    /// (the open failed), [`UringBackend::close_direct_slot`] or
-    /// [`UringBackend::install_direct_slot`]; `None` if the chain cannot run here.
+    /// (the open failed) or [`UringBackend::close_direct_slot`]; `None` if the chain cannot run
+    /// here.
     pub(crate) fn submit_read_file_chain(
         &mut self,
         token: Token,
@@ -468,30 +468,22 @@ impl UringBackend {
         }
     }
 
-    /// Closes the file in a direct slot and frees the slot. The close posts nothing unless it
-    /// fails (and a failure leaves nothing to do); the slot is free as soon as the close is in
-    /// the queue, since the ring issues entries in order and a fixed-file close runs inline.
-    pub(crate) fn close_direct_slot(&mut self, slot: u32) {
+    /// Closes the file in a direct slot and frees the slot, first installing it as an ordinary
+    /// close-on-exec descriptor that completes with `install` if given (a file the chain did not
+    /// finish goes on through it, without opening its path again). The close posts nothing
+    /// unless it fails (and a failure leaves nothing to do); the slot is free as soon as the
+    /// close is in the queue, since the ring issues entries in order and an install and a
+    /// fixed-file close both run inline, so neither can be overtaken.
+    pub(crate) fn close_direct_slot(&mut self, slot: u32, install: Option<Token>) {
+        let install = install.map(|token| token | (OpKind::File as u64) << KIND_SHIFT);
         if slot & OFFLOAD_SLOT == 0 {
+            if let Some(ud) = install {
+                self.push(install_slot_entry(slot).user_data(ud));
+            }
             self.push(close_slot_entry(slot));
             self.direct_slots.push(slot);
         } else if let Offload::On(r) = &mut self.offload {
-            r.close_slot(slot & !OFFLOAD_SLOT, None);
-        }
-    }
-
-    /// Installs the file in a direct slot as an ordinary descriptor (close-on-exec), which
-    /// completes with `token`, then closes and frees the slot: a file the chain did not finish
-    /// goes on through that descriptor, without opening its path again.
-    pub(crate) fn install_direct_slot(&mut self, token: Token, slot: u32) {
-        let ud = token | (OpKind::File as u64) << KIND_SHIFT;
-        if slot & OFFLOAD_SLOT == 0 {
-            // The install runs inline when issued: the close queued after it cannot overtake it.
-            self.push(install_slot_entry(slot).user_data(ud));
-            self.push(close_slot_entry(slot));
-            self.direct_slots.push(slot);
-        } else if let Offload::On(r) = &mut self.offload {
-            r.close_slot(slot & !OFFLOAD_SLOT, Some(ud));
+            r.close_slot(slot & !OFFLOAD_SLOT, install);
         }
     }
 

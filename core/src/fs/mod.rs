@@ -178,14 +178,14 @@ impl Loop {
 
     /// Closes a chain's file; nothing reports back.
     pub(crate) fn direct_close(&mut self, file: DirectFile) {
-        self.backend.close_direct_slot(file.0);
+        self.backend.close_direct_slot(file.0, None);
     }
 
     /// Turns a chain's file into an ordinary close-on-exec descriptor, which `done` gets (or
     /// `-errno`); the slot is closed and freed either way.
     pub(crate) fn direct_install(&mut self, file: DirectFile, done: impl FnOnce(&mut Loop, i32) + 'static) {
         let (idx, gen) = self.file_reqs.insert(None);
-        if self.backend.install_direct_slot(file_token(idx, gen), file.0) {
+        if self.backend.close_direct_slot(file.0, Some(file_token(idx, gen))) {
             if let Some(w) = self.file_reqs.get_mut(idx, gen) {
                 *w = Some(FileWaiter::One(Box::new(done)));
             }

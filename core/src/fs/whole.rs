@@ -1,11 +1,10 @@
 //! Whole-file conveniences built from the primitives (Node's `readFile`/`writeFile`/`readdir`).
 
 use super::{c_path, close, count, open, write, DirectFile, FileType, CHAIN_STEPS, MAX_TRANSFER};
-use crate::sys::fs::CURRENT_POSITION;
-
 use crate::backend::file_op::FileOp;
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
+use crate::sys::fs::CURRENT_POSITION;
 use std::cell::Cell;
 use std::ffi::{CString, OsString};
 use std::os::fd::RawFd;
