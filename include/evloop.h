@@ -116,6 +116,11 @@
 #define EVL_BACKEND_URING 2
 
 /**
+ * The default limit of evl_loop_set_read_file_limit(): 1 GiB.
+ */
+#define EVL_READ_FILE_LIMIT (1 << 30)
+
+/**
  * Readable.
  */
 #define EVL_READABLE 1
@@ -682,7 +687,9 @@ int evl_fs_rename(evl_loop_t *l, const char *from, const char *to, evl_fs_cb cb,
 int evl_fs_scandir(evl_loop_t *l, const char *path_, evl_fs_scandir_cb cb, void *user_data);
 
 /**
- * Reads the whole of `path`.
+ * Reads the whole of `path`; the callback gets the bytes, lent for the call. -EFBIG for a file
+ * longer than the loop's limit (evl_loop_set_read_file_limit(), 1 GiB by default), -ENOMEM if
+ * memory runs out first: never an abort.
  */
 int evl_fs_read_file(evl_loop_t *l, const char *path_, evl_fs_read_file_cb cb, void *user_data);
 
@@ -699,10 +706,13 @@ int evl_fs_write_file(evl_loop_t *l,
 
 /**
  * Closes any handle: stops it, cancels its operations, and calls `cb(handle, user_data)` once
- * (it may be NULL) after everything the handle lent the kernel is back. The library frees the
- * handle after `cb` returns; no other callback of the handle runs after evl_close(). Closing
- * from inside the handle's own callback is fine. Returns -EBADF if the handle is already
- * closing.
+ * (it may be NULL) after everything the handle lent the kernel is back and its fd is closed.
+ * After evl_close() none of the handle's own callbacks (read, connection, timer, poll, signal,
+ * async, exit) runs. Requests it had started (evl_write, evl_shutdown, a pending connect,
+ * evl_udp_send) each still get their callback once, as in libuv: with their result if they had
+ * finished, else with -ECANCELED, and before `cb`, which runs last; so their buffers can be
+ * freed there. The library frees the handle after `cb` returns. Closing from inside the
+ * handle's own callback is fine. Returns -EBADF if the handle is already closing.
  */
 int evl_close(evl_handle_t *p, evl_close_cb cb);
 
@@ -754,8 +764,10 @@ evl_loop_t *evl_handle_get_loop(evl_handle_t *p);
 int evl_loop_new(evl_loop_t **out, int backend);
 
 /**
- * Frees a loop. -EBUSY while handles remain (close them and run the loop until their close
- * callbacks have run); -EINVAL for NULL or a pointer that is not a loop.
+ * Frees a loop. -EBUSY while it has anything left to do: handles (close them and run the loop
+ * until their close callbacks have run), evl_call_soon() callbacks not yet run, queued work,
+ * file requests or name look-ups in flight (run the loop until they are done; nothing is
+ * dropped unrun). -EINVAL for NULL or a pointer that is not a loop.
  */
 int evl_loop_free(evl_loop_t *l);
 
@@ -805,6 +817,13 @@ int evl_backend_timeout(evl_loop_t *l);
  * "uring" or "epoll" (static string); NULL for a bad loop.
  */
 const char *evl_backend_name(evl_loop_t *l);
+
+/**
+ * Sets the largest file evl_fs_read_file() reads whole (default 1 GiB, EVL_READ_FILE_LIMIT); a
+ * longer file, or one that never ends such as /dev/zero, fails with -EFBIG, so no file can make
+ * the loop allocate without bound. Reads already started keep the limit they began with.
+ */
+int evl_loop_set_read_file_limit(evl_loop_t *l, size_t bytes);
 
 /**
  * Runs `cb(loop, user_data)` on the next iteration, after I/O is polled. Callbacks queued
@@ -1104,7 +1123,9 @@ int evl_async_init(evl_loop_t *l, evl_async_t **out, evl_async_cb cb, void *user
 /**
  * Wakes the handle: its callback runs soon on the loop's thread. Many calls before it runs
  * coalesce into one; a call after it started causes another. Safe from any thread, and from
- * signal handlers' point of view it only writes to an eventfd. -EINVAL for a bad handle.
+ * signal handlers' point of view it only writes to an eventfd. -EBADF once evl_close() was
+ * called on the handle (until its close callback; after that the pointer is invalid), -EINVAL
+ * for a pointer that is not a wake-up handle.
  */
 int evl_async_send(evl_async_t *a);
 

@@ -61,7 +61,13 @@ pub struct Config {
     /// io_uring, two or more CPUs: share batches of file operations with a second ring whose
     /// kernel thread (SQPOLL) runs them on another core. `EVLOOP_FILE_OFFLOAD=0` turns it off.
     pub file_offload: bool,
+    /// The largest file [`crate::fs::read_file`] reads whole; a longer one (or an endless one,
+    /// such as `/dev/zero`) fails with `EFBIG`. Default 1 GiB.
+    pub read_file_limit: usize,
 }
+
+/// The default [`Config::read_file_limit`].
+pub const DEFAULT_READ_FILE_LIMIT: usize = 1 << 30;
 
 impl Default for Config {
     fn default() -> Config {
@@ -72,6 +78,7 @@ impl Default for Config {
             ring_buffers: 512,
             ring_buffer_size: 16 * 1024,
             file_offload: std::env::var("EVLOOP_FILE_OFFLOAD").map_or(true, |v| v.trim() != "0"),
+            read_file_limit: DEFAULT_READ_FILE_LIMIT,
         }
     }
 }
@@ -116,10 +123,12 @@ pub struct Loop {
     pub(crate) work: crate::threadpool::WorkState,
     /// File requests in the ring (the thread pool holds the others).
     pub(crate) file_reqs: Slab<Option<crate::fs::FileWaiter>>,
+    pub(crate) read_file_limit: usize,
     closing: Vec<RawHandle>,
     /// Handles closed while operations were in flight, waiting for their final completions.
     closes_in_flight: usize,
     closing_now: Vec<RawHandle>,
+    close_cbs: Vec<CloseCb>,
     iterations: u64,
     completions: u64,
     _not_send: PhantomData<*mut ()>,
@@ -178,9 +187,11 @@ impl Loop {
             wake: WakeState::new(),
             work: crate::threadpool::WorkState::new(),
             file_reqs: Slab::new(),
+            read_file_limit: config.read_file_limit,
             closing: Vec::new(),
             closes_in_flight: 0,
             closing_now: Vec::new(),
+            close_cbs: Vec::new(),
             iterations: 0,
             completions: 0,
             _not_send: PhantomData,
@@ -206,6 +217,16 @@ impl Loop {
     pub fn update_time(&mut self) {
         self.now_ns = sys::monotonic_ns();
         self.now_ms = (self.now_ns - self.start_ns) / 1_000_000;
+    }
+
+    /// The largest file `fs::read_file` reads whole (see [`Config::read_file_limit`]).
+    pub fn read_file_limit(&self) -> usize {
+        self.read_file_limit
+    }
+
+    /// Sets the largest file `fs::read_file` reads whole; reads already started keep theirs.
+    pub fn set_read_file_limit(&mut self, bytes: usize) {
+        self.read_file_limit = bytes;
     }
 
     /// What the loop has done so far.
@@ -320,6 +341,8 @@ impl Loop {
         }
         self.running = false;
         self.stop_requested = false;
+        // Nothing the callbacks asked for (a close, a send) waits for a next run to happen.
+        self.backend.submit_queued()?;
         Ok(alive)
     }
 
@@ -426,7 +449,11 @@ impl Loop {
             Kind::Stream => self.stream_cancel_all(h.idx, h.gen),
             Kind::Udp => self.udp_cancel_all(h.idx, h.gen),
             Kind::Poll => self.poll_cancel(h.idx, h.gen),
-            Kind::Async => {}
+            Kind::Async => {
+                if let Some(e) = self.asyncs.get(h.idx, h.gen) {
+                    e.refuse_wakes();
+                }
+            }
             Kind::Signal => self.signal_stop_entry(h.idx, h.gen),
             Kind::Process => self.process_cancel(h.idx, h.gen),
         }
@@ -452,12 +479,21 @@ impl Loop {
         while !self.closing.is_empty() {
             let mut batch = std::mem::take(&mut self.closing_now);
             std::mem::swap(&mut batch, &mut self.closing);
+            let mut callbacks = std::mem::take(&mut self.close_cbs);
             for &h in &batch {
-                let cb = self.release_handle(h);
-                if let Some(cb) = cb {
-                    cb(self);
+                if let Some(cb) = self.release_handle(h) {
+                    callbacks.push(cb);
                 }
             }
+            // A close callback may count on the fd being closed (to bind the port again, say):
+            // hand the batch's closes to the kernel first.
+            if self.backend.closes_queued() {
+                let _ = self.backend.submit_queued();
+            }
+            for cb in callbacks.drain(..) {
+                cb(self);
+            }
+            self.close_cbs = callbacks;
             batch.clear();
             self.closing_now = batch;
         }

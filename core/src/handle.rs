@@ -86,9 +86,12 @@ pub trait Handle: Copy {
     fn raw(self) -> RawHandle;
 
     /// Closes the handle: stops it, cancels its operations, and runs `cb` once, after the
-    /// kernel has let go of everything the handle lent it. No other callback of the handle runs
-    /// after this call. Closing from inside the handle's own callback is fine. A handle closed
-    /// twice, or already gone, gives `EBADF`.
+    /// kernel has let go of everything the handle lent it and its fd is closed. After this call
+    /// none of the handle's own callbacks (read, accept, timer, poll, signal, wake-up, exit)
+    /// runs. Requests it had started (writes, connect, shutdown, datagram sends) each still get
+    /// their callback once, as in libuv: with their result if they had finished, else with
+    /// `ECANCELED`, before `cb`, which runs last. Closing from inside the handle's own callback
+    /// is fine. A handle closed twice, or already gone, gives `EBADF`.
     fn close(self, lp: &mut Loop, cb: Option<CloseCb>) -> Result<()> {
         lp.close_handle(self.raw(), cb)
     }

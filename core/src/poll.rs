@@ -49,14 +49,19 @@ impl FdWatcher {
     }
 
     /// Starts (or changes) watching for `events` (`ready::READABLE | ready::WRITABLE | …`).
+    /// Readiness is level-triggered on every backend: while the fd stays ready, each loop
+    /// iteration reports it again. No events at all stops the watcher, as in libuv.
     pub fn start(
         self,
         lp: &mut Loop,
         events: u32,
         cb: impl FnMut(&mut Loop, FdWatcher, Result<u32>) + 'static,
     ) -> Result<()> {
-        if events & !ALL != 0 || events == 0 {
+        if events & !ALL != 0 {
             return Err(Error::EINVAL);
+        }
+        if events == 0 {
+            return self.stop(lp);
         }
         let e = match lp.polls.get_mut(self.idx, self.gen) {
             Some(e) if !e.common.closing => e,
@@ -81,7 +86,10 @@ impl FdWatcher {
 
     /// Stops watching.
     pub fn stop(self, lp: &mut Loop) -> Result<()> {
-        let e = lp.polls.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
+        let e = match lp.polls.get_mut(self.idx, self.gen) {
+            Some(e) if !e.common.closing => e,
+            _ => return Err(Error::EBADF),
+        };
         e.common.set_active(&mut lp.alive_refs, false);
         lp.poll_cancel(self.idx, self.gen);
         Ok(())

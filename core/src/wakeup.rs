@@ -33,6 +33,8 @@ impl Drop for WakeFd {
 
 struct Shared {
     pending: AtomicBool,
+    /// The handle is closing or gone: wakes are refused.
+    closed: AtomicBool,
     fd: Arc<WakeFd>,
 }
 
@@ -45,9 +47,19 @@ impl Waker {
     /// Asks the loop to run the handle's callback. Only the first wake since the callback last
     /// ran touches the kernel.
     pub fn wake(&self) {
+        let _ = self.try_wake();
+    }
+
+    /// [`Waker::wake`], telling whether the handle could be woken: `EBADF` once it is closing
+    /// or gone (its callback will not run again).
+    pub fn try_wake(&self) -> Result<()> {
+        if self.0.closed.load(Ordering::Acquire) {
+            return Err(Error::EBADF);
+        }
         if !self.0.pending.swap(true, Ordering::AcqRel) {
             sys::eventfd_signal(self.0.fd.0);
         }
+        Ok(())
     }
 }
 
@@ -55,6 +67,19 @@ pub(crate) struct AsyncEntry {
     pub(crate) common: Common,
     shared: Arc<Shared>,
     cb: Option<AsyncCb>,
+}
+
+impl AsyncEntry {
+    /// From now on, wakes are refused (`close` calls it; so does dropping the entry).
+    pub(crate) fn refuse_wakes(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for AsyncEntry {
+    fn drop(&mut self) {
+        self.refuse_wakes();
+    }
 }
 
 pub(crate) struct WakeState {
@@ -85,6 +110,7 @@ impl Async {
         common.set_active(&mut lp.alive_refs, true);
         let shared = Arc::new(Shared {
             pending: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             fd,
         });
         let (idx, gen) = lp.asyncs.insert(AsyncEntry {

@@ -136,7 +136,9 @@ fn fd_watcher_on_a_pipe() {
         assert_eq!(events.borrow()[1].1, 0);
         assert!(events.borrow()[1].0 & ready::READABLE != 0);
         // Changing interest while started, and misuse.
-        assert_eq!(reader.start(lp, 0, |_, _, _| {}), Err(Error::EINVAL));
+        assert_eq!(reader.start(lp, 0, |_, _, _| {}), Ok(()), "no events: stopped");
+        assert!(!reader.is_active(lp));
+        assert_eq!(reader.start(lp, 1 << 9, |_, _, _| {}), Err(Error::EINVAL));
         assert_eq!(FdWatcher::new(lp, -1).err(), Some(Error::EBADF));
         reader.close(lp, None).unwrap();
         lp.run(RunMode::Default).unwrap();

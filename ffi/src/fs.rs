@@ -143,7 +143,7 @@ impl AsMut<[u8]> for Lent {
 }
 
 fn lent(ptr: *const c_void, len: size_t) -> Result<Lent, c_int> {
-    if ptr.is_null() && len > 0 {
+    if (ptr.is_null() && len > 0) || len > isize::MAX as usize {
         return Err(-libc::EINVAL);
     }
     Ok(Lent {
@@ -327,6 +327,7 @@ fn lent_bufs(bufs: *const evl_buf_t, nbufs: c_uint) -> Result<Vec<Lent>, c_int> 
     }
     // SAFETY: `nbufs` entries at `bufs` (contract).
     let entries = unsafe { std::slice::from_raw_parts(bufs, nbufs as usize) };
+    crate::checked_total(entries.iter().map(|b| b.len))?;
     entries.iter().map(|b| lent(b.base.cast(), b.len)).collect()
 }
 
@@ -578,7 +579,9 @@ pub unsafe extern "C" fn evl_fs_scandir(
     })
 }
 
-/// Reads the whole of `path`.
+/// Reads the whole of `path`; the callback gets the bytes, lent for the call. -EFBIG for a file
+/// longer than the loop's limit (evl_loop_set_read_file_limit(), 1 GiB by default), -ENOMEM if
+/// memory runs out first: never an abort.
 #[no_mangle]
 pub unsafe extern "C" fn evl_fs_read_file(
     l: *mut evl_loop_t,

@@ -253,10 +253,13 @@ fn generic(p: *mut evl_handle_t, op: Op) -> c_int {
 }
 
 /// Closes any handle: stops it, cancels its operations, and calls `cb(handle, user_data)` once
-/// (it may be NULL) after everything the handle lent the kernel is back. The library frees the
-/// handle after `cb` returns; no other callback of the handle runs after evl_close(). Closing
-/// from inside the handle's own callback is fine. Returns -EBADF if the handle is already
-/// closing.
+/// (it may be NULL) after everything the handle lent the kernel is back and its fd is closed.
+/// After evl_close() none of the handle's own callbacks (read, connection, timer, poll, signal,
+/// async, exit) runs. Requests it had started (evl_write, evl_shutdown, a pending connect,
+/// evl_udp_send) each still get their callback once, as in libuv: with their result if they had
+/// finished, else with -ECANCELED, and before `cb`, which runs last; so their buffers can be
+/// freed there. The library frees the handle after `cb` returns. Closing from inside the
+/// handle's own callback is fine. Returns -EBADF if the handle is already closing.
 #[no_mangle]
 pub unsafe extern "C" fn evl_close(p: *mut evl_handle_t, cb: evl_close_cb) -> c_int {
     guard(-libc::EIO, || {

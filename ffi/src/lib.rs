@@ -58,6 +58,15 @@ pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
+/// The sum of buffer lengths a C caller passed, or -EINVAL if it exceeds SSIZE_MAX: no count the
+/// kernel would refuse reaches a slice or a system call.
+pub(crate) fn checked_total(lens: impl IntoIterator<Item = usize>) -> Result<usize, libc::c_int> {
+    lens.into_iter()
+        .try_fold(0usize, |sum, n| sum.checked_add(n))
+        .filter(|&total| total <= isize::MAX as usize)
+        .ok_or(-libc::EINVAL)
+}
+
 /// `0` or the negative errno of a core result.
 pub(crate) fn code(r: evloop::Result<()>) -> libc::c_int {
     match r {

@@ -2,7 +2,7 @@
 
 use crate::guard;
 use evloop::{BackendKind, Config, Loop, RunMode};
-use libc::{c_char, c_int, c_void};
+use libc::{c_char, c_int, c_void, size_t};
 use std::ptr;
 
 /// Run until nothing is alive or evl_stop() is called.
@@ -139,8 +139,10 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop_t, backend: c_int)
     })
 }
 
-/// Frees a loop. -EBUSY while handles remain (close them and run the loop until their close
-/// callbacks have run); -EINVAL for NULL or a pointer that is not a loop.
+/// Frees a loop. -EBUSY while it has anything left to do: handles (close them and run the loop
+/// until their close callbacks have run), evl_call_soon() callbacks not yet run, queued work,
+/// file requests or name look-ups in flight (run the loop until they are done; nothing is
+/// dropped unrun). -EINVAL for NULL or a pointer that is not a loop.
 #[no_mangle]
 pub unsafe extern "C" fn evl_loop_free(l: *mut evl_loop_t) -> c_int {
     guard(-libc::EIO, || {
@@ -154,7 +156,7 @@ pub unsafe extern "C" fn evl_loop_free(l: *mut evl_loop_t) -> c_int {
             if !ptr::addr_of!((*l).active).read().is_null() {
                 return -libc::EBUSY; // inside one of its own callbacks
             }
-            if ptr::addr_of!((*l).handles).read() > 0 {
+            if ptr::addr_of!((*l).handles).read() > 0 || (*ptr::addr_of!((*l).lp)).alive() {
                 return -libc::EBUSY;
             }
             ptr::addr_of_mut!((*l).magic).write(0);
@@ -251,6 +253,21 @@ pub unsafe extern "C" fn evl_backend_name(l: *mut evl_loop_t) -> *const c_char {
         _ => c"epoll".as_ptr(),
     })
 }
+
+/// Sets the largest file evl_fs_read_file() reads whole (default 1 GiB, EVL_READ_FILE_LIMIT); a
+/// longer file, or one that never ends such as /dev/zero, fails with -EFBIG, so no file can make
+/// the loop allocate without bound. Reads already started keep the limit they began with.
+#[no_mangle]
+pub unsafe extern "C" fn evl_loop_set_read_file_limit(l: *mut evl_loop_t, bytes: size_t) -> c_int {
+    with_loop!(l, -libc::EINVAL, |lp| {
+        lp.set_read_file_limit(bytes);
+        0
+    })
+}
+
+/// The default limit of evl_loop_set_read_file_limit(): 1 GiB.
+pub const EVL_READ_FILE_LIMIT: size_t = 1 << 30;
+const _: () = assert!(EVL_READ_FILE_LIMIT == evloop::DEFAULT_READ_FILE_LIMIT);
 
 /// Called once by evl_call_soon().
 pub type evl_call_cb = Option<unsafe extern "C" fn(l: *mut evl_loop_t, user_data: *mut c_void)>;

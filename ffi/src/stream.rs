@@ -110,8 +110,8 @@ pub(crate) unsafe fn from_std(a: SocketAddr, out: *mut sockaddr_storage, len: *m
     0
 }
 
-/// The bytes of `bufs`, checked: -EINVAL for a NULL array with a count, or a NULL base with a
-/// length.
+/// The bytes of `bufs`, checked before any is touched: -EINVAL for a NULL array with a count, a
+/// NULL base with a length, or lengths whose total exceeds SSIZE_MAX (what writev(2) refuses).
 pub(crate) unsafe fn slices<'a>(bufs: *const evl_buf_t, nbufs: c_uint) -> Result<Vec<&'a [u8]>, c_int> {
     if nbufs == 0 {
         return Ok(Vec::new());
@@ -119,17 +119,18 @@ pub(crate) unsafe fn slices<'a>(bufs: *const evl_buf_t, nbufs: c_uint) -> Result
     if bufs.is_null() {
         return Err(-libc::EINVAL);
     }
-    // SAFETY: `bufs` holds `nbufs` entries, each naming `len` readable bytes (contract).
-    unsafe {
-        std::slice::from_raw_parts(bufs, nbufs as usize)
-            .iter()
-            .map(|b| match (b.base.is_null(), b.len) {
-                (_, 0) => Ok(&[][..]),
-                (true, _) => Err(-libc::EINVAL),
-                (false, n) => Ok(std::slice::from_raw_parts(b.base.cast::<u8>(), n)),
-            })
-            .collect()
-    }
+    // SAFETY: `bufs` holds `nbufs` entries (contract).
+    let entries = unsafe { std::slice::from_raw_parts(bufs, nbufs as usize) };
+    crate::checked_total(entries.iter().map(|b| b.len))?;
+    entries
+        .iter()
+        .map(|b| match (b.base.is_null(), b.len) {
+            (_, 0) => Ok(&[][..]),
+            (true, _) => Err(-libc::EINVAL),
+            // SAFETY: each entry names `len` readable bytes (contract); the total is in range.
+            (false, n) => Ok(unsafe { std::slice::from_raw_parts(b.base.cast::<u8>(), n) }),
+        })
+        .collect()
 }
 
 fn status_cb(h: *mut Handle, cb: evl_status_cb, user_data: *mut c_void) -> Option<evloop::DoneCb> {
@@ -224,6 +225,10 @@ fn connect(
     rc
 }
 
+/// No Unix socket name is longer than `sun_path`: longer lengths are refused before the name is
+/// read.
+const UNIX_NAME_MAX: usize = 108;
+
 /// A Unix stream socket bound to `name` (`namelen` bytes; a leading NUL byte makes it abstract),
 /// for evl_listen().
 #[no_mangle]
@@ -236,6 +241,9 @@ pub unsafe extern "C" fn evl_unix_bind(
 ) -> c_int {
     guard(-libc::EIO, || {
         if name.is_null() {
+            return -libc::EINVAL;
+        }
+        if namelen > UNIX_NAME_MAX {
             return -libc::EINVAL;
         }
         // SAFETY: `name` holds `namelen` bytes (contract).
@@ -256,6 +264,9 @@ pub unsafe extern "C" fn evl_unix_connect(
 ) -> c_int {
     guard(-libc::EIO, || {
         if name.is_null() {
+            return -libc::EINVAL;
+        }
+        if namelen > UNIX_NAME_MAX {
             return -libc::EINVAL;
         }
         // SAFETY: `name` holds `namelen` bytes (contract).

@@ -53,7 +53,9 @@ pub unsafe extern "C" fn evl_async_init(
 
 /// Wakes the handle: its callback runs soon on the loop's thread. Many calls before it runs
 /// coalesce into one; a call after it started causes another. Safe from any thread, and from
-/// signal handlers' point of view it only writes to an eventfd. -EINVAL for a bad handle.
+/// signal handlers' point of view it only writes to an eventfd. -EBADF once evl_close() was
+/// called on the handle (until its close callback; after that the pointer is invalid), -EINVAL
+/// for a pointer that is not a wake-up handle.
 #[no_mangle]
 pub unsafe extern "C" fn evl_async_send(a: *mut evl_async_t) -> c_int {
     guard(-libc::EIO, || {
@@ -61,10 +63,7 @@ pub unsafe extern "C" fn evl_async_send(a: *mut evl_async_t) -> c_int {
         // SAFETY: validated by `record` (the handle must not have been closed: contract).
         match unsafe { record(a, Some(Kind::Async)) } {
             Ok(h) => match &h.id {
-                Id::Async(_, waker) => {
-                    waker.wake();
-                    0
-                }
+                Id::Async(_, waker) => crate::code(waker.try_wake()),
                 _ => -libc::EINVAL,
             },
             Err(e) => e,

@@ -221,25 +221,28 @@ impl EpollBackend {
         }
     }
 
+    /// Forgets what a closed handle registered for `fd`. Another handle may already have armed
+    /// the same fd number (a watcher started while the old one closed, or a new socket that got
+    /// the freed number): its operations stay, and are registered afresh at the next sync.
     pub(crate) fn release_fd(&mut self, fd: RawFd, owned: bool) {
         if fd < 0 || fd as usize >= self.slots.len() {
             return;
         }
         let slot = &mut self.slots[fd as usize];
-        debug_assert!(
-            slot.reader.is_none() && slot.writer.is_none(),
-            "fd released with operations pending"
-        );
-        slot.reader = None;
-        slot.writer = None;
         let registered = std::mem::take(&mut slot.registered);
         slot.gen = slot.gen.wrapping_add(1);
-        self.writers.remove(&fd);
+        let taken_over = slot.reader.is_some() || slot.writer.is_some();
         // Closing the last descriptor of a file removes it from the epoll set, so an fd the loop
         // created and is about to close needs no epoll_ctl. One the user lent us may be
-        // duplicated elsewhere and must be removed explicitly.
-        if registered != 0 && !owned {
+        // duplicated elsewhere and must be removed explicitly; so must a registration the next
+        // owner would otherwise inherit under the old generation.
+        if registered != 0 && (!owned || taken_over) {
             let _ = self.epoll.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
+        }
+        if taken_over {
+            self.mark_dirty(fd);
+        } else {
+            self.writers.remove(&fd);
         }
     }
 
@@ -277,7 +280,21 @@ impl EpollBackend {
                 libc::EPOLL_CTL_MOD
             };
             let data = data_of(fd, slot.gen);
-            match self.epoll.ctl(op, fd, wanted, data) {
+            let mut res = self.epoll.ctl(op, fd, wanted, data);
+            // What the kernel holds can differ from what the slot remembers when the fd was
+            // closed and its number reused behind the loop's back: the old file left the set
+            // by itself (ENOENT), or a duplicate kept it there (EEXIST).
+            res = match (op, res) {
+                (libc::EPOLL_CTL_MOD, Err(Error::ENOENT)) => {
+                    self.epoll.ctl(libc::EPOLL_CTL_ADD, fd, wanted, data)
+                }
+                (libc::EPOLL_CTL_ADD, Err(Error::EEXIST)) => {
+                    self.epoll.ctl(libc::EPOLL_CTL_MOD, fd, wanted, data)
+                }
+                (libc::EPOLL_CTL_DEL, Err(_)) => Ok(()),
+                (_, r) => r,
+            };
+            match res {
                 Ok(()) => self.slots[fd as usize].registered = wanted,
                 Err(e) => {
                     let slot = &mut self.slots[fd as usize];

@@ -123,7 +123,8 @@ pub(crate) enum Op {
     Recv { fd: RawFd },
     /// Multishot: each completion is one datagram with its source address.
     RecvFrom { fd: RawFd },
-    /// Multishot: each completion is the readiness bits (`ready::*`) seen for `events`.
+    /// Multishot, level-triggered: each completion is the readiness bits (`ready::*`) seen for
+    /// `events`, and readiness the loop leaves in place (data not read) is reported again.
     Poll { fd: RawFd, events: u32 },
     /// Multishot: completes each time the eventfd is signalled, after resetting its counter.
     Wake { fd: RawFd },
@@ -428,6 +429,23 @@ impl Backend {
         match self {
             Backend::Epoll(_) => crate::sys::close(fd),
             Backend::Uring(b) => b.close_fd(fd),
+        }
+    }
+
+    /// Hands the kernel what is queued, without waiting, if anything is: `run` returns, or a
+    /// close callback runs, only after the fds closed through the ring are closed.
+    pub(crate) fn submit_queued(&mut self) -> Result<()> {
+        match self {
+            Backend::Epoll(_) => Ok(()),
+            Backend::Uring(b) => b.submit_queued(),
+        }
+    }
+
+    /// Whether fds were queued for closing since the kernel last took the queue.
+    pub(crate) fn closes_queued(&self) -> bool {
+        match self {
+            Backend::Epoll(_) => false,
+            Backend::Uring(b) => b.closes_queued,
         }
     }
 

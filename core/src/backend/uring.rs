@@ -2,9 +2,10 @@
 //! both submits what was queued and waits.
 //!
 //! What it uses, and why:
-//! - Multishot accept, multishot receive into a provided-buffer ring ([`BufRing`]) and multishot
-//!   poll: one submission serves many completions, so a busy connection costs no submission per
-//!   message and an idle one holds no buffer.
+//! - Multishot accept and multishot receive into a provided-buffer ring ([`BufRing`]): one
+//!   submission serves many completions, so a busy connection costs no submission per message
+//!   and an idle one holds no buffer. Readiness polls are one-shot and re-armed, so they are
+//!   level-triggered as on epoll ([`LevelPoll`]).
 //! - SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them (completions are produced when the
 //!   loop asks, in batches), COOP_TASKRUN otherwise; a registered ring fd where possible.
 //! - The wait's timeout travels in the enter call's extended argument: no timeout SQE, never one
@@ -54,6 +55,19 @@ pub(crate) struct UringConfig {
     pub(crate) file_offload: bool,
 }
 
+/// A readiness poll as the loop sees it: level-triggered, like epoll's and libuv's. The ring's
+/// multishot poll is edge-triggered (it posts on wake-ups, so data a callback leaves unread is
+/// never reported again), so each poll is a one-shot request, re-armed after it completes; the
+/// kernel checks readiness when a poll is armed, so whatever is still ready completes at the
+/// next enter. The re-arm rides in the submission batch the loop makes anyway: no system call.
+#[derive(Clone, Copy)]
+struct LevelPoll {
+    fd: RawFd,
+    events: u32,
+    /// The loop asked to cancel it: its next completion is the final one.
+    cancelled: bool,
+}
+
 /// The second ring for file operations: made on the first batch that wants it.
 enum Offload {
     /// Not allowed (configuration, one CPU) or the kernel refused it.
@@ -70,6 +84,8 @@ pub(crate) struct UringBackend {
     cursor: usize,
     /// SQEs pushed since the last enter.
     queued: usize,
+    /// Some of them close fds.
+    pub(crate) closes_queued: bool,
     wake: Option<(Token, RawFd)>,
     wake_cancelled: bool,
     wake_buf: Box<[u8; 8]>,
@@ -78,6 +94,8 @@ pub(crate) struct UringBackend {
     recv_addr: RawAddr,
     /// Listeners' fds by accept token, to drain them at the descriptor limit.
     listeners: HashMap<Token, RawFd>,
+    /// Armed readiness polls by token (see [`LevelPoll`]).
+    polls: HashMap<Token, LevelPoll>,
     reserve: FdReserve,
     /// File operations this kernel runs in the ring, as bits by `FileOp::index`.
     file_ops: u16,
@@ -132,6 +150,21 @@ fn kernel_has_multishot_receive() -> bool {
     (major, minor) >= (6, 0)
 }
 
+/// Submits a no-op and waits for it. A seccomp profile may allow io_uring_setup and refuse
+/// io_uring_enter (or a kernel may refuse rings at run time): a ring that cannot run must fail
+/// here, where `Auto` can still choose epoll, not in the first `run`.
+fn prove_ring_runs(ring: &mut IoUring) -> Result<()> {
+    // SAFETY: a no-op carries no pointers.
+    unsafe {
+        ring.submission()
+            .push(&opcode::Nop::new().build().user_data(INTERNAL))
+    }
+    .map_err(|_| Error::EBUSY)?;
+    ring.submit_and_wait(1)?;
+    ring.completion().for_each(drop);
+    Ok(())
+}
+
 /// The offload ring only pays where its kernel thread gets a core of its own.
 fn two_cpus() -> bool {
     std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
@@ -166,7 +199,8 @@ impl UringBackend {
         if !kernel_has_multishot_receive() {
             return Err(Error::ENOSYS);
         }
-        let ring = build_ring(config.entries.clamp(4, 32768))?;
+        let mut ring = build_ring(config.entries.clamp(4, 32768))?;
+        prove_ring_runs(&mut ring)?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         let needed = [
@@ -222,12 +256,14 @@ impl UringBackend {
             cqes: Vec::with_capacity(1024),
             cursor: 0,
             queued: 0,
+            closes_queued: false,
             wake: None,
             wake_cancelled: false,
             wake_buf: Box::new([0; 8]),
             msghdr,
             recv_addr: RawAddr::empty(),
             listeners: HashMap::new(),
+            polls: HashMap::new(),
             reserve: FdReserve::empty(),
             file_ops: probe_file_ops(&probe),
             direct_slots,
@@ -284,8 +320,10 @@ impl UringBackend {
             // Full: hand the queue to the kernel and try again. EBUSY means completions must be
             // reaped first.
             match self.ring.submit() {
-                Ok(_) => self.queued = 0,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap(),
+                Ok(_) => {
+                    self.queued = 0;
+                    self.closes_queued = false;
+                }
                 Err(_) => self.reap(),
             }
         }
@@ -306,9 +344,16 @@ impl UringBackend {
             Op::RecvFrom { fd } => {
                 opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msghdr, BUFFER_GROUP).build()
             }
-            Op::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), poll_events(events))
-                .multi(true)
-                .build(),
+            Op::Poll { fd, events } => {
+                let events = poll_events(events);
+                let arm = LevelPoll {
+                    fd,
+                    events,
+                    cancelled: false,
+                };
+                self.polls.insert(token, arm);
+                opcode::PollAdd::new(types::Fd(fd), events).build()
+            }
             Op::Wake { fd } => {
                 self.wake = Some((token, fd));
                 self.wake_cancelled = false;
@@ -491,6 +536,11 @@ impl UringBackend {
         if kind == OpKind::Wake {
             self.wake_cancelled = true;
         }
+        if kind == OpKind::Poll {
+            if let Some(p) = self.polls.get_mut(&token) {
+                p.cancelled = true;
+            }
+        }
         if kind == OpKind::Accept {
             // The accept may be waiting as a readiness poll (after EMFILE): cancel that too;
             // whichever is live ends with the final completion.
@@ -506,6 +556,25 @@ impl UringBackend {
 
     pub(crate) fn close_fd(&mut self, fd: RawFd) {
         self.push(opcode::Close::new(types::Fd(fd)).build().user_data(INTERNAL));
+        self.closes_queued = true;
+    }
+
+    /// Submits what is queued without waiting (a close runs inline as it is submitted).
+    pub(crate) fn submit_queued(&mut self) -> Result<()> {
+        if self.queued > 0 {
+            loop {
+                match self.ring.submit() {
+                    Ok(_) => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                    // The CQ is full: make room and try again.
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap(),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.queued = 0;
+        }
+        self.closes_queued = false;
+        Ok(())
     }
 
     /// Moves completions from the kernel's queue into ours, freeing CQ space at once.
@@ -553,6 +622,7 @@ impl UringBackend {
             submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
         };
         self.queued = 0;
+        self.closes_queued = false;
         self.counters.waits += 1;
         match res {
             Ok(_) => {}
@@ -652,7 +722,22 @@ impl UringBackend {
                         }
                     }
                 }
-                k if k == OpKind::Poll as u8 && res >= 0 => c.res = readiness_bits(res as u32) as i32,
+                k if k == OpKind::Poll as u8 => {
+                    match self.polls.get(&token).copied() {
+                        Some(p) if res >= 0 && !p.cancelled => {
+                            let again = opcode::PollAdd::new(types::Fd(p.fd), p.events).build();
+                            self.push(again.user_data(ud));
+                            c.more = true;
+                        }
+                        _ => {
+                            self.polls.remove(&token);
+                            c.more = false;
+                        }
+                    }
+                    if res >= 0 {
+                        c.res = readiness_bits(res as u32) as i32;
+                    }
+                }
                 k if k as u64 == OFFLOAD_WAKE => {
                     // The offload ring posted completions (reaped with this ring's): listen again.
                     if let Offload::On(r) = &mut self.offload {
@@ -711,13 +796,16 @@ impl UringBackend {
 
 /// Steps of [`read_file_chain`] (open, read, end-of-file probe).
 pub(crate) const CHAIN_LEN: usize = 3;
-/// Completions of a [`read_file_chain`] whose open succeeds.
-const CHAIN_COMPLETIONS: usize = CHAIN_LEN - 1;
+/// Completions of a [`read_file_chain`]: one per step, whatever happens.
+const CHAIN_COMPLETIONS: usize = CHAIN_LEN;
 
 /// open(path) into direct `slot` → read(slot, `buf`, `len`) → read(slot, `probe`, 1), with
 /// hard links: every step runs even if one before it fails (after a failed open the reads fail
-/// with EBADF), so the probe's completion, always the last, ends the chain. A successful open
-/// posts no completion. The close is not part of the chain: only the probe's result tells
+/// with EBADF), so the probe's completion, always the last, ends the chain. Every step posts a
+/// completion: an open that fails while being prepared (an empty path, one of 4,096 bytes or
+/// more) turns the hard links into plain ones and cancels the reads, and had the open asked to
+/// skip its success completion, the kernel would post nothing for the cancelled reads, leaving
+/// the request waiting for good. The close is not part of the chain: only the probe's result tells
 /// whether the file is done or must go on through the same open file (a FIFO, a /proc file, a
 /// file longer than the buffer), and a link cannot depend on a result.
 fn read_file_chain(
@@ -738,7 +826,7 @@ fn read_file_chain(
             .flags(libc::O_RDONLY)
             .file_index(Some(dest))
             .build()
-            .flags(link | squeue::Flags::SKIP_SUCCESS)
+            .flags(link)
             .user_data(ud(0)),
         opcode::Read::new(types::Fixed(slot), buf, len)
             .offset(u64::MAX)

@@ -44,8 +44,7 @@ pub(crate) type ChainDone = Box<dyn FnOnce(&mut Loop, [i32; CHAIN_STEPS])>;
 pub(crate) enum FileWaiter {
     One(FileReq),
     /// A linked chain: results are gathered until its last step (the probe, which always runs
-    /// and always completes) is in. The open step completes only if it fails; a step that posts
-    /// nothing keeps result 0.
+    /// and always completes, last) is in.
     Chain {
         results: [i32; CHAIN_STEPS],
         done: ChainDone,

@@ -42,7 +42,9 @@ fn close_quietly(lp: &mut Loop, fd: RawFd) {
     }
 }
 
-/// Reads the whole of `path`; `cb` gets its contents.
+/// Reads the whole of `path`; `cb` gets its contents, or `EFBIG` for a file longer than the
+/// loop's [`Loop::read_file_limit`] (1 GiB unless set), which bounds the memory a read can take
+/// whatever the file (`/dev/zero` never ends), and `ENOMEM` if memory runs out first.
 ///
 /// On io_uring a file smaller than the buffer (16 KiB at first) takes one linked round trip
 /// (open into a direct descriptor → read → a one-byte read that must return 0), then a close
@@ -68,11 +70,12 @@ pub fn read_file_into(
     cb: impl FnOnce(&mut Loop, Result<Vec<u8>>) + 'static,
 ) -> Result<()> {
     buf.clear();
-    buf.reserve(FIRST_CHUNK);
+    buf.try_reserve(FIRST_CHUNK).map_err(|_| Error::ENOMEM)?;
     let mem = Box::new(Chain {
         path: c_path(path.as_ref())?,
         buf,
         probe: 0,
+        limit: lp.read_file_limit(),
         cb: Box::new(cb),
     });
     let linked = lp.file_submit_read_chain(
@@ -86,8 +89,10 @@ pub fn read_file_into(
     match linked {
         Ok(()) => Ok(()),
         Err(m) => {
-            let Chain { path, buf, cb, .. } = *m;
-            read_file_stepwise(lp, path, buf, cb).map_err(|(e, _)| e)
+            let Chain {
+                path, buf, limit, cb, ..
+            } = *m;
+            read_file_stepwise(lp, path, buf, limit, cb).map_err(|(e, _)| e)
         }
     }
 }
@@ -97,12 +102,18 @@ struct Chain {
     path: CString,
     buf: Vec<u8>,
     probe: u8,
+    /// The loop's read-file limit when the read started.
+    limit: usize,
     cb: BytesCb,
 }
 
 fn chain_done(lp: &mut Loop, res: [i32; CHAIN_STEPS], file: DirectFile, m: Chain) {
     let Chain {
-        mut buf, probe, cb, ..
+        mut buf,
+        probe,
+        limit,
+        cb,
+        ..
     } = m;
     // After a failed open the reads fail with EBADF: report the open's error.
     if res[0] < 0 {
@@ -115,6 +126,10 @@ fn chain_done(lp: &mut Loop, res: [i32; CHAIN_STEPS], file: DirectFile, m: Chain
     }
     // SAFETY: the kernel initialised that many bytes of the buffer.
     unsafe { buf.set_len(res[1] as usize) };
+    if buf.len() + usize::from(res[2] > 0) > limit {
+        lp.direct_close(file);
+        return cb(lp, Err(Error::EFBIG));
+    }
     if res[2] == 0 {
         lp.direct_close(file);
         return cb(lp, Ok(buf)); // the probe met end of file
@@ -123,7 +138,7 @@ fn chain_done(lp: &mut Loop, res: [i32; CHAIN_STEPS], file: DirectFile, m: Chain
     // More to come: go on reading the file already open (opening the path again could find
     // another file, or, for a FIFO, its data gone).
     lp.direct_install(file, move |lp, fd| match count(fd) {
-        Ok(fd) => read_rest(lp, fd as RawFd, buf, cb),
+        Ok(fd) => read_rest(lp, fd as RawFd, buf, limit, cb),
         Err(e) => cb(lp, Err(e)),
     });
 }
@@ -134,6 +149,7 @@ fn read_file_stepwise(
     lp: &mut Loop,
     path: CString,
     buf: Vec<u8>,
+    limit: usize,
     cb: BytesCb,
 ) -> std::result::Result<(), (Error, BytesCb)> {
     let (on_done, on_fail) = slot(cb);
@@ -145,7 +161,7 @@ fn read_file_stepwise(
         move |lp, fd| {
             let Some(cb) = on_done.take() else { return };
             match fd {
-                Ok(fd) => read_rest(lp, fd, buf, cb),
+                Ok(fd) => read_rest(lp, fd, buf, limit, cb),
                 Err(e) => cb(lp, Err(e)),
             }
         },
@@ -162,22 +178,35 @@ fn read_file_stepwise(
 struct Tail {
     fd: RawFd,
     buf: Vec<u8>,
+    /// Bytes to read into the spare capacity.
+    len: u32,
 }
 
 /// Reads into the spare capacity of `buf`, at the file position (the only way through a FIFO or
-/// a tty), until a read returns 0.
-fn read_rest(lp: &mut Loop, fd: RawFd, mut buf: Vec<u8>, cb: BytesCb) {
-    if buf.capacity() - buf.len() < FIRST_CHUNK / 2 {
-        buf.reserve(buf.len().max(FIRST_CHUNK));
+/// a tty), until a read returns 0. The buffer never grows past `limit` and one byte: a file
+/// that has that byte is longer than the limit (`EFBIG`), however long it would go on.
+fn read_rest(lp: &mut Loop, fd: RawFd, mut buf: Vec<u8>, limit: usize, cb: BytesCb) {
+    if buf.len() > limit {
+        close_quietly(lp, fd);
+        return cb(lp, Err(Error::EFBIG));
     }
+    let ceiling = limit.saturating_add(1) - buf.len();
+    if buf.capacity() - buf.len() < (FIRST_CHUNK / 2).min(ceiling) {
+        let grow = buf.len().max(FIRST_CHUNK).min(ceiling);
+        if buf.try_reserve_exact(grow).is_err() {
+            close_quietly(lp, fd);
+            return cb(lp, Err(Error::ENOMEM));
+        }
+    }
+    let len = (buf.capacity() - buf.len()).min(ceiling).min(MAX_TRANSFER) as u32;
     let (on_done, on_fail) = slot(cb);
     let submitted = lp.file_submit(
-        Box::new(Tail { fd, buf }),
+        Box::new(Tail { fd, buf, len }),
         |m| FileOp::Read {
             fd: m.fd,
             // SAFETY: `len` is within the allocation; the spare capacity follows it.
             ptr: unsafe { m.buf.as_mut_ptr().add(m.buf.len()) },
-            len: (m.buf.capacity() - m.buf.len()).min(MAX_TRANSFER) as u32,
+            len: m.len,
             offset: CURRENT_POSITION,
         },
         move |lp, res, m| {
@@ -191,7 +220,7 @@ fn read_rest(lp: &mut Loop, fd: RawFd, mut buf: Vec<u8>, cb: BytesCb) {
                 Ok(n) => {
                     // SAFETY: the kernel initialised `n` bytes of spare capacity.
                     unsafe { buf.set_len(buf.len() + n) };
-                    read_rest(lp, fd, buf, cb);
+                    read_rest(lp, fd, buf, limit, cb);
                 }
                 Err(e) => {
                     close_quietly(lp, fd);

@@ -600,6 +600,19 @@ impl Loop {
         };
         let Some(w) = e.w.as_mut() else { return };
         w.sending = false;
+        if res < 0 && w.error.is_none() && e.flags & (flag::RECV_ARMED | flag::LISTENING) == flag::RECV_ARMED
+        {
+            // A failed send means a broken connection, and the send may have taken the socket's
+            // pending error, which a receive armed in io_uring then waits on for good (seen
+            // with resets). A fresh receive reads what is left, then the end: cancel this one,
+            // which re-arms when its cancellation lands.
+            self.backend
+                .cancel(token(Kind::Stream, OP_RECV, idx, gen), e.fd, OpKind::Recv);
+        }
+        let Some(e) = self.streams.get_mut(idx, gen) else {
+            return;
+        };
+        let Some(w) = e.w.as_mut() else { return };
         if res < 0 {
             let err = Error::from_errno(-res);
             w.error = Some(err);
@@ -739,10 +752,10 @@ impl Loop {
             return self.stream_received(idx, c);
         }
         let Some((gen, e)) = self.streams.get_by_index(idx) else {
-            return;
+            return self.stream_refuse_accepted(op, c);
         };
         if !gen_matches(gen, c.token) {
-            return;
+            return self.stream_refuse_accepted(op, c);
         }
         let handle = crate::handle::RawHandle {
             kind: Kind::Stream,
@@ -752,14 +765,14 @@ impl Loop {
         if !c.more {
             if Loop::op_finished(&mut e.common) {
                 self.maybe_finish_close(handle);
-                return;
+                return self.stream_refuse_accepted(op, c);
             }
             if op == OP_RECV || op == OP_ACCEPT {
                 e.flags &= !flag::RECV_ARMED;
             }
         }
         if e.common.closing {
-            return;
+            return self.stream_refuse_accepted(op, c);
         }
         match op {
             // Reads keep their state unless they end, which stream_received handles.
@@ -857,6 +870,14 @@ impl Loop {
         }
         if c.res <= 0 {
             self.stream_update_active(idx, gen);
+        }
+    }
+
+    /// Closes a connection the kernel accepted for a listener that is closing or gone (a
+    /// multishot accept can post several before its cancellation lands).
+    fn stream_refuse_accepted(&mut self, op: u8, c: &Completion) {
+        if op == OP_ACCEPT && c.res >= 0 {
+            self.backend.close_fd(c.res);
         }
     }
 

@@ -141,7 +141,7 @@ impl Loop {
         let repeat = e.repeat;
         if repeat > 0 {
             // Re-arm before the callback, from the due time, so repeats do not drift.
-            let deadline = e.deadline.max(now.saturating_sub(repeat)) + repeat;
+            let deadline = e.deadline.max(now.saturating_sub(repeat)).saturating_add(repeat);
             self.timer_seq += 1;
             e.deadline = deadline;
             e.seq = self.timer_seq;

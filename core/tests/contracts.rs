@@ -1,0 +1,553 @@
+//! Contracts real programs rely on, found broken by embedding C client libraries and by fault
+//! probes (issue 13). Each test names the finding it guards; every one runs on both backends.
+mod common;
+
+use common::*;
+use evloop::{ready, BindOptions, Error, FdWatcher, Handle, Loop, Read, RunMode, Stream, Timer};
+use std::cell::{Cell, RefCell};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+fn read_some(fd: RawFd, max: usize) -> isize {
+    let mut buf = vec![0u8; max];
+    // SAFETY: reads into a buffer of `max` bytes.
+    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), max) }
+}
+
+/// Finding 1: a watcher started on an fd whose previous watcher is still closing fires, and
+/// closes; the old watcher's clean-up leaves the new registration alone.
+#[test]
+fn rewatching_an_fd_whose_watcher_is_closing_works() {
+    each_backend(|lp| {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let fd = a.as_raw_fd();
+        let old = FdWatcher::new(lp, fd).unwrap();
+        old.start(lp, ready::READABLE, |_, _, _| {}).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        // Close and re-watch the same fd number in one iteration (from a callback, as a client
+        // library does when it swaps its socket callbacks).
+        let fired = Rc::new(Cell::new(0));
+        let closed = Rc::new(Cell::new(false));
+        let (f, c) = (fired.clone(), closed.clone());
+        lp.call_soon(move |lp| {
+            old.close(lp, None).unwrap();
+            let new = FdWatcher::new(lp, fd).unwrap();
+            new.start(lp, ready::READABLE, move |lp, w, r| {
+                assert_eq!(r.unwrap() & ready::READABLE, ready::READABLE);
+                f.set(f.get() + 1);
+                assert!(read_some(fd, 64) > 0);
+                let c = c.clone();
+                w.close(lp, Some(Box::new(move |_| c.set(true)))).unwrap();
+            })
+            .unwrap();
+        });
+        lp.run(RunMode::NoWait).unwrap();
+        (&b).write_all(b"ping").unwrap();
+        run_until(lp, LIMIT, |_| closed.get());
+        assert_eq!(fired.get(), 1);
+        lp.run(RunMode::Default).unwrap();
+        assert!(!lp.alive());
+    });
+}
+
+/// Finding 1, second form: the fd number is reused by a new socket (the old one closed behind
+/// the loop's back) while the old watcher closes.
+#[test]
+fn watching_a_reused_fd_number_works() {
+    each_backend(|lp| {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let old = FdWatcher::new(lp, fd).unwrap();
+        old.start(lp, ready::READABLE, |_, _, _| {}).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        old.close(lp, None).unwrap();
+        drop(a);
+        drop(_b);
+        // The lowest free number is the one just freed.
+        let (c, d) = UnixStream::pair().unwrap();
+        assert_eq!(c.as_raw_fd(), fd, "fd number reused");
+        c.set_nonblocking(true).unwrap();
+        let got = Rc::new(Cell::new(false));
+        let g = got.clone();
+        let new = FdWatcher::new(lp, fd).unwrap();
+        new.start(lp, ready::READABLE, move |lp, w, r| {
+            assert!(r.is_ok());
+            assert!(read_some(fd, 64) > 0);
+            g.set(true);
+            w.close(lp, None).unwrap();
+        })
+        .unwrap();
+        (&d).write_all(b"x").unwrap();
+        run_until(lp, LIMIT, |_| got.get());
+        lp.run(RunMode::Default).unwrap();
+        assert!(!lp.alive());
+        // The same after the old file was replaced while its watcher was only stopped.
+        let w = FdWatcher::new(lp, fd).unwrap();
+        w.start(lp, ready::READABLE, |_, _, _| {}).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        w.stop(lp).unwrap();
+        drop(c);
+        drop(d);
+        let (e, f) = UnixStream::pair().unwrap();
+        assert_eq!(e.as_raw_fd(), fd);
+        let got = Rc::new(Cell::new(false));
+        let g = got.clone();
+        w.start(lp, ready::READABLE | ready::WRITABLE, move |lp, w, r| {
+            assert!(r.unwrap() & ready::WRITABLE != 0);
+            g.set(true);
+            w.stop(lp).unwrap();
+        })
+        .unwrap();
+        run_until(lp, LIMIT, |_| got.get());
+        w.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        drop((e, f));
+    });
+}
+
+/// Finding 2: fd watchers are level-triggered on both backends: data left unread is reported
+/// again.
+#[test]
+fn fd_watchers_are_level_triggered() {
+    each_backend(|lp| {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let fd = a.as_raw_fd();
+        let calls = Rc::new(Cell::new(0));
+        let bytes = Rc::new(Cell::new(0isize));
+        let (c, n) = (calls.clone(), bytes.clone());
+        let w = FdWatcher::new(lp, fd).unwrap();
+        w.start(lp, ready::READABLE, move |_, _, r| {
+            assert!(r.unwrap() & ready::READABLE != 0);
+            c.set(c.get() + 1);
+            // One chunk per callback, as a client library with a bounded read does.
+            let got = read_some(fd, 100);
+            if got > 0 {
+                n.set(n.get() + got);
+            }
+        })
+        .unwrap();
+        for _ in 0..4 {
+            (&b).write_all(&[7u8; 100]).unwrap();
+        }
+        run_until(lp, LIMIT, |_| bytes.get() == 400);
+        assert!(calls.get() >= 4, "{} callbacks for 4 chunks", calls.get());
+        // Nothing left: no more callbacks while idle.
+        let before = calls.get();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        run_until(lp, LIMIT, |_| Instant::now() >= deadline);
+        assert!(calls.get() <= before + 1, "callbacks while idle");
+        // Writable is level-triggered too: reported on every iteration while it is wanted.
+        let writable = Rc::new(Cell::new(0));
+        let wr = writable.clone();
+        w.start(lp, ready::WRITABLE, move |_, _, r| {
+            assert!(r.unwrap() & ready::WRITABLE != 0);
+            wr.set(wr.get() + 1);
+        })
+        .unwrap();
+        run_until(lp, LIMIT, |_| writable.get() >= 5);
+        w.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        drop(b);
+    });
+}
+
+/// Finding 3: starting with no events stops the watcher, as libuv's uv_poll_start does.
+#[test]
+fn fd_watcher_start_with_no_events_stops_it() {
+    each_backend(|lp| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let w = FdWatcher::new(lp, a.as_raw_fd()).unwrap();
+        let calls = Rc::new(Cell::new(0));
+        let c = calls.clone();
+        w.start(lp, ready::READABLE, move |_, _, _| c.set(c.get() + 1))
+            .unwrap();
+        assert!(w.is_active(lp));
+        w.start(lp, 0, |_, _, _| panic!("no events were asked for"))
+            .unwrap();
+        assert!(!w.is_active(lp));
+        (&b).write_all(b"x").unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(!lp.alive());
+        assert_eq!(calls.get(), 0);
+        assert_eq!(w.start(lp, 1 << 20, |_, _, _| {}).unwrap_err(), Error::EINVAL);
+        w.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+fn bind_any(lp: &mut Loop) -> (Stream, SocketAddr) {
+    let s = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+    let addr = s.local_addr(lp).unwrap();
+    (s, addr)
+}
+
+/// Reads from `c` until EOF or a reset; fails if the peer keeps the connection open.
+fn expect_peer_closed(c: &mut TcpStream) {
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("peer still open: {e}"),
+        }
+    }
+}
+
+/// Finding 4: a listener closed inside its connection callback closes the connections the
+/// kernel had already accepted for it.
+#[test]
+fn listener_closed_in_its_callback_leaves_no_accepted_connection_open() {
+    each_backend(|lp| {
+        let (server, addr) = bind_any(lp);
+        let calls = Rc::new(Cell::new(0));
+        let c = calls.clone();
+        server
+            .listen(lp, 128, move |lp, listener, conn| {
+                c.set(c.get() + 1);
+                conn.unwrap().close(lp, None).unwrap();
+                if listener.is_alive(lp) && !listener.is_closing(lp) {
+                    listener.close(lp, None).unwrap();
+                }
+            })
+            .unwrap();
+        // All seven are queued in the kernel before the loop accepts any.
+        let mut clients: Vec<TcpStream> = (0..7).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(calls.get(), 1, "no callback after the listener's close");
+        for c in &mut clients {
+            expect_peer_closed(c);
+        }
+    });
+}
+
+/// Finding 5: when `run` returns after a close callback, the fd is closed: the peer sees EOF and
+/// a closed listener's port is free.
+#[test]
+fn closed_sockets_are_closed_when_run_returns() {
+    each_backend(|lp| {
+        let (server, addr) = bind_any(lp);
+        let accepted = Rc::new(RefCell::new(None));
+        let a = accepted.clone();
+        server
+            .listen(lp, 16, move |_, _, conn| *a.borrow_mut() = Some(conn.unwrap()))
+            .unwrap();
+        let mut client = TcpStream::connect(addr).unwrap();
+        run_until(lp, LIMIT, |_| accepted.borrow().is_some());
+        let conn = accepted.borrow_mut().take().unwrap();
+        let sockets: Vec<(RawFd, String)> = [conn, server]
+            .iter()
+            .map(|s| {
+                let fd = s.fd(lp).unwrap();
+                (fd, socket_identity(fd).unwrap())
+            })
+            .collect();
+        let done = Rc::new(Cell::new(0));
+        for h in [conn, server] {
+            let d = done.clone();
+            h.close(lp, Some(Box::new(move |_| d.set(d.get() + 1)))).unwrap();
+        }
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(done.get(), 2);
+        // No further iteration: what the close callbacks promised holds now.
+        client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "peer sees EOF");
+        // The listener's socket is gone too (its number may already serve another socket).
+        for (fd, identity) in sockets {
+            assert_ne!(socket_identity(fd), Some(identity), "fd {fd} still open");
+        }
+    });
+}
+
+/// What an fd refers to (`socket:[inode]`), while it is open.
+fn socket_identity(fd: RawFd) -> Option<String> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Finding 6: connections reset by the peer right after sending always end with EOF or an
+/// error, so the server closes every one of them.
+#[test]
+fn every_reset_connection_gets_eof_or_an_error() {
+    each_backend(|lp| {
+        let (server, addr) = bind_any(lp);
+        let open = Rc::new(Cell::new(0i64));
+        let accepted = Rc::new(Cell::new(0u64));
+        let (o, acc) = (open.clone(), accepted.clone());
+        server
+            .listen(lp, 1024, move |lp, _, conn| {
+                let conn = conn.unwrap();
+                o.set(o.get() + 1);
+                acc.set(acc.get() + 1);
+                let o = o.clone();
+                conn.read_start(lp, move |lp, c, r| match r {
+                    Read::Data(b) => {
+                        let _ = c.write(lp, b, None);
+                    }
+                    Read::Eof | Read::Error(_) => {
+                        o.set(o.get() - 1);
+                        c.close(lp, None).unwrap();
+                    }
+                })
+                .unwrap();
+            })
+            .unwrap();
+        let connections: u64 = std::env::var("EVLOOP_RESET_CONNECTIONS").map_or(3000, |v| v.parse().unwrap());
+        let client = std::thread::spawn(move || {
+            for i in 0..connections {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(&[i as u8; 64]).unwrap();
+                if i % 3 != 0 {
+                    // Reset: linger 0, then close.
+                    let linger = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    // SAFETY: valid socket and option struct.
+                    unsafe {
+                        libc::setsockopt(
+                            c.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            (&linger as *const libc::linger).cast(),
+                            std::mem::size_of::<libc::linger>() as u32,
+                        )
+                    };
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        run_until(lp, Duration::from_secs(90), |_| {
+            let done = accepted.get() == connections && open.get() == 0;
+            assert!(
+                done || Instant::now() < deadline,
+                "{} of {connections} accepted, {} still open",
+                accepted.get(),
+                open.get()
+            );
+            done
+        });
+        client.join().unwrap();
+        server.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+/// Finding 9: timeouts and repeats saturate instead of wrapping around.
+#[test]
+fn huge_timeouts_and_repeats_saturate() {
+    each_backend(|lp| {
+        let fired = Rc::new(Cell::new(0));
+        let f = fired.clone();
+        let t = Timer::new(lp);
+        t.start(lp, 5, u64::MAX, move |_, _| f.set(f.get() + 1)).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(150);
+        run_until(lp, LIMIT, |_| Instant::now() >= deadline);
+        assert_eq!(fired.get(), 1, "a repeat of u64::MAX ms fires once in 150 ms");
+        assert!(t.is_active(lp));
+        assert!(t.due_in(lp).unwrap() > 1 << 40);
+        let never = Timer::new(lp);
+        never.start(lp, u64::MAX, 0, |_, _| panic!("fired")).unwrap();
+        assert!(
+            lp.backend_timeout() > 1000 || lp.backend_timeout() == -1 || lp.backend_timeout() == i32::MAX
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        t.again(lp).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(fired.get(), 1);
+        for h in [t, never] {
+            h.close(lp, None).unwrap();
+        }
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+/// Findings 7 and 8: whole-file reads are bounded, and bad paths fail through the callback.
+#[test]
+fn whole_file_reads_are_bounded_and_bad_paths_fail() {
+    each_backend(|lp| {
+        type Outcome = (String, Result<usize, Error>);
+        let results: Rc<RefCell<Vec<Outcome>>> = Rc::default();
+        let long = "a/".repeat(2100);
+        let cases = [
+            ("/dev/zero".to_string(), Err(Error::EFBIG)),
+            (String::new(), Err(Error::ENOENT)),
+            (long.clone(), Err(Error::ENAMETOOLONG)),
+            ("/proc/self/status".to_string(), Ok(())),
+        ];
+        lp.set_read_file_limit(1 << 20);
+        assert_eq!(lp.read_file_limit(), 1 << 20);
+        for (path, _) in &cases {
+            let r = results.clone();
+            let p = path.clone();
+            evloop::fs::read_file(lp, path, move |_, res| {
+                r.borrow_mut().push((p, res.map(|b| b.len())))
+            })
+            .unwrap();
+        }
+        run_until(lp, LIMIT, |_| results.borrow().len() == cases.len());
+        for (path, want) in &cases {
+            let got = results.borrow().iter().find(|(p, _)| p == path).unwrap().1;
+            match want {
+                Ok(()) => assert!(got.unwrap() > 0, "{path}: {got:?}"),
+                Err(e) => assert_eq!(got, Err(*e), "{:.20}", path),
+            }
+        }
+        // A file exactly at the limit is read; one byte more is refused.
+        let dir = std::env::temp_dir().join(format!(
+            "evloop-limit-{}-{}",
+            std::process::id(),
+            lp.backend_name()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (at, over) = (dir.join("at"), dir.join("over"));
+        std::fs::write(&at, vec![1u8; 1 << 20]).unwrap();
+        std::fs::write(&over, vec![1u8; (1 << 20) + 1]).unwrap();
+        let sizes: Rc<RefCell<Vec<Result<usize, Error>>>> = Rc::default();
+        for p in [&at, &over] {
+            let s = sizes.clone();
+            evloop::fs::read_file(lp, p, move |_, r| s.borrow_mut().push(r.map(|b| b.len()))).unwrap();
+            run_until(lp, LIMIT, |_| sizes.borrow().len() == 1);
+            let r = sizes.borrow_mut().pop().unwrap();
+            if p == &at {
+                assert_eq!(r, Ok(1 << 20));
+            } else {
+                assert_eq!(r, Err(Error::EFBIG));
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+/// Installs a seccomp filter on this thread that fails io_uring_enter with EPERM and allows
+/// everything else (io_uring_setup included), as some container profiles do.
+fn refuse_io_uring_enter() {
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xc000_00b7;
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const ALLOW: u32 = 0x7fff_0000;
+    const ERRNO: u32 = 0x0005_0000;
+    let stmt = |code, k| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |k, jt, jf| libc::sock_filter {
+        code: JEQ_K,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        stmt(LD_W_ABS, 4), // seccomp_data.arch
+        jump(ARCH, 1, 0),
+        stmt(RET_K, ALLOW),
+        stmt(LD_W_ABS, 0), // seccomp_data.nr
+        jump(libc::SYS_io_uring_enter as u32, 0, 1),
+        stmt(RET_K, ERRNO | libc::EPERM as u32),
+        stmt(RET_K, ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: plain prctl calls with a valid filter program that outlives them.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog
+            ),
+            0
+        );
+    }
+}
+
+/// Finding 10: where io_uring_setup works but io_uring_enter is refused, `Auto` picks epoll and
+/// runs, and asking for io_uring fails at once with the kernel's error. Runs in a child process
+/// (the filter cannot be removed once installed).
+#[test]
+fn auto_falls_back_to_epoll_when_the_ring_cannot_enter() {
+    if std::env::var_os("EVLOOP_SECCOMP_CHILD").is_some() {
+        refuse_io_uring_enter();
+        let forced = Loop::with_config(evloop::Config {
+            backend: evloop::BackendKind::Uring,
+            ..evloop::Config::default()
+        });
+        assert_eq!(forced.err(), Some(Error::EPERM));
+        let mut lp = Loop::with_config(evloop::Config {
+            backend: evloop::BackendKind::Auto,
+            ..evloop::Config::default()
+        })
+        .unwrap();
+        assert_eq!(lp.backend_name(), "epoll");
+        let fired = Rc::new(Cell::new(false));
+        let f = fired.clone();
+        Timer::new(&mut lp)
+            .start(&mut lp, 1, 0, move |lp, t| {
+                f.set(true);
+                t.close(lp, None).unwrap();
+            })
+            .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert!(fired.get());
+        return;
+    }
+    if common::backends().len() < 2 {
+        eprintln!("io_uring not available here: nothing to fall back from");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "auto_falls_back_to_epoll_when_the_ring_cannot_enter",
+            "--nocapture",
+        ])
+        .env("EVLOOP_SECCOMP_CHILD", "1")
+        .env_remove("EVLOOP_BACKEND")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
+
+/// Waking a closing wake-up handle is refused, as every other call on a closed handle is.
+#[test]
+fn waking_a_closed_async_handle_is_refused() {
+    each_backend(|lp| {
+        let calls = Rc::new(Cell::new(0));
+        let c = calls.clone();
+        let a = evloop::Async::new(lp, move |_, _| c.set(c.get() + 1)).unwrap();
+        let waker = a.waker(lp).unwrap();
+        assert_eq!(waker.try_wake(), Ok(()));
+        run_until(lp, LIMIT, |_| calls.get() == 1);
+        a.close(lp, None).unwrap();
+        assert_eq!(waker.try_wake(), Err(Error::EBADF));
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(waker.try_wake(), Err(Error::EBADF));
+        assert_eq!(calls.get(), 1);
+    });
+}
