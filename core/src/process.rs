@@ -150,6 +150,11 @@ impl Fds {
         self.0.push(fd);
         fd
     }
+
+    /// Hands the descriptors to their new owner: dropping no longer closes them.
+    fn disown(mut self) {
+        self.0.clear();
+    }
 }
 
 impl Drop for Fds {
@@ -251,7 +256,7 @@ impl Process {
                 streams[i] = Some(lp.stream_insert(fd, libc::AF_UNIX));
             }
         }
-        std::mem::forget(parent_ends); // owned by the streams now
+        parent_ends.disown(); // owned by the streams now
         let mut common = Common::new();
         common.set_active(&mut lp.alive_refs, true);
         let (idx, gen) = lp.processes.insert(ProcessEntry {
