@@ -2,6 +2,7 @@
 #
 #   make                      libevloop.so/.a (target/release) and the examples (build/examples)
 #   make test-c               the C test suite on every backend, then under ASan and valgrind
+#   make test-diff            differential tests against libuv (needs libuv1-dev)
 #   make install PREFIX=/usr/local   library + SONAME links, include/evloop.h, evloop.pc
 #
 # Examples and tests build with -Wall -Wextra -Werror.
@@ -17,7 +18,7 @@ LINK := -L$(LIBDIR) -levloop -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lpthread
 EXAMPLES := $(patsubst examples/c/%.c,build/examples/%,$(wildcard examples/c/*.c))
 VALGRIND := valgrind --suppressions=tests/c/valgrind.supp --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q
 
-.PHONY: all lib examples test-c header-check install clean
+.PHONY: all lib examples test-c test-diff header-check install clean
 
 all: lib examples
 
@@ -40,6 +41,15 @@ build/test_evloop: tests/c/test_evloop.c include/evloop.h lib
 build/test_evloop_asan: tests/c/test_evloop.c include/evloop.h lib
 	@mkdir -p build
 	$(CC) -O1 -g -fsanitize=address -fno-omit-frame-pointer $(STRICT) -Iinclude -o $@ $< $(LINK)
+
+# Differential tests against libuv, the oracle (tests/diff/diff_libuv.c): 300 random sequences
+# of fd-watcher and timer operations on evloop (both backends) and on libuv must agree.
+build/diff_libuv: tests/diff/diff_libuv.c include/evloop.h lib
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(STRICT) -Iinclude -o $@ $< $(LINK) $(shell pkg-config --cflags --libs libuv)
+
+test-diff: build/diff_libuv
+	build/diff_libuv --seeds 300 --jobs 8
 
 # The header alone compiles as strict C99 and as C++11.
 header-check: include/evloop.h

@@ -1032,7 +1032,8 @@ int evl_timer_start(evl_timer_t *t, evl_timer_cb cb, uint64_t timeout, uint64_t 
 int evl_timer_stop(evl_timer_t *t);
 
 /**
- * Restarts a repeating timer with its repeat interval; -EINVAL if it was never started.
+ * Restarts a repeating timer with its repeat interval; leaves a non-repeating one as it is
+ * (as uv_timer_again does); -EINVAL if it was never started.
  */
 int evl_timer_again(evl_timer_t *t);
 

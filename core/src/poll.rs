@@ -165,12 +165,17 @@ impl Loop {
         if c.res == -libc::ECANCELED || !e.common.active || e.common.closing || e.cancelling {
             return;
         }
-        let Some(mut cb) = e.cb.take() else { return };
         let result = if c.res < 0 {
             Err(Error::from_errno(-c.res))
         } else {
-            Ok(c.res as u32)
+            // A poll armed before the events changed may still report the old ones.
+            let bits = c.res as u32 & (e.events | ready::ERROR);
+            if bits == 0 {
+                return;
+            }
+            Ok(bits)
         };
+        let Some(mut cb) = e.cb.take() else { return };
         cb(self, FdWatcher { idx, gen }, result);
         if let Some(e) = self.polls.get_mut(idx, gen) {
             if e.cb.is_none() && !e.common.closing {

@@ -116,6 +116,12 @@ fn repeat_and_again() {
         t.set_repeat(lp, 0).unwrap();
         lp.run(RunMode::Default).unwrap();
         assert_eq!(count.get(), 6, "fired once more, then stopped as a one-shot");
+        // again() leaves a non-repeating timer as it is, running or stopped (as libuv does).
+        t.again(lp).unwrap();
+        assert!(!t.is_active(lp));
+        t.start(lp, 5, 0, |_, _| {}).unwrap();
+        t.again(lp).unwrap();
+        assert!(t.is_active(lp), "a running one-shot keeps running");
         t.close(lp, None).unwrap();
         lp.run(RunMode::Default).unwrap();
     });

@@ -53,7 +53,8 @@ pub unsafe extern "C" fn evl_timer_stop(t: *mut evl_timer_t) -> c_int {
     with_open!(t, Timer, |h, lp, Id::Timer(timer)| crate::code(timer.stop(lp)))
 }
 
-/// Restarts a repeating timer with its repeat interval; -EINVAL if it was never started.
+/// Restarts a repeating timer with its repeat interval; leaves a non-repeating one as it is
+/// (as uv_timer_again does); -EINVAL if it was never started.
 #[no_mangle]
 pub unsafe extern "C" fn evl_timer_again(t: *mut evl_timer_t) -> c_int {
     with_open!(t, Timer, |h, lp, Id::Timer(timer)| crate::code(timer.again(lp)))

@@ -10,7 +10,7 @@
 //!   no second `recv` just to see `EAGAIN`.
 
 use super::fd_reserve::FdReserve;
-use super::{readiness_bits, ready, Completion, Op, Token};
+use super::{watched_readiness, Completion, Op, Token};
 use crate::error::{Error, Result};
 use crate::sys::epoll::{Epoll, Event};
 use crate::sys::socket::{self, RawAddr};
@@ -391,7 +391,7 @@ impl EpollBackend {
             revents & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0;
         match reader {
             Reader::Poll(want) => {
-                let bits = readiness_bits(revents) & (want | ready::ERROR | ready::DISCONNECT);
+                let bits = watched_readiness(revents, want);
                 (bits != 0).then(|| Completion::new(token, bits as i32, true))
             }
             _ if !readable => None,

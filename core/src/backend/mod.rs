@@ -114,6 +114,13 @@ pub(crate) fn readiness_bits(revents: u32) -> u32 {
     bits
 }
 
+/// What a readiness poll reports: the `ready::*` bits the kernel's `revents` mean, limited to
+/// those the watcher asked for (`want`) and errors, as libuv reports them. One function for both
+/// backends, so a watcher sees the same bits whichever runs.
+pub(crate) fn watched_readiness(revents: u32, want: u32) -> u32 {
+    readiness_bits(revents) & (want | ready::ERROR)
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Op {
     /// Multishot: each completion is an accepted, non-blocking, close-on-exec fd or `-errno`.

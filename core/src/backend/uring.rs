@@ -20,7 +20,7 @@ use super::buf_ring::BufRing;
 use super::fd_reserve::FdReserve;
 use super::file_op::FileOp;
 use super::offload_ring::OffloadRing;
-use super::{poll_events, readiness_bits, Completion, Op, OpKind, Token, NO_BUFFER};
+use super::{poll_events, watched_readiness, Completion, Op, OpKind, Token, NO_BUFFER};
 use crate::error::{Error, Result};
 use crate::sys::socket::RawAddr;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -63,7 +63,8 @@ pub(crate) struct UringConfig {
 #[derive(Clone, Copy)]
 struct LevelPoll {
     fd: RawFd,
-    events: u32,
+    /// The `ready::*` bits asked for.
+    want: u32,
     /// The loop asked to cancel it: its next completion is the final one.
     cancelled: bool,
 }
@@ -345,14 +346,13 @@ impl UringBackend {
                 opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msghdr, BUFFER_GROUP).build()
             }
             Op::Poll { fd, events } => {
-                let events = poll_events(events);
                 let arm = LevelPoll {
                     fd,
-                    events,
+                    want: events,
                     cancelled: false,
                 };
                 self.polls.insert(token, arm);
-                opcode::PollAdd::new(types::Fd(fd), events).build()
+                opcode::PollAdd::new(types::Fd(fd), poll_events(events)).build()
             }
             Op::Wake { fd } => {
                 self.wake = Some((token, fd));
@@ -723,19 +723,24 @@ impl UringBackend {
                     }
                 }
                 k if k == OpKind::Poll as u8 => {
-                    match self.polls.get(&token).copied() {
+                    let want = match self.polls.get(&token).copied() {
                         Some(p) if res >= 0 && !p.cancelled => {
-                            let again = opcode::PollAdd::new(types::Fd(p.fd), p.events).build();
+                            let again = opcode::PollAdd::new(types::Fd(p.fd), poll_events(p.want)).build();
                             self.push(again.user_data(ud));
                             c.more = true;
+                            p.want
                         }
-                        _ => {
+                        p => {
                             self.polls.remove(&token);
                             c.more = false;
+                            p.map_or(0, |p| p.want)
                         }
-                    }
+                    };
                     if res >= 0 {
-                        c.res = readiness_bits(res as u32) as i32;
+                        c.res = watched_readiness(res as u32, want) as i32;
+                        if c.res == 0 && c.more {
+                            continue; // nothing the watcher asked for; re-armed
+                        }
                     }
                 }
                 k if k as u64 == OFFLOAD_WAKE => {

@@ -77,15 +77,16 @@ impl Timer {
     }
 
     /// Restarts a repeating timer with its repeat interval as the timeout. `EINVAL` if the timer
-    /// was never started; a non-repeating timer is just stopped.
+    /// was never started; a non-repeating timer is left as it is, running or not (what
+    /// `uv_timer_again` does).
     pub fn again(self, lp: &mut Loop) -> Result<()> {
         let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         if !e.started_once || e.common.closing {
             return Err(Error::EINVAL);
         }
         let repeat = e.repeat;
-        self.stop(lp)?;
         if repeat > 0 {
+            self.stop(lp)?;
             lp.arm_timer(self.idx, self.gen, repeat);
         }
         Ok(())
