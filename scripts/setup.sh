@@ -21,3 +21,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+# Miri runs the timer wheel and slab tests (scripts/model_checks.sh); optional where rustup cannot
+# fetch components.
+if rustup toolchain list 2>/dev/null | grep -q nightly && ! cargo +nightly miri --version >/dev/null 2>&1; then
+    rustup component add miri rust-src --toolchain nightly >/dev/null 2>&1 || echo "miri unavailable: its checks will be skipped"
+fi

@@ -14,6 +14,7 @@ cargo test --quiet --workspace 2>&1 | tee /tmp/evloop-cargo-test.log
 grep -q "test result: ok" /tmp/evloop-cargo-test.log
 echo "== C ABI: header, symbols, C tests on both backends, valgrind"
 make --quiet test-c
+scripts/model_checks.sh
 echo "== differential tests against libuv (fd watchers, timers)"
 make --quiet test-diff
 echo "== C ABI: install, then build an example outside the tree with pkg-config"

@@ -38,6 +38,7 @@ mod sys;
 mod threadpool;
 mod timer;
 mod udp;
+mod wake_flag;
 mod wakeup;
 
 pub use backend::{ready, BackendKind};

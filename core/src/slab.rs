@@ -85,3 +85,69 @@ impl<T> Slab<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Slab;
+
+    #[test]
+    fn stale_ids_never_reach_the_next_occupant() {
+        let mut s = Slab::new();
+        let (a, ga) = s.insert("a");
+        let (b, gb) = s.insert("b");
+        assert_eq!(s.remove(a, ga), Some("a"));
+        assert_eq!(s.remove(a, ga), None, "removed twice");
+        let (c, gc) = s.insert("c");
+        assert_eq!(c, a, "the slot is reused");
+        assert_ne!(gc, ga, "with a new generation");
+        assert_eq!(s.get(a, ga), None);
+        assert_eq!(s.get_mut(a, ga), None);
+        assert_eq!(s.get(c, gc), Some(&"c"));
+        assert_eq!(s.get_by_index(b).map(|(g, v)| (g, *v)), Some((gb, "b")));
+        assert_eq!(s.len(), 2);
+        let mut live = Vec::new();
+        s.live(&mut live);
+        live.sort_unstable();
+        assert_eq!(live, vec![(a, gc), (b, gb)]);
+        assert_eq!(s.get(99, 1), None);
+    }
+
+    #[test]
+    fn generations_wrap_without_reaching_zero() {
+        let mut s = Slab::new();
+        let (i, _) = s.insert(0u8);
+        s.entries[i as usize].gen = u32::MAX;
+        assert_eq!(s.remove(i, u32::MAX), Some(0));
+        let (j, g) = s.insert(1);
+        assert_eq!(
+            (j, g),
+            (i, 1),
+            "wraps to 1: 0 stays free for ids that never existed"
+        );
+    }
+
+    #[test]
+    fn many_inserts_and_removes_keep_every_value() {
+        let mut s = Slab::new();
+        let mut ids = Vec::new();
+        for round in 0..if cfg!(miri) { 3 } else { 50 } {
+            for v in 0..64u32 {
+                ids.push((s.insert(round * 64 + v), round * 64 + v));
+            }
+            // Remove every other one.
+            let mut kept = Vec::new();
+            for (k, ((i, g), v)) in ids.drain(..).enumerate() {
+                if k % 2 == 0 {
+                    assert_eq!(s.remove(i, g), Some(v));
+                } else {
+                    kept.push(((i, g), v));
+                }
+            }
+            ids = kept;
+            for &((i, g), v) in &ids {
+                assert_eq!(s.get(i, g), Some(&v));
+            }
+        }
+        assert_eq!(s.len(), ids.len());
+    }
+}

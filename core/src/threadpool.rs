@@ -11,10 +11,11 @@
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::sys;
+use crate::wake_flag::WakeFlag;
 use crate::wakeup::WakeFd;
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 const QUEUED: u8 = 0;
@@ -34,7 +35,7 @@ pub(crate) struct DoneQueue {
     items: Mutex<Vec<(u64, Option<Output>)>>,
     wake: Arc<WakeFd>,
     /// A wake-up is on its way: later finishes need not write the eventfd again.
-    signalled: AtomicBool,
+    signalled: WakeFlag,
 }
 
 struct Job {
@@ -113,7 +114,7 @@ fn worker() {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((job.id, out));
-        if !job.done.signalled.swap(true, Ordering::AcqRel) {
+        if job.done.signalled.raise() {
             sys::eventfd_signal(job.done.wake.0);
         }
     }
@@ -158,7 +159,7 @@ impl Loop {
                 Arc::new(DoneQueue {
                     items: Mutex::new(Vec::new()),
                     wake,
-                    signalled: AtomicBool::new(false),
+                    signalled: WakeFlag::new(),
                 })
             })
             .clone();
@@ -258,7 +259,7 @@ impl Loop {
         let Some(done) = self.work.done.clone() else {
             return;
         };
-        done.signalled.store(false, Ordering::Release);
+        done.signalled.take();
         let mut finished = std::mem::take(&mut self.work.finished);
         std::mem::swap(
             &mut finished,

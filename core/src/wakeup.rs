@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::event_loop::{token, Loop};
 use crate::handle::{handle_type, Common, Kind};
 use crate::sys;
+use crate::wake_flag::WakeFlag;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,7 +33,7 @@ impl Drop for WakeFd {
 }
 
 struct Shared {
-    pending: AtomicBool,
+    pending: WakeFlag,
     /// The handle is closing or gone: wakes are refused.
     closed: AtomicBool,
     fd: Arc<WakeFd>,
@@ -56,7 +57,7 @@ impl Waker {
         if self.0.closed.load(Ordering::Acquire) {
             return Err(Error::EBADF);
         }
-        if !self.0.pending.swap(true, Ordering::AcqRel) {
+        if self.0.pending.raise() {
             sys::eventfd_signal(self.0.fd.0);
         }
         Ok(())
@@ -109,7 +110,7 @@ impl Async {
         let mut common = Common::new();
         common.set_active(&mut lp.alive_refs, true);
         let shared = Arc::new(Shared {
-            pending: AtomicBool::new(false),
+            pending: WakeFlag::new(),
             closed: AtomicBool::new(false),
             fd,
         });
@@ -175,7 +176,7 @@ impl Loop {
             let Some(e) = self.asyncs.get_mut(idx, gen) else {
                 continue;
             };
-            if e.common.closing || !e.shared.pending.swap(false, Ordering::AcqRel) {
+            if e.common.closing || !e.shared.pending.take() {
                 continue;
             }
             let Some(mut cb) = e.cb.take() else { continue };
