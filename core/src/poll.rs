@@ -32,10 +32,20 @@ const ALL: u32 = ready::READABLE | ready::WRITABLE | ready::DISCONNECT | ready::
 
 impl FdWatcher {
     /// A watcher for `fd`, which stays the caller's: closing the watcher does not close it.
+    /// `EBADF` for a closed fd; `EPERM` for a regular file or a directory, which are always
+    /// ready (epoll refuses them, and a ring poll would report them ready for ever), as libuv's
+    /// `uv_poll_init` does.
     pub fn new(lp: &mut Loop, fd: RawFd) -> Result<FdWatcher> {
-        // SAFETY: F_GETFD only reads descriptor flags; a bad fd gives EBADF.
-        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        if fd < 0 {
             return Err(Error::EBADF);
+        }
+        // SAFETY: fstat fills a zeroed stat for any open fd; a bad fd gives EBADF.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } < 0 {
+            return Err(Error::EBADF);
+        }
+        if matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR) {
+            return Err(Error::EPERM);
         }
         let (idx, gen) = lp.polls.insert(PollEntry {
             common: Common::new(),
