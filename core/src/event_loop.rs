@@ -269,7 +269,10 @@ impl Loop {
     }
 
     /// An fd that becomes readable when the loop has work; poll it from a foreign loop and call
-    /// `run(RunMode::NoWait)` when it fires, or when [`Loop::backend_timeout`] elapses.
+    /// `run(RunMode::NoWait)` when it fires, or when [`Loop::backend_timeout`] elapses. On epoll
+    /// it is the epoll fd; on io_uring an eventfd registered with the ring on the first call
+    /// (the ring fd itself does not wake a sleeping poller, see `UringBackend::fd`). A wake-up
+    /// may find nothing new: the run then returns at once.
     pub fn backend_fd(&self) -> RawFd {
         self.backend.fd()
     }

@@ -209,3 +209,140 @@ fn watching_a_regular_file_is_refused() {
         lp.run(RunMode::Default).unwrap();
     });
 }
+
+/// tcp_bind_error_addrnotavail_1, _2, tcp_bind6_error_addrnotavail: binding to an address this
+/// machine does not have (no packet is sent: bind is local).
+#[test]
+fn binding_an_address_this_machine_lacks_fails_with_eaddrnotavail() {
+    each_backend(|lp| {
+        for addr in ["4.4.4.4:0", "[4:4:4:4:4:4:4:4]:0"] {
+            let r = Stream::tcp_bind(lp, addr.parse().unwrap(), BindOptions::default());
+            assert_eq!(r.err(), Some(Error::EADDRNOTAVAIL), "{addr}");
+        }
+        let r = Udp::bind(lp, "4.4.4.4:0".parse().unwrap(), UdpBindOptions::default());
+        assert_eq!(r.err(), Some(Error::EADDRNOTAVAIL));
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+/// poll_nested_epoll (and the embedding Node's addon relies on): one loop watches another's
+/// `backend_fd()`; when it polls readable, a no-wait run of the inner loop finds the work. Every
+/// pairing of backends.
+#[test]
+fn a_loop_watched_through_its_backend_fd_from_another_loop() {
+    for outer_kind in backends() {
+        for inner_kind in backends() {
+            eprintln!("-- outer {outer_kind:?}, inner {inner_kind:?}");
+            let mut outer = new_loop(outer_kind);
+            let inner = Rc::new(RefCell::new(new_loop(inner_kind)));
+            let woken = Rc::new(Cell::new(0));
+            let w = woken.clone();
+            let wake = {
+                let lp = &mut *inner.borrow_mut();
+                let a = evloop::Async::new(lp, move |lp, a| {
+                    w.set(w.get() + 1);
+                    a.close(lp, None).unwrap();
+                })
+                .unwrap();
+                a.waker(lp).unwrap()
+            };
+            // Settle the inner loop: its wake-up read is in the kernel before it is watched.
+            inner.borrow_mut().run(RunMode::NoWait).unwrap();
+            let fd = inner.borrow().backend_fd();
+            let watcher = FdWatcher::new(&mut outer, fd).unwrap();
+            let (i, w) = (inner.clone(), woken.clone());
+            watcher
+                .start(&mut outer, ready::READABLE, move |lp, watcher, r| {
+                    assert!(r.is_ok());
+                    i.borrow_mut().run(RunMode::NoWait).unwrap();
+                    if w.get() > 0 {
+                        watcher.close(lp, None).unwrap();
+                    }
+                })
+                .unwrap();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                wake.wake();
+            });
+            run_until(&mut outer, LIMIT, |_| woken.get() == 1);
+            t.join().unwrap();
+            outer.run(RunMode::Default).unwrap();
+            assert!(!outer.alive());
+        }
+    }
+}
+
+/// threadpool_multiple_event_loops: loops on several threads share the pool; each gets its own
+/// results.
+#[test]
+fn loops_on_several_threads_share_the_pool() {
+    let kinds = backends();
+    let threads: Vec<_> = (0..4)
+        .map(|n| {
+            let kind = kinds[n % kinds.len()];
+            std::thread::spawn(move || {
+                let mut lp = new_loop(kind);
+                let sum = Rc::new(Cell::new(0u64));
+                for i in 0..50u64 {
+                    let s = sum.clone();
+                    lp.queue_work(
+                        move || i * 1000 + n as u64,
+                        move |_, r| s.set(s.get() + r.unwrap()),
+                    )
+                    .unwrap();
+                }
+                lp.run(RunMode::Default).unwrap();
+                assert_eq!(sum.get(), (0..50u64).map(|i| i * 1000 + n as u64).sum());
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// fs_file_open_append, fs_file_pos_append, fs_file_loop: writes to a file opened with O_APPEND
+/// land at its end, and a symlink loop fails with ELOOP.
+#[test]
+fn append_writes_and_symlink_loops() {
+    each_backend(|lp| {
+        let dir = std::env::temp_dir().join(format!(
+            "evloop-append-{}-{}",
+            std::process::id(),
+            lp.backend_name()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        std::fs::write(&path, b"one ").unwrap();
+        let fd = Rc::new(Cell::new(-1));
+        let f = fd.clone();
+        evloop::fs::open(lp, &path, libc::O_WRONLY | libc::O_APPEND, 0, move |_, r| {
+            f.set(r.unwrap())
+        })
+        .unwrap();
+        run_until(lp, LIMIT, |_| fd.get() >= 0);
+        let done = Rc::new(Cell::new(0));
+        for word in [&b"two "[..], &b"three"[..]] {
+            let d = done.clone();
+            evloop::fs::write(lp, fd.get(), word.to_vec(), None, move |_, r, _| {
+                r.unwrap();
+                d.set(d.get() + 1);
+            })
+            .unwrap();
+            let want = done.get() + 1;
+            run_until(lp, LIMIT, |_| done.get() == want);
+        }
+        evloop::fs::close(lp, fd.get(), |_, r| r.unwrap()).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one two three");
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let got = Rc::new(RefCell::new(None));
+        let g = got.clone();
+        evloop::fs::read_file(lp, &a, move |_, r| *g.borrow_mut() = Some(r.map(|v| v.len()))).unwrap();
+        run_until(lp, LIMIT, |_| got.borrow().is_some());
+        assert_eq!(got.borrow_mut().take().unwrap(), Err(Error::ELOOP));
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}

@@ -106,6 +106,8 @@ pub(crate) struct UringBackend {
     offload: Offload,
     /// Entries of file operations queued in this ring since the last enter.
     inline_file_sqes: usize,
+    /// For embedding: an eventfd registered with the ring, made by the first `fd()` call.
+    embed_fd: std::cell::Cell<RawFd>,
     pub(crate) counters: super::Counters,
 }
 
@@ -274,6 +276,7 @@ impl UringBackend {
                 Offload::Off
             },
             inline_file_sqes: 0,
+            embed_fd: std::cell::Cell::new(-1),
             counters: super::Counters::default(),
         })
     }
@@ -305,8 +308,24 @@ impl UringBackend {
         None
     }
 
+    /// The fd a foreign loop polls to learn that this one has work: an eventfd the kernel
+    /// signals whenever completions are posted or deferred work is queued. Not the ring fd:
+    /// with DEFER_TASKRUN, work queued for the ring wakes its submitter task but not those
+    /// waiting in poll or epoll on the ring fd, so a foreign loop asleep on it would never hear
+    /// of it (a `poll()` with no wait does see it). Made on first use, so loops that are not
+    /// embedded pay nothing for the signalling; each `wait` resets it.
     pub(crate) fn fd(&self) -> RawFd {
-        self.ring.as_raw_fd()
+        if self.embed_fd.get() < 0 {
+            let Ok(fd) = crate::sys::eventfd() else {
+                return self.ring.as_raw_fd();
+            };
+            if self.ring.submitter().register_eventfd(fd).is_err() {
+                crate::sys::close(fd);
+                return self.ring.as_raw_fd();
+            }
+            self.embed_fd.set(fd);
+        }
+        self.embed_fd.get()
     }
 
     fn push(&mut self, entry: squeue::Entry) {
@@ -599,6 +618,12 @@ impl UringBackend {
 
     pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
         let mut timeout_ms = if self.has_ready() { 0 } else { timeout_ms };
+        if self.embed_fd.get() >= 0 {
+            // Reset the embedding eventfd before entering: whatever is posted from here on
+            // signals it again, so the foreign loop misses nothing (at worst it wakes once
+            // for completions this enter already took).
+            let _ = crate::sys::read(self.embed_fd.get(), &mut [0u8; 8]);
+        }
         self.inline_file_sqes = 0;
         if let Offload::On(r) = &mut self.offload {
             r.kick();
@@ -863,6 +888,9 @@ impl Drop for UringBackend {
         // Queued closes (and cancellations) must reach the kernel before the ring goes.
         if self.queued > 0 {
             let _ = self.ring.submit();
+        }
+        if self.embed_fd.get() >= 0 {
+            crate::sys::close(self.embed_fd.get());
         }
     }
 }
