@@ -9,6 +9,7 @@ bench/instructions.sh 20 4 > "$tmp/instructions.md"
 python3 bench/timers.py --rounds "${ROUNDS:-3}" --markdown "$tmp/timers.md"
 python3 bench/idle.py --markdown "$tmp/idle.md"
 python3 bench/files.py --rounds "${FILES_ROUNDS:-7}" --markdown "$tmp/files.md"
+python3 bench/poll.py --rounds "${POLL_ROUNDS:-5}" --markdown "$tmp/poll.md"
 {
     echo "# Benchmarks"
     echo
@@ -36,6 +37,10 @@ python3 bench/files.py --rounds "${FILES_ROUNDS:-7}" --markdown "$tmp/files.md"
     echo "## Reading files"
     echo
     cat "$tmp/files.md"
+    echo
+    echo "## fd watchers"
+    echo
+    cat "$tmp/poll.md"
     echo
     cat bench/NOTES.md
 } > BENCHMARKS.md
