@@ -346,3 +346,77 @@ fn append_writes_and_symlink_loops() {
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
+
+/// poll_oob, tcp_oob: urgent data reports PRIORITIZED to a watcher that asked for it.
+#[test]
+fn urgent_data_reports_prioritized() {
+    each_backend(|lp| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let seen = Rc::new(Cell::new(0u32));
+        let s = seen.clone();
+        let w = FdWatcher::new(lp, server.as_raw_fd()).unwrap();
+        w.start(lp, ready::PRIORITIZED, move |lp, w, r| {
+            s.set(r.unwrap());
+            w.close(lp, None).unwrap();
+        })
+        .unwrap();
+        // SAFETY: sends one byte from a literal, flagged urgent.
+        let sent = unsafe { libc::send(client.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+        assert_eq!(sent, 1);
+        run_until(lp, LIMIT, |_| seen.get() != 0);
+        assert_eq!(seen.get() & ready::PRIORITIZED, ready::PRIORITIZED);
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+/// threadpool_cancel_getaddrinfo, threadpool_cancel_getnameinfo: resolutions still queued
+/// behind busy workers can be cancelled; their callbacks get ECANCELED.
+#[test]
+fn queued_resolutions_can_be_cancelled() {
+    each_backend(|lp| {
+        // Occupy every worker until the resolutions are queued and cancelled.
+        let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let blockers = 128; // at least the pool's size (EVLOOP_THREADPOOL_SIZE is at most 128)
+        for _ in 0..blockers {
+            let g = gate.clone();
+            lp.queue_work(
+                move || {
+                    let (lock, cv) = &*g;
+                    let mut open = lock.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                },
+                |_, r| r.unwrap(),
+            )
+            .unwrap();
+        }
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let (r1, r2) = (results.clone(), results.clone());
+        let a = lp
+            .getaddrinfo("localhost", 80, Default::default(), move |_, r| {
+                r1.borrow_mut().push(r.err())
+            })
+            .unwrap();
+        let n = lp
+            .getnameinfo("127.0.0.1:80".parse().unwrap(), move |_, r| {
+                r2.borrow_mut().push(r.err())
+            })
+            .unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(lp.cancel_work(a), Ok(()));
+        assert_eq!(lp.cancel_work(n), Ok(()));
+        assert_eq!(lp.cancel_work(n), Err(Error::EBADF), "cancelled already");
+        let (lock, cv) = &*gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(
+            *results.borrow(),
+            vec![Some(Error::ECANCELED), Some(Error::ECANCELED)]
+        );
+    });
+}
