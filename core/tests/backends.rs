@@ -23,61 +23,10 @@ fn backend_names_and_bad_environment() {
     assert_eq!(BackendKind::parse("kqueue"), None);
 }
 
-/// Makes io_uring_setup fail with EPERM for the calling thread (and threads it starts), as a
-/// container's seccomp profile does.
-#[cfg(target_arch = "x86_64")]
-fn deny_io_uring_for_this_thread() {
-    #[repr(C)]
-    struct SockFilter {
-        code: u16,
-        jt: u8,
-        jf: u8,
-        k: u32,
-    }
-    #[repr(C)]
-    struct SockFprog {
-        len: u16,
-        filter: *const SockFilter,
-    }
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    const RET_ERRNO: u32 = 0x0005_0000;
-    let f = |code, jt, jf, k| SockFilter { code, jt, jf, k };
-    let program = [
-        f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
-        f(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
-        f(RET_K, 0, 0, RET_ALLOW),
-        f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
-        f(JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32),
-        f(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
-        f(RET_K, 0, 0, RET_ALLOW),
-    ];
-    let prog = SockFprog {
-        len: program.len() as u16,
-        filter: program.as_ptr(),
-    };
-    // SAFETY: prctl with valid arguments; the filter applies to this thread only (no TSYNC).
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                2, /* SECCOMP_MODE_FILTER */
-                &prog as *const SockFprog
-            ),
-            0
-        );
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
 #[test]
 fn auto_falls_back_to_epoll_when_seccomp_refuses_io_uring() {
     let outcome = std::thread::spawn(|| {
-        deny_io_uring_for_this_thread();
+        refuse_syscall_on_this_thread(libc::SYS_io_uring_setup);
         let forced = Loop::with_config(Config {
             backend: BackendKind::Uring,
             ..Config::default()

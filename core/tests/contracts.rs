@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use evloop::{ready, BindOptions, Error, FdWatcher, Handle, Loop, Read, RunMode, Stream, Timer};
+use evloop::{ready, BindOptions, Error, FdWatcher, Handle, Loop, RunMode, Stream, Timer};
 use std::cell::{Cell, RefCell};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -280,60 +280,25 @@ fn socket_identity(fd: RawFd) -> Option<String> {
 #[test]
 fn every_reset_connection_gets_eof_or_an_error() {
     each_backend(|lp| {
-        let (server, addr) = bind_any(lp);
-        let open = Rc::new(Cell::new(0i64));
-        let accepted = Rc::new(Cell::new(0u64));
-        let (o, acc) = (open.clone(), accepted.clone());
-        server
-            .listen(lp, 1024, move |lp, _, conn| {
-                let conn = conn.unwrap();
-                o.set(o.get() + 1);
-                acc.set(acc.get() + 1);
-                let o = o.clone();
-                conn.read_start(lp, move |lp, c, r| match r {
-                    Read::Data(b) => {
-                        let _ = c.write(lp, b, None);
-                    }
-                    Read::Eof | Read::Error(_) => {
-                        o.set(o.get() - 1);
-                        c.close(lp, None).unwrap();
-                    }
-                })
-                .unwrap();
-            })
-            .unwrap();
+        let (server, addr, counts) = counting_echo_server(lp);
         let connections: u64 = std::env::var("EVLOOP_RESET_CONNECTIONS").map_or(3000, |v| v.parse().unwrap());
         let client = std::thread::spawn(move || {
             for i in 0..connections {
                 let mut c = TcpStream::connect(addr).unwrap();
                 c.write_all(&[i as u8; 64]).unwrap();
                 if i % 3 != 0 {
-                    // Reset: linger 0, then close.
-                    let linger = libc::linger {
-                        l_onoff: 1,
-                        l_linger: 0,
-                    };
-                    // SAFETY: valid socket and option struct.
-                    unsafe {
-                        libc::setsockopt(
-                            c.as_raw_fd(),
-                            libc::SOL_SOCKET,
-                            libc::SO_LINGER,
-                            (&linger as *const libc::linger).cast(),
-                            std::mem::size_of::<libc::linger>() as u32,
-                        )
-                    };
+                    reset_on_close(&c);
                 }
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         run_until(lp, Duration::from_secs(90), |_| {
-            let done = accepted.get() == connections && open.get() == 0;
+            let done = counts.accepted.get() == connections && counts.open.get() == 0;
             assert!(
                 done || Instant::now() < deadline,
                 "{} of {connections} accepted, {} still open",
-                accepted.get(),
-                open.get()
+                counts.accepted.get(),
+                counts.open.get()
             );
             done
         });
@@ -430,64 +395,17 @@ fn whole_file_reads_are_bounded_and_bad_paths_fail() {
     });
 }
 
-/// Installs a seccomp filter on this thread that fails io_uring_enter with EPERM and allows
-/// everything else (io_uring_setup included), as some container profiles do.
-fn refuse_io_uring_enter() {
-    #[cfg(target_arch = "x86_64")]
-    const ARCH: u32 = 0xc000_003e;
-    #[cfg(target_arch = "aarch64")]
-    const ARCH: u32 = 0xc000_00b7;
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    const ALLOW: u32 = 0x7fff_0000;
-    const ERRNO: u32 = 0x0005_0000;
-    let stmt = |code, k| libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jump = |k, jt, jf| libc::sock_filter {
-        code: JEQ_K,
-        jt,
-        jf,
-        k,
-    };
-    let filter = [
-        stmt(LD_W_ABS, 4), // seccomp_data.arch
-        jump(ARCH, 1, 0),
-        stmt(RET_K, ALLOW),
-        stmt(LD_W_ABS, 0), // seccomp_data.nr
-        jump(libc::SYS_io_uring_enter as u32, 0, 1),
-        stmt(RET_K, ERRNO | libc::EPERM as u32),
-        stmt(RET_K, ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: plain prctl calls with a valid filter program that outlives them.
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog
-            ),
-            0
-        );
-    }
-}
-
 /// Finding 10: where io_uring_setup works but io_uring_enter is refused, `Auto` picks epoll and
-/// runs, and asking for io_uring fails at once with the kernel's error. Runs in a child process
-/// (the filter cannot be removed once installed).
+/// runs, and asking for io_uring fails at once with the kernel's error. On a thread of its own:
+/// the filter stays for the thread's life.
 #[test]
 fn auto_falls_back_to_epoll_when_the_ring_cannot_enter() {
-    if std::env::var_os("EVLOOP_SECCOMP_CHILD").is_some() {
-        refuse_io_uring_enter();
+    if common::backends().len() < 2 {
+        eprintln!("io_uring not available here: nothing to fall back from");
+        return;
+    }
+    std::thread::spawn(|| {
+        refuse_syscall_on_this_thread(libc::SYS_io_uring_enter);
         let forced = Loop::with_config(evloop::Config {
             backend: evloop::BackendKind::Uring,
             ..evloop::Config::default()
@@ -498,7 +416,9 @@ fn auto_falls_back_to_epoll_when_the_ring_cannot_enter() {
             ..evloop::Config::default()
         })
         .unwrap();
-        assert_eq!(lp.backend_name(), "epoll");
+        if std::env::var("EVLOOP_BACKEND").is_err() {
+            assert_eq!(lp.backend_name(), "epoll");
+        }
         let fired = Rc::new(Cell::new(false));
         let f = fired.clone();
         Timer::new(&mut lp)
@@ -509,29 +429,9 @@ fn auto_falls_back_to_epoll_when_the_ring_cannot_enter() {
             .unwrap();
         lp.run(RunMode::Default).unwrap();
         assert!(fired.get());
-        return;
-    }
-    if common::backends().len() < 2 {
-        eprintln!("io_uring not available here: nothing to fall back from");
-        return;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "auto_falls_back_to_epoll_when_the_ring_cannot_enter",
-            "--nocapture",
-        ])
-        .env("EVLOOP_SECCOMP_CHILD", "1")
-        .env_remove("EVLOOP_BACKEND")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "child failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+    })
+    .join()
+    .unwrap();
 }
 
 /// Waking a closing wake-up handle is refused, as every other call on a closed handle is.

@@ -8,12 +8,9 @@
 mod common;
 
 use common::*;
-use evloop::{BindOptions, Handle, Read, RunMode, Stream};
-use std::cell::Cell;
+use evloop::{Handle, RunMode};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,23 +28,6 @@ fn rss_kib() -> u64 {
         .unwrap()
 }
 
-fn reset(c: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: valid socket and option struct.
-    unsafe {
-        libc::setsockopt(
-            c.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as u32,
-        )
-    };
-}
-
 #[test]
 fn connect_echo_close_cycles_leave_no_descriptor_or_memory_behind() {
     let cycles: u64 = std::env::var("EVLOOP_SOAK_CYCLES").map_or(20_000, |v| v.parse().unwrap());
@@ -56,27 +36,8 @@ fn connect_echo_close_cycles_leave_no_descriptor_or_memory_behind() {
         eprintln!("-- backend {kind:?}");
         let mut lp = new_loop(kind);
         let lp = &mut lp;
-        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
-        let addr = server.local_addr(lp).unwrap();
-        let open = Rc::new(Cell::new(0i64));
-        let o = open.clone();
-        server
-            .listen(lp, 1024, move |lp, _, conn| {
-                let Ok(conn) = conn else { return };
-                o.set(o.get() + 1);
-                let o = o.clone();
-                conn.read_start(lp, move |lp, c, r| match r {
-                    Read::Data(b) => {
-                        let _ = c.write(lp, b, None);
-                    }
-                    Read::Eof | Read::Error(_) => {
-                        o.set(o.get() - 1);
-                        c.close(lp, None).unwrap();
-                    }
-                })
-                .unwrap();
-            })
-            .unwrap();
+        let (server, addr, counts) = counting_echo_server(lp);
+        let open = counts.open.clone();
         // The client runs on a thread of its own: each cycle connects, sends 64 bytes, reads the
         // echo, then closes, or resets every third time.
         let done = Arc::new(AtomicU64::new(0));
@@ -90,7 +51,7 @@ fn connect_echo_close_cycles_leave_no_descriptor_or_memory_behind() {
                 c.read_exact(&mut back).unwrap();
                 assert_eq!(back, msg);
                 if i % 3 == 0 {
-                    reset(&c);
+                    reset_on_close(&c);
                 }
                 drop(c);
                 d.store(i + 1, Ordering::Release);

@@ -128,7 +128,7 @@ fn eof_is_distinct_from_reset() {
         run_until(lp, LIMIT, |_| outcomes.borrow().len() == 1);
         // An abortive close (SO_LINGER 0): RST, seen as ECONNRESET.
         let abortive = std::net::TcpStream::connect(addr).unwrap();
-        abortive.set_linger_zero();
+        reset_on_close(&abortive);
         run_until(lp, LIMIT, |_| accepted.get() == 2);
         drop(abortive);
         run_until(lp, LIMIT, |_| outcomes.borrow().len() == 2);
@@ -142,38 +142,13 @@ fn eof_is_distinct_from_reset() {
     });
 }
 
-trait LingerZero {
-    fn set_linger_zero(&self);
-}
-
-impl LingerZero for std::net::TcpStream {
-    fn set_linger_zero(&self) {
-        use std::os::fd::AsRawFd;
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: valid socket and option struct.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as u32,
-            )
-        };
-        assert_eq!(rc, 0);
-    }
-}
-
 #[test]
 fn peer_closing_mid_write_gives_an_error_not_sigpipe() {
     each_backend(|lp| {
         let result = Rc::new(RefCell::new(None));
         let (client, peer) = connected_pair(lp);
 
-        peer.set_linger_zero();
+        reset_on_close(&peer);
         let chunk = vec![7u8; 256 * 1024];
         let r = result.clone();
         client

@@ -80,3 +80,99 @@ pub fn listen_echo(lp: &mut Loop, server: evloop::Stream) {
         })
         .unwrap();
 }
+
+/// Makes `close` of `c` send a reset instead of a FIN (SO_LINGER with a zero timeout).
+pub fn reset_on_close(c: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and option struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+/// Connections an echo server has accepted, and how many are still open.
+#[derive(Clone, Default)]
+pub struct EchoCounts {
+    pub accepted: std::rc::Rc<std::cell::Cell<u64>>,
+    pub open: std::rc::Rc<std::cell::Cell<i64>>,
+}
+
+/// A loopback echo server whose connections close at EOF or an error, counting both.
+pub fn counting_echo_server(lp: &mut Loop) -> (evloop::Stream, std::net::SocketAddr, EchoCounts) {
+    use evloop::{BindOptions, Read, Stream};
+    let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+    let addr = server.local_addr(lp).unwrap();
+    let counts = EchoCounts::default();
+    let c = counts.clone();
+    server
+        .listen(lp, 1024, move |lp, _, conn| {
+            let Ok(conn) = conn else { return };
+            c.accepted.set(c.accepted.get() + 1);
+            c.open.set(c.open.get() + 1);
+            let open = c.open.clone();
+            conn.read_start(lp, move |lp, s, r| match r {
+                Read::Data(b) => {
+                    let _ = s.write(lp, b, None);
+                }
+                Read::Eof | Read::Error(_) => {
+                    open.set(open.get() - 1);
+                    s.close(lp, None).unwrap();
+                }
+            })
+            .unwrap();
+        })
+        .unwrap();
+    (server, addr, counts)
+}
+
+/// Makes system call `nr` fail with EPERM on the calling thread only (a seccomp filter without
+/// TSYNC), as a container's profile does. The filter stays for the thread's life: call it on a
+/// thread of its own.
+pub fn refuse_syscall_on_this_thread(nr: libc::c_long) {
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xc000_00b7;
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const ALLOW: u32 = 0x7fff_0000;
+    const ERRNO: u32 = 0x0005_0000;
+    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        f(JEQ_K, 1, 0, ARCH),
+        f(RET_K, 0, 0, ALLOW),
+        f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        f(JEQ_K, 0, 1, nr as u32),
+        f(RET_K, 0, 0, ERRNO | libc::EPERM as u32),
+        f(RET_K, 0, 0, ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl with a valid filter program that outlives the calls.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog
+            ),
+            0
+        );
+    }
+}
