@@ -420,3 +420,55 @@ fn queued_resolutions_can_be_cancelled() {
         );
     });
 }
+
+/// fs_write_alotof_bufs, fs_partial_write: a vectored call of more buffers than writev(2)
+/// takes (1,024) is refused with EINVAL, as the kernel would refuse it (libuv splits it; evloop
+/// leaves the split to the caller), 1,024 are written whole; and a write into a non-blocking
+/// pipe with less room than asked gives a short count.
+#[test]
+fn vectored_writes_of_many_buffers_and_short_writes() {
+    each_backend(|lp| {
+        let dir =
+            std::env::temp_dir().join(format!("evloop-iov-{}-{}", std::process::id(), lp.backend_name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("many");
+        let file = std::fs::File::create(&path).unwrap();
+        let fd = file.as_raw_fd();
+        let bufs = |n: usize| -> Vec<Vec<u8>> { (0..n).map(|i| vec![(i % 251) as u8; 3]).collect() };
+        let refused = evloop::fs::writev(lp, fd, bufs(1025), Some(0), |_, _, _| panic!("not started"));
+        assert_eq!(refused.err(), Some(Error::EINVAL));
+        let got = Rc::new(RefCell::new(None));
+        let g = got.clone();
+        evloop::fs::writev(lp, fd, bufs(1024), Some(0), move |_, r, _| {
+            *g.borrow_mut() = Some(r)
+        })
+        .unwrap();
+        run_until(lp, LIMIT, |_| got.borrow().is_some());
+        assert_eq!(got.borrow_mut().take().unwrap(), Ok(1024 * 3));
+        let want: Vec<u8> = bufs(1024).concat();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+        drop(file);
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let mut p = [0; 2];
+        // SAFETY: a two-element array for the new pipe.
+        assert_eq!(
+            unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
+            0
+        );
+        let written = Rc::new(RefCell::new(None));
+        let w = written.clone();
+        evloop::fs::write(lp, p[1], vec![7u8; 1 << 20], None, move |_, r, _| {
+            *w.borrow_mut() = Some(r)
+        })
+        .unwrap();
+        run_until(lp, LIMIT, |_| written.borrow().is_some());
+        let n = written.borrow_mut().take().unwrap().unwrap();
+        assert!(n > 0 && n < 1 << 20, "a short count, not {n}");
+        // SAFETY: closing the pipe this test made.
+        unsafe {
+            libc::close(p[0]);
+            libc::close(p[1]);
+        }
+    });
+}
