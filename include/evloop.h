@@ -837,7 +837,9 @@ int evl_call_soon(evl_loop_t *l, evl_call_cb cb, void *user_data);
 int evl_poll_init(evl_loop_t *l, evl_poll_t **out, int fd, void *user_data);
 
 /**
- * Starts (or changes) watching for `events` (EVL_READABLE | EVL_WRITABLE | ...).
+ * Starts (or changes) watching for `events` (EVL_READABLE | EVL_WRITABLE | ...). Readiness is
+ * level-triggered on both backends, as with uv_poll_t. `events` 0 stops the watcher. -EEXIST
+ * while another watcher of this loop is active on the same fd; -EINVAL for unknown bits.
  */
 int evl_poll_start(evl_poll_t *p, unsigned int events, evl_poll_cb cb);
 

@@ -114,6 +114,8 @@ pub struct Loop {
     pub(crate) streams: Slab<StreamEntry>,
     pub(crate) udps: Slab<UdpEntry>,
     pub(crate) polls: Slab<PollEntry>,
+    /// The active fd watcher of each watched fd (one per fd).
+    pub(crate) watched_fds: std::collections::HashMap<RawFd, (u32, u32)>,
     pub(crate) asyncs: Slab<AsyncEntry>,
     pub(crate) signals: Slab<SignalEntry>,
     pub(crate) processes: Slab<crate::process::ProcessEntry>,
@@ -180,6 +182,7 @@ impl Loop {
             streams: Slab::new(),
             udps: Slab::new(),
             polls: Slab::new(),
+            watched_fds: std::collections::HashMap::new(),
             asyncs: Slab::new(),
             signals: Slab::new(),
             processes: Slab::new(),
@@ -451,7 +454,10 @@ impl Loop {
             Kind::Timer => self.wheel.remove(h.idx),
             Kind::Stream => self.stream_cancel_all(h.idx, h.gen),
             Kind::Udp => self.udp_cancel_all(h.idx, h.gen),
-            Kind::Poll => self.poll_cancel(h.idx, h.gen),
+            Kind::Poll => {
+                self.poll_unregister(h.idx, h.gen);
+                self.poll_cancel(h.idx, h.gen);
+            }
             Kind::Async => {
                 if let Some(e) = self.asyncs.get(h.idx, h.gen) {
                     e.refuse_wakes();

@@ -60,7 +60,8 @@ impl FdWatcher {
 
     /// Starts (or changes) watching for `events` (`ready::READABLE | ready::WRITABLE | …`).
     /// Readiness is level-triggered on every backend: while the fd stays ready, each loop
-    /// iteration reports it again. No events at all stops the watcher, as in libuv.
+    /// iteration reports it again. No events at all stops the watcher, as in libuv. `EEXIST`
+    /// while another watcher of this loop is active on the same fd (stop or close it first).
     pub fn start(
         self,
         lp: &mut Loop,
@@ -77,6 +78,15 @@ impl FdWatcher {
             Some(e) if !e.common.closing => e,
             _ => return Err(Error::EBADF),
         };
+        // One active watcher per fd, as in libuv: a second would split the fd's readiness
+        // between them differently on each backend.
+        match lp.watched_fds.get(&e.fd) {
+            Some(&owner) if owner != (self.idx, self.gen) => return Err(Error::EEXIST),
+            Some(_) => {}
+            None => {
+                lp.watched_fds.insert(e.fd, (self.idx, self.gen));
+            }
+        }
         e.cb = Some(Box::new(cb));
         let changed = e.events != events;
         e.events = events;
@@ -101,6 +111,7 @@ impl FdWatcher {
             _ => return Err(Error::EBADF),
         };
         e.common.set_active(&mut lp.alive_refs, false);
+        lp.poll_unregister(self.idx, self.gen);
         lp.poll_cancel(self.idx, self.gen);
         Ok(())
     }
@@ -125,11 +136,21 @@ impl Loop {
             Some(res) => {
                 let err = Error::from_errno(-res);
                 e.common.set_active(&mut self.alive_refs, false);
+                self.poll_unregister(idx, gen);
                 self.call_soon(move |lp| {
                     if let Some(mut cb) = lp.polls.get_mut(idx, gen).and_then(|e| e.cb.take()) {
                         cb(lp, FdWatcher { idx, gen }, Err(err));
                     }
                 });
+            }
+        }
+    }
+
+    /// Gives up the watcher's claim on its fd (it stopped, failed or is closing).
+    pub(crate) fn poll_unregister(&mut self, idx: u32, gen: u32) {
+        if let Some(e) = self.polls.get(idx, gen) {
+            if self.watched_fds.get(&e.fd) == Some(&(idx, gen)) {
+                self.watched_fds.remove(&e.fd);
             }
         }
     }

@@ -472,3 +472,39 @@ fn vectored_writes_of_many_buffers_and_short_writes() {
         }
     });
 }
+
+/// poll_multiple_handles: a second watcher may not start on an fd another watcher of the loop
+/// is active on (EEXIST, on both backends); once the first stops, it may.
+#[test]
+fn one_active_watcher_per_fd() {
+    each_backend(|lp| {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (first, second) = (
+            FdWatcher::new(lp, a.as_raw_fd()).unwrap(),
+            FdWatcher::new(lp, a.as_raw_fd()).unwrap(),
+        );
+        first.start(lp, ready::WRITABLE, |_, _, _| {}).unwrap();
+        assert_eq!(
+            second.start(lp, ready::WRITABLE, |_, _, _| {}),
+            Err(Error::EEXIST)
+        );
+        first.start(lp, ready::READABLE, |_, _, _| {}).unwrap(); // changing its own events is fine
+        first.stop(lp).unwrap();
+        let fired = Rc::new(Cell::new(false));
+        let f = fired.clone();
+        second
+            .start(lp, ready::WRITABLE, move |_, _, r| {
+                assert!(r.unwrap() & ready::WRITABLE != 0);
+                f.set(true);
+            })
+            .unwrap();
+        assert_eq!(first.start(lp, ready::WRITABLE, |_, _, _| {}), Err(Error::EEXIST));
+        run_until(lp, LIMIT, |_| fired.get());
+        second.close(lp, None).unwrap();
+        first
+            .start(lp, ready::WRITABLE, |lp, w, _| w.close(lp, None).unwrap())
+            .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert!(!lp.alive());
+    });
+}

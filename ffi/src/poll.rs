@@ -43,7 +43,9 @@ pub unsafe extern "C" fn evl_poll_init(
     })
 }
 
-/// Starts (or changes) watching for `events` (EVL_READABLE | EVL_WRITABLE | ...).
+/// Starts (or changes) watching for `events` (EVL_READABLE | EVL_WRITABLE | ...). Readiness is
+/// level-triggered on both backends, as with uv_poll_t. `events` 0 stops the watcher. -EEXIST
+/// while another watcher of this loop is active on the same fd; -EINVAL for unknown bits.
 #[no_mangle]
 pub unsafe extern "C" fn evl_poll_start(p: *mut evl_poll_t, events: c_uint, cb: evl_poll_cb) -> c_int {
     with_open!(p, Poll, |h, lp, Id::Poll(w)| {

@@ -1105,6 +1105,11 @@ static void test_poll_level_triggered_and_empty_events(void) {
     for (int i = 0; i < 200 && c.bytes < 400; i++) evl_run(l, EVL_RUN_ONCE);
     CHECK_EQ(c.bytes, 400);
     CHECK(c.calls >= 4);
+    /* One active watcher per fd, as in libuv. */
+    evl_poll_t *second;
+    CHECK_EQ(evl_poll_init(l, &second, sv[0], NULL), 0);
+    CHECK_EQ(evl_poll_start(second, EVL_READABLE, on_one_chunk), -EEXIST);
+    CHECK_EQ(evl_close((evl_handle_t *)second, NULL), 0);
     /* No events: stopped, as uv_poll_start(handle, 0, cb) does. */
     CHECK_EQ(evl_poll_start(p, 0, on_one_chunk), 0);
     CHECK_EQ(evl_is_active((evl_handle_t *)p), 0);
