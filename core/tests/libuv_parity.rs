@@ -8,13 +8,14 @@ use std::cell::{Cell, RefCell};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-/// tcp_bind_error_addrinuse_listen, tcp_bind6_error_addrinuse.
+/// tcp_bind_error_addrinuse_listen, tcp_bind6_error_addrinuse, multiple_listen.
 #[test]
 fn binding_a_listening_port_again_fails_with_eaddrinuse() {
     each_backend(|lp| {
         for any in ["127.0.0.1:0", "[::1]:0"] {
             let first = Stream::tcp_bind(lp, any.parse().unwrap(), BindOptions::default()).unwrap();
             first.listen(lp, 8, |_, _, _| {}).unwrap();
+            assert_eq!(first.listen(lp, 8, |_, _, _| {}), Err(Error::EALREADY), "listen twice");
             let addr = first.local_addr(lp).unwrap();
             let again = Stream::tcp_bind(lp, addr, BindOptions::default())
                 .and_then(|s| s.listen(lp, 8, |_, _, _| {}).map(|_| s));
@@ -506,5 +507,35 @@ fn one_active_watcher_per_fd() {
             .unwrap();
         lp.run(RunMode::Default).unwrap();
         assert!(!lp.alive());
+    });
+}
+
+/// udp_multicast_join6: joining and leaving an IPv6 group on the loopback interface (or a
+/// clean error where this sandbox's loopback has no IPv6 multicast); leaving a group not
+/// joined fails.
+#[test]
+fn ipv6_multicast_membership_on_loopback() {
+    each_backend(|lp| {
+        let opts = UdpBindOptions {
+            reuse_addr: true,
+            ..UdpBindOptions::default()
+        };
+        let u = Udp::bind(lp, "[::]:0".parse().unwrap(), opts).unwrap();
+        let group: std::net::IpAddr = "ff02::1:3".parse().unwrap();
+        let any = std::net::Ipv4Addr::UNSPECIFIED;
+        // SAFETY: a NUL-terminated interface name.
+        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        match u.set_membership(lp, group, any, lo, true) {
+            Err(e) => assert!(
+                e == Error::ENODEV || e == Error::EADDRNOTAVAIL || e == Error::EINVAL,
+                "{e}"
+            ),
+            Ok(()) => {
+                u.set_membership(lp, group, any, lo, false).unwrap();
+                assert!(u.set_membership(lp, group, any, lo, false).is_err(), "left twice");
+            }
+        }
+        u.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
     });
 }

@@ -1366,6 +1366,13 @@ static void test_lengths_the_kernel_would_refuse(void) {
     CHECK_EQ(evl_run(l, EVL_RUN_NOWAIT), 0);
     CHECK_EQ(recv(sv[1], buf, sizeof buf, 0), 16);
     CHECK_EQ(evl_fs_write(l, 1, small, SIZE_MAX, -1, NULL, NULL), -EINVAL);
+    /* A NULL buffer of length 0 is a valid empty write (libuv's fs_file_write_null_buffer). */
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    struct fs_result empty = {.result = -1};
+    CHECK_EQ(evl_fs_write(l, devnull, NULL, 0, -1, on_fs, &empty), 0);
+    while (!empty.calls) evl_run(l, EVL_RUN_ONCE);
+    CHECK_EQ(empty.result, 0);
+    close(devnull);
     CHECK_EQ(evl_close((evl_handle_t *)s, NULL), 0);
     finish_loop(l);
     close(sv[1]);
