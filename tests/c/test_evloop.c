@@ -1386,6 +1386,17 @@ static void on_soon_once(evl_loop_t *l, void *d) {
 static void on_nothing(evl_async_t *a, void *d) {
     (void)a, (void)d;
 }
+static char order_log[8];
+static int order_len;
+static void on_write_logged(evl_stream_t *s, int status, void *req) {
+    (void)s, (void)req;
+    CHECK(status == 0 || status == -ECANCELED);
+    order_log[order_len++] = 'w';
+}
+static void on_close_logged(evl_handle_t *h, void *d) {
+    (void)h, (void)d;
+    order_log[order_len++] = 'c';
+}
 static void test_header_promises(void) {
     evl_loop_t *l = new_loop();
     /* evl_loop_free drops nothing: pending callbacks keep it busy until run. */
@@ -1399,6 +1410,21 @@ static void test_header_promises(void) {
     CHECK_EQ(evl_loop_free(l), -EBUSY);
     CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
     CHECK(r.done);
+    /* evl_close: a write still queued gets its callback (-ECANCELED), before the close
+     * callback, which runs last. */
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    evl_stream_t *s;
+    CHECK_EQ(evl_stream_adopt(l, &s, sv[0], NULL), 0);
+    static char big[1 << 20];
+    evl_buf_t b = {big, sizeof big};
+    order_len = 0;
+    CHECK(evl_write(s, &b, 1, on_write_logged, NULL) >= 0);
+    CHECK_EQ(evl_close((evl_handle_t *)s, on_close_logged), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(order_len, 2);
+    CHECK(order_log[0] == 'w' && order_log[1] == 'c');
+    close(sv[1]);
     /* A closing wake-up handle refuses wakes, as other calls on closing handles do. */
     evl_async_t *a;
     CHECK_EQ(evl_async_init(l, &a, on_nothing, NULL), 0);
