@@ -39,12 +39,7 @@ impl FdWatcher {
         if fd < 0 {
             return Err(Error::EBADF);
         }
-        // SAFETY: fstat fills a zeroed stat for any open fd; a bad fd gives EBADF.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut st) } < 0 {
-            return Err(Error::EBADF);
-        }
-        if matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR) {
+        if matches!(crate::sys::file_type(fd)?, libc::S_IFREG | libc::S_IFDIR) {
             return Err(Error::EPERM);
         }
         let (idx, gen) = lp.polls.insert(PollEntry {

@@ -15,7 +15,11 @@ fn binding_a_listening_port_again_fails_with_eaddrinuse() {
         for any in ["127.0.0.1:0", "[::1]:0"] {
             let first = Stream::tcp_bind(lp, any.parse().unwrap(), BindOptions::default()).unwrap();
             first.listen(lp, 8, |_, _, _| {}).unwrap();
-            assert_eq!(first.listen(lp, 8, |_, _, _| {}), Err(Error::EALREADY), "listen twice");
+            assert_eq!(
+                first.listen(lp, 8, |_, _, _| {}),
+                Err(Error::EALREADY),
+                "listen twice"
+            );
             let addr = first.local_addr(lp).unwrap();
             let again = Stream::tcp_bind(lp, addr, BindOptions::default())
                 .and_then(|s| s.listen(lp, 8, |_, _, _| {}).map(|_| s));

@@ -65,6 +65,14 @@ pub(crate) fn eventfd_signal(fd: RawFd) {
     }
 }
 
+/// The file type bits (`S_IFMT`) of an open fd; `EBADF` for a closed one.
+pub(crate) fn file_type(fd: RawFd) -> Result<u32> {
+    // SAFETY: fstat fills a zeroed stat; a bad fd gives EBADF.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st.st_mode & libc::S_IFMT)
+}
+
 pub(crate) fn set_nonblocking(fd: RawFd) -> Result<()> {
     // SAFETY: fcntl on a caller-provided fd; a bad fd gives EBADF.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
