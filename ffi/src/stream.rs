@@ -229,6 +229,15 @@ fn connect(
 /// read.
 const UNIX_NAME_MAX: usize = 108;
 
+/// The `namelen` bytes at `name`, checked: -EINVAL for NULL or a length no name can have.
+fn unix_name(name: *const c_char, namelen: size_t) -> Result<Vec<u8>, c_int> {
+    if name.is_null() || namelen > UNIX_NAME_MAX {
+        return Err(-libc::EINVAL);
+    }
+    // SAFETY: `name` holds `namelen` bytes (contract), at most UNIX_NAME_MAX.
+    Ok(unsafe { std::slice::from_raw_parts(name.cast::<u8>(), namelen) }.to_vec())
+}
+
 /// A Unix stream socket bound to `name` (`namelen` bytes; a leading NUL byte makes it abstract),
 /// for evl_listen().
 #[no_mangle]
@@ -240,14 +249,10 @@ pub unsafe extern "C" fn evl_unix_bind(
     user_data: *mut c_void,
 ) -> c_int {
     guard(-libc::EIO, || {
-        if name.is_null() {
-            return -libc::EINVAL;
-        }
-        if namelen > UNIX_NAME_MAX {
-            return -libc::EINVAL;
-        }
-        // SAFETY: `name` holds `namelen` bytes (contract).
-        let n = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), namelen) }.to_vec();
+        let n = match unix_name(name, namelen) {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
         create_stream(l, out, user_data, |lp| Stream::unix_bind(lp, &n))
     })
 }
@@ -263,14 +268,10 @@ pub unsafe extern "C" fn evl_unix_connect(
     user_data: *mut c_void,
 ) -> c_int {
     guard(-libc::EIO, || {
-        if name.is_null() {
-            return -libc::EINVAL;
-        }
-        if namelen > UNIX_NAME_MAX {
-            return -libc::EINVAL;
-        }
-        // SAFETY: `name` holds `namelen` bytes (contract).
-        let n = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), namelen) }.to_vec();
+        let n = match unix_name(name, namelen) {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
         connect(l, out, user_data, cb, |lp, done| {
             Stream::unix_connect_boxed(lp, &n, done)
         })
