@@ -8,6 +8,7 @@ cargo build --release --quiet -p evloop-bench
 mkdir -p bench/bin
 CFLAGS="-O2 -Wall -Wextra -Werror"
 gcc $CFLAGS -o bench/bin/loadgen bench/c/loadgen.c
+gcc $CFLAGS -o bench/bin/bare_echo bench/c/bare_echo.c
 if pkg-config --exists libuv; then
     gcc $CFLAGS -o bench/bin/uv_echo bench/c/uv_echo.c $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -o bench/bin/uv_timers bench/c/uv_timers.c $(pkg-config --cflags --libs libuv)

@@ -63,11 +63,32 @@ def cpu_ticks(pid):
     return int(fields[11]), int(fields[12])  # utime, stime
 
 
-def one_run(name, cmd, env, port, args, use_perf):
+def open_idle(port, n, seconds=600):
+    """Idle client processes holding `n` connections to `port` (5,000 a process, under the
+    descriptor limit); close their stdin to let them go."""
+    procs = []
+    while n > 0:
+        k = min(n, 5000)
+        p = subprocess.Popen([os.path.join(BIN, "loadgen"), str(port), "-i", str(k), "-d", str(seconds)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"idle client failed: {line!r}")
+        procs.append(p)
+        n -= k
+    return procs
+
+
+def one_run(name, cmd, env, port, args, use_perf, idle=0):
+    """One server under the ping-pong load, with `idle` idle connections open beside it."""
     proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    idlers = []
     try:
         wait_port(port, proc)
+        if idle:
+            idlers = open_idle(port, idle)
+            time.sleep(0.5)  # let the server accept them all before measuring
         u0, s0 = cpu_ticks(proc.pid)
         perf = None
         if use_perf:
@@ -87,6 +108,9 @@ def one_run(name, cmd, env, port, args, use_perf):
                     syscalls = int(parts[0])
         u1, s1 = cpu_ticks(proc.pid)
     finally:
+        for p in idlers:
+            p.stdin.close()
+            p.wait(timeout=30)
         proc.send_signal(15)
         try:
             proc.wait(timeout=10)

@@ -13,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(HERE, "bin")
 sys.path.insert(0, HERE)
-from echo import available_backends, wait_port  # noqa: E402
+from echo import available_backends, open_idle, wait_port  # noqa: E402
 from report import emit  # noqa: E402
 
 
@@ -23,15 +23,6 @@ def rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
-
-
-def open_idle(port, n):
-    p = subprocess.Popen([os.path.join(BIN, "loadgen"), str(port), "-i", str(n), "-d", "120"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if not line.startswith("READY"):
-        raise RuntimeError(f"idle client failed: {line!r}")
-    return p
 
 
 def settle(pid):
@@ -50,9 +41,9 @@ def measure(name, cmd, env, port, first, second):
     clients = []
     try:
         wait_port(port, proc)
-        clients.append(open_idle(port, first))
+        clients.extend(open_idle(port, first))
         r1 = settle(proc.pid)
-        clients.append(open_idle(port, second - first))
+        clients.extend(open_idle(port, second - first))
         r2 = settle(proc.pid)
         return (r2 - r1) / (second - first)
     finally:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every benchmark and rewrites BENCHMARKS.md from the results (about 5 minutes).
+# Runs every benchmark and rewrites BENCHMARKS.md and bench/results/ from the results (about 20
+# minutes; the idle-beside-busy plot needs matplotlib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/build.sh
+make --quiet examples
 tmp=$(mktemp -d)
 python3 bench/echo.py --rounds "${ECHO_ROUNDS:-7}" --seconds "${SECONDS_PER_RUN:-4}" --markdown "$tmp/echo.md"
 bench/instructions.sh 20 4 > "$tmp/instructions.md"
@@ -10,6 +12,7 @@ python3 bench/timers.py --rounds "${ROUNDS:-3}" --markdown "$tmp/timers.md"
 python3 bench/idle.py --markdown "$tmp/idle.md"
 python3 bench/files.py --rounds "${FILES_ROUNDS:-7}" --markdown "$tmp/files.md"
 python3 bench/poll.py --rounds "${POLL_ROUNDS:-5}" --markdown "$tmp/poll.md"
+python3 bench/idle_busy.py --rounds "${IDLE_ROUNDS:-3}" --markdown "$tmp/idle_busy.md" --plot bench/results/idle_busy.png
 {
     echo "# Benchmarks"
     echo
@@ -29,6 +32,12 @@ python3 bench/poll.py --rounds "${POLL_ROUNDS:-5}" --markdown "$tmp/poll.md"
     echo "## Timers"
     echo
     cat "$tmp/timers.md"
+    echo
+    echo "## Idle connections beside busy ones"
+    echo
+    cat "$tmp/idle_busy.md"
+    echo
+    echo "![CPU per message as idle connections grow](bench/results/idle_busy.png)"
     echo
     echo "## Idle connections"
     echo
