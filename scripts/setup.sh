@@ -24,5 +24,5 @@ rustup component list --installed 2>/dev/null | grep -q clippy || rustup compone
 # Miri runs the timer wheel and slab tests (scripts/model_checks.sh); optional where rustup cannot
 # fetch components.
 if rustup toolchain list 2>/dev/null | grep -q nightly && ! cargo +nightly miri --version >/dev/null 2>&1; then
-    rustup component add miri rust-src --toolchain nightly >/dev/null 2>&1 || echo "miri unavailable: its checks will be skipped"
+    timeout 300 rustup component add miri rust-src --toolchain nightly >/dev/null 2>&1 || echo "miri unavailable: its checks will be skipped"
 fi
