@@ -595,24 +595,21 @@ impl Loop {
 
     /// Accounts for a finished send; callbacks run from the deferred queue.
     fn stream_sent(&mut self, idx: u32, gen: u32, res: i32) {
-        let Some(e) = self.streams.get_mut(idx, gen) else {
+        // The stream and the backend are borrowed apart: one lookup per send completion.
+        let Loop { streams, backend, .. } = &mut *self;
+        let Some(e) = streams.get_mut(idx, gen) else {
             return;
         };
+        let (fd, flags) = (e.fd, e.flags);
         let Some(w) = e.w.as_mut() else { return };
         w.sending = false;
-        if res < 0 && w.error.is_none() && e.flags & (flag::RECV_ARMED | flag::LISTENING) == flag::RECV_ARMED
-        {
+        if res < 0 && w.error.is_none() && flags & (flag::RECV_ARMED | flag::LISTENING) == flag::RECV_ARMED {
             // A failed send means a broken connection, and the send may have taken the socket's
             // pending error, which a receive armed in io_uring then waits on for good (seen
             // with resets). A fresh receive reads what is left, then the end: cancel this one,
             // which re-arms when its cancellation lands.
-            self.backend
-                .cancel(token(Kind::Stream, OP_RECV, idx, gen), e.fd, OpKind::Recv);
+            backend.cancel(token(Kind::Stream, OP_RECV, idx, gen), fd, OpKind::Recv);
         }
-        let Some(e) = self.streams.get_mut(idx, gen) else {
-            return;
-        };
-        let Some(w) = e.w.as_mut() else { return };
         if res < 0 {
             let err = Error::from_errno(-res);
             w.error = Some(err);
