@@ -17,6 +17,8 @@ if pkg-config --exists libuv; then
     cargo build --release --quiet -p evloop-ffi
     gcc $CFLAGS -Iinclude -o bench/bin/poll_pingpong bench/c/poll_pingpong.c -Ltarget/release -levloop \
         -Wl,-rpath,"$PWD/target/release" $(pkg-config --cflags --libs libuv)
+    gcc $CFLAGS -Iinclude -o bench/bin/evl_timers bench/c/evl_timers.c -Ltarget/release -levloop \
+        -Wl,-rpath,"$PWD/target/release"
 else
     echo "libuv not found: the libuv peers are skipped" >&2
 fi

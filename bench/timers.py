@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Timer benchmark: evloop's timing wheel against libuv's binary heap, same workload, same run.
 
-Runs bench/src/bin/timers.rs and bench/c/uv_timers.c ROUNDS times each (interleaved) and
+Runs bench/src/bin/timers.rs, bench/c/evl_timers.c (the same through the C API) and
+bench/c/uv_timers.c ROUNDS times each (interleaved) and
 reports medians: 1,000,000 pending one-shot timers (random 1–100 s) started, then stopped in
 start order and in random order; CPU per timer for 1,000,000 timers firing within 1 s; RSS per
 pending timer.
@@ -30,6 +31,11 @@ def main():
     ev = [os.path.join(ROOT, "target", "release", "timers")]
     # The wheel is the same on both backends; the backend decides how the loop waits.
     impls = [("evloop-epoll", ev, {"EVLOOP_BACKEND": "epoll"}), ("evloop-uring", ev, {"EVLOOP_BACKEND": "uring"})]
+    # The same workload as a C program runs it through libevloop.so (a record per handle).
+    evc = os.path.join(HERE, "bin", "evl_timers")
+    if os.path.exists(evc):
+        impls += [("evloop-C-epoll", [evc], {"EVLOOP_BACKEND": "epoll"}),
+                  ("evloop-C-uring", [evc], {"EVLOOP_BACKEND": "uring"})]
     uv = os.path.join(HERE, "bin", "uv_timers")
     if os.path.exists(uv):
         impls.append(("libuv", [uv], {}))
