@@ -11,13 +11,13 @@ gcc $CFLAGS -o bench/bin/loadgen bench/c/loadgen.c
 gcc $CFLAGS -o bench/bin/bare_echo bench/c/bare_echo.c
 if pkg-config --exists libuv; then
     gcc $CFLAGS -o bench/bin/uv_echo bench/c/uv_echo.c $(pkg-config --cflags --libs libuv)
-    gcc $CFLAGS -o bench/bin/uv_timers bench/c/uv_timers.c $(pkg-config --cflags --libs libuv)
+    gcc $CFLAGS -o bench/bin/uv_timers bench/c/timers.c $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -o bench/bin/uv_files bench/c/uv_files.c $(pkg-config --cflags --libs libuv)
     # Through libevloop.so, beside libuv in the same binary.
     cargo build --release --quiet -p evloop-ffi
     gcc $CFLAGS -Iinclude -o bench/bin/poll_pingpong bench/c/poll_pingpong.c -Ltarget/release -levloop \
         -Wl,-rpath,"$PWD/target/release" $(pkg-config --cflags --libs libuv)
-    gcc $CFLAGS -Iinclude -o bench/bin/evl_timers bench/c/evl_timers.c -Ltarget/release -levloop \
+    gcc $CFLAGS -DEVLOOP -Iinclude -o bench/bin/evl_timers bench/c/timers.c -Ltarget/release -levloop \
         -Wl,-rpath,"$PWD/target/release"
 else
     echo "libuv not found: the libuv peers are skipped" >&2

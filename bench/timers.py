@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Timer benchmark: evloop's timing wheel against libuv's binary heap, same workload, same run.
 
-Runs bench/src/bin/timers.rs, bench/c/evl_timers.c (the same through the C API) and
-bench/c/uv_timers.c ROUNDS times each (interleaved) and
+Runs bench/src/bin/timers.rs and bench/c/timers.c (built on libuv, and on libevloop.so for the C
+API's row) ROUNDS times each (interleaved) and
 reports medians: 1,000,000 pending one-shot timers (random 1–100 s) started, then stopped in
 start order and in random order; CPU per timer for 1,000,000 timers firing within 1 s; RSS per
 pending timer.

@@ -1,6 +1,6 @@
 //! Timer benchmark: 1,000,000 pending one-shot timers with random timeouts of 1–100 s, started
 //! then stopped (in start order and in random order), and 1,000,000 timers firing within 1 s.
-//! Prints one `RESULT` line; bench/c/uv_timers.c prints the same for libuv.
+//! Prints one `RESULT` line; bench/c/timers.c prints the same for libuv and the C API.
 
 use evloop::{Handle, Loop, RunMode, Timer};
 use std::cell::Cell;
