@@ -45,6 +45,18 @@ pub struct Stats {
     pub offloaded_file_ops: u64,
 }
 
+/// Code run around each wait in the kernel that may block (see [`Loop::set_wait_hook`]).
+///
+/// A host runtime whose callbacks run under a lock releases it in `before_wait` and takes it
+/// back in `after_wait` (Python's GIL): other threads run while the loop sleeps, and the loop's
+/// callbacks, which run between waits, never pay for taking the lock each.
+pub trait WaitHook {
+    /// Called just before the loop may block; the loop calls nothing else until `after_wait`.
+    fn before_wait(&mut self);
+    /// Called as soon as the wait returns, before any callback runs.
+    fn after_wait(&mut self);
+}
+
 /// Settings for [`Loop::with_config`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -131,6 +143,7 @@ pub struct Loop {
     closes_in_flight: usize,
     closing_now: Vec<RawHandle>,
     close_cbs: Vec<CloseCb>,
+    wait_hook: Option<Box<dyn WaitHook>>,
     iterations: u64,
     completions: u64,
     _not_send: PhantomData<*mut ()>,
@@ -195,6 +208,7 @@ impl Loop {
             closes_in_flight: 0,
             closing_now: Vec::new(),
             close_cbs: Vec::new(),
+            wait_hook: None,
             iterations: 0,
             completions: 0,
             _not_send: PhantomData,
@@ -243,6 +257,12 @@ impl Loop {
             completion_overflow_flushes: c.overflow_flushes,
             offloaded_file_ops: c.offloaded_file_ops,
         }
+    }
+
+    /// Sets (or with `None` removes) the code run around each wait that may block. Waits that
+    /// cannot block (a zero timeout) run without it.
+    pub fn set_wait_hook(&mut self, hook: Option<Box<dyn WaitHook>>) {
+        self.wait_hook = hook;
     }
 
     /// Makes `run` return after the current iteration.
@@ -328,7 +348,18 @@ impl Loop {
                 }
             };
             self.work_flush();
-            if let Err(e) = self.backend.wait(timeout) {
+            let hooked = match &mut self.wait_hook {
+                Some(hook) if timeout != 0 => {
+                    hook.before_wait();
+                    Some(hook)
+                }
+                _ => None,
+            };
+            let waited = self.backend.wait(timeout);
+            if let Some(hook) = hooked {
+                hook.after_wait();
+            }
+            if let Err(e) = waited {
                 self.running = false;
                 return Err(e);
             }

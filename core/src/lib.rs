@@ -43,7 +43,7 @@ mod wakeup;
 
 pub use backend::{ready, BackendKind};
 pub use error::{Error, Result};
-pub use event_loop::{Config, Loop, RunMode, Stats, DEFAULT_READ_FILE_LIMIT};
+pub use event_loop::{Config, Loop, RunMode, Stats, WaitHook, DEFAULT_READ_FILE_LIMIT};
 pub use handle::{CloseCb, Handle};
 pub use poll::{FdWatcher, PollCb};
 pub use process::{ExitCb, ExitStatus, Process, SpawnOptions, Spawned, Stdio};

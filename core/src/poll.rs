@@ -159,6 +159,11 @@ impl Loop {
             let fd = e.fd;
             self.backend
                 .cancel(token(Kind::Poll, 0, idx, gen), fd, OpKind::Poll);
+            if !self.running {
+                // The caller may close the fd as soon as this returns (libuv allows it); a poll
+                // left in the ring would keep the file open until the next run.
+                let _ = self.backend.settle();
+            }
         }
     }
 

@@ -451,3 +451,32 @@ fn waking_a_closed_async_handle_is_refused() {
         assert_eq!(calls.get(), 1);
     });
 }
+
+/// A watcher stopped or closed outside `run` lets go of its fd in the kernel at once: the caller
+/// may close the fd next and expect it gone (a listener refusing connections), as with libuv.
+/// A poll still in flight in the ring would otherwise keep the socket open until the next run.
+#[test]
+fn a_watcher_stopped_outside_run_lets_go_of_its_fd() {
+    for close_it in [false, true] {
+        each_backend(|lp| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let w = FdWatcher::new(lp, listener.as_raw_fd()).unwrap();
+            w.start(lp, ready::READABLE, |_, _, _| {}).unwrap();
+            lp.run(RunMode::NoWait).unwrap();
+            if close_it {
+                w.close(lp, None).unwrap();
+            } else {
+                w.stop(lp).unwrap();
+            }
+            drop(listener);
+            let err = TcpStream::connect(addr).expect_err("the listener is closed");
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+            if !close_it {
+                w.close(lp, None).unwrap();
+            }
+            lp.run(RunMode::Default).unwrap();
+        });
+    }
+}

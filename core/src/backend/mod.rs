@@ -439,6 +439,15 @@ impl Backend {
         }
     }
 
+    /// Outside `run`: has the kernel finish queued cancellations now, so the files they held
+    /// are released before the caller closes them (io_uring; epoll holds nothing in flight).
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        match self {
+            Backend::Epoll(_) => Ok(()),
+            Backend::Uring(b) => b.settle(),
+        }
+    }
+
     /// Hands the kernel what is queued, without waiting, if anything is: `run` returns, or a
     /// close callback runs, only after the fds closed through the ring are closed.
     pub(crate) fn submit_queued(&mut self) -> Result<()> {

@@ -596,6 +596,35 @@ impl UringBackend {
         Ok(())
     }
 
+    /// Outside `run`: submits what is queued and lets the kernel finish it now. A cancelled
+    /// poll, whose completion DEFER_TASKRUN would otherwise hold back until the next enter with
+    /// GETEVENTS, drops its hold on the file here, so the caller may close the fd next. The
+    /// completions are dispatched by the next run.
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        // The kernel's flag (io_uring.h); the crate keeps its constants private.
+        const IORING_ENTER_GETEVENTS: u32 = 1;
+        loop {
+            let to_submit = self.ring.submission().len() as u32;
+            // SAFETY: a plain enter: no argument struct (size 0, NULL pointer), no wait
+            // (min_complete 0); the SQEs it submits were fully written when queued.
+            let r = unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None)
+            };
+            match r {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.queued = 0;
+        self.closes_queued = false;
+        self.reap();
+        Ok(())
+    }
+
     /// Moves completions from the kernel's queue into ours, freeing CQ space at once.
     fn reap(&mut self) {
         if self.cursor == self.cqes.len() {

@@ -1,0 +1,242 @@
+"""evloop's asyncio event loop.
+
+`EventLoop` puts evloop's native `Core` (scheduling, timers, fd readiness and stream transports,
+in Rust) in front of asyncio's own Unix loop in the method resolution order: what the core does
+not provide (servers' accept loop, datagram and pipe transports, TLS, signals, the executor,
+name resolution) is asyncio's code running on the core's fd watchers.
+"""
+
+import asyncio
+import os
+import selectors
+import socket
+import sys
+import weakref
+from asyncio import base_events, exceptions, transports, trsock, unix_events
+from asyncio.log import logger
+
+from . import _evloop
+
+__all__ = ("EventLoop", "EventLoopPolicy", "new_event_loop", "install", "run")
+
+
+class _CoreSelector(selectors._BaseSelectorImpl):
+    """asyncio's selector bookkeeping (keys, data) with readiness from the core's fd watchers.
+
+    The loop never calls `select`: it waits in the core and is handed the ready fds.
+    """
+
+    def __init__(self, core):
+        super().__init__()
+        self._core = weakref.ref(core)
+
+    def register(self, fileobj, events, data=None):
+        key = super().register(fileobj, events, data)
+        try:
+            self._core()._watch_fd(key.fd, events)
+        except BaseException:
+            super().unregister(fileobj)
+            raise
+        return key
+
+    def unregister(self, fileobj):
+        key = super().unregister(fileobj)
+        core = self._core()
+        if core is not None and not core.is_closed():
+            core._unwatch_fd(key.fd)
+        return key
+
+    def modify(self, fileobj, events, data=None):
+        try:
+            key = self._fd_to_key[self._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        if events != key.events:
+            self._core()._watch_fd(key.fd, events)
+        if events != key.events or data != key.data:
+            key = key._replace(events=events, data=data)
+            self._fd_to_key[key.fd] = key
+        return key
+
+    def select(self, timeout=None):
+        raise RuntimeError("evloop's loop waits in its core; its selector is never polled")
+
+    def close(self):
+        core = self._core()
+        if core is not None and not core.is_closed():
+            for fd in list(self._fd_to_key):
+                core._unwatch_fd(fd)
+        super().close()
+
+
+class StreamTransportType(transports._FlowControlMixin, asyncio.Transport):
+    """What evloop's native stream transports present as their class.
+
+    They are `_evloop.StreamTransport` objects, which cannot derive from `asyncio.Transport`
+    (a native class and `__slots__` layouts cannot be combined); they report this subclass as
+    `__class__`, so `isinstance(transport, asyncio.Transport)` holds, as for asyncio's own.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("stream transports are made by the event loop")
+
+
+_evloop._set_transport_class(StreamTransportType)
+
+
+def _set_nodelay(sock):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
+    """An asyncio event loop on evloop (io_uring or epoll).
+
+    `backend` ("uring", "epoll" or "auto"; default: `EVLOOP_BACKEND`, else auto) chooses the
+    kernel interface; `loop.backend` says which one runs.
+    """
+
+    def __init__(self, *, backend=None):
+        unix_events.SelectorEventLoop.__init__(self, _CoreSelector(self))
+
+    def __repr__(self):
+        return (
+            f"<{type(self).__name__} backend={self.backend} running={self.is_running()} "
+            f"closed={self.is_closed()} debug={self.get_debug()}>"
+        )
+
+    def set_debug(self, enabled):
+        super().set_debug(enabled)
+        self._set_core_debug(bool(enabled))
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        unix_events.SelectorEventLoop.close(self)
+        self._close_core()
+
+    # -- called by the core -------------------------------------------------------------
+
+    def _process_fd_events(self, events):
+        keys = self._selector._fd_to_key
+        self._process_events([(keys[fd], mask) for fd, mask in events if fd in keys])
+
+    def _log_slow_callback(self, handle, took):
+        logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), took)
+
+    # -- transports ---------------------------------------------------------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        extra = dict(extra) if extra else {}
+        extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            extra["sockname"] = sock.getsockname()
+        except OSError:
+            extra["sockname"] = None
+        if "peername" not in extra:
+            try:
+                extra["peername"] = sock.getpeername()
+            except OSError:
+                extra["peername"] = None
+        _set_nodelay(sock)
+        fd = sock.fileno()
+        transport = _evloop.StreamTransport(self, sock, protocol, extra, server)
+        self._transports[fd] = transport
+        self.call_soon(transport._start, waiter)
+        return transport
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        if isinstance(transp, _evloop.StreamTransport):
+            raise exceptions.SendfileNotAvailableError(
+                "evloop's stream transports send files by reading and writing them (not sendfile(2))"
+            )
+        return await super()._sendfile_native(transp, file, offset, count)
+
+    # -- processes: a pidfd per child, watched by the loop (no SIGCHLD, no watcher thread) --
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        waiter = self.create_future()
+        transport = unix_events._UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs,
+        )
+        self._watch_child(transport)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transport.close()
+            await transport._wait()
+            raise
+        return transport
+
+    def _watch_child(self, transport):
+        pid = transport.get_pid()
+        pidfd = os.pidfd_open(pid)
+
+        def exited():
+            self._remove_reader(pidfd)
+            os.close(pidfd)
+            try:
+                _, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                # Reaped by someone else: asyncio reports 255 in this case too.
+                logger.warning("child process pid %d exit status already read: will report returncode 255", pid)
+                returncode = 255
+            else:
+                returncode = os.waitstatus_to_exitcode(status)
+            transport._process_exited(returncode)
+
+        self._add_reader(pidfd, exited)
+
+
+class EventLoopPolicy(unix_events.DefaultEventLoopPolicy):
+    """The default policy, making evloop loops."""
+
+    _loop_factory = EventLoop
+
+
+def new_event_loop(**kwargs):
+    """A new evloop event loop (`asyncio.Runner(loop_factory=evloop.new_event_loop)`)."""
+    return EventLoop(**kwargs)
+
+
+def install():
+    """Makes evloop the event loop asyncio creates (`asyncio.run`, `new_event_loop`)."""
+    asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None, **loop_kwargs):
+    """Runs the coroutine `main` on a new evloop loop, as `asyncio.run` does, and closes it."""
+    factory = (lambda: EventLoop(**loop_kwargs)) if loop_kwargs else EventLoop
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
+            return runner.run(main)
+    from asyncio import runners
+
+    if asyncio.events._get_running_loop() is not None:
+        raise RuntimeError("evloop.run() cannot be called from a running event loop")
+    loop = factory()
+    try:
+        asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            runners._cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

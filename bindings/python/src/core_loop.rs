@@ -1,0 +1,523 @@
+//! `Core`: the native base class of `evloop.EventLoop`. It owns an `evloop::Loop` and runs
+//! asyncio's scheduling (ready queue, timers, thread-safe calls, fd readiness) in Rust; the
+//! Python class on top inherits the rest of asyncio's event loop.
+//!
+//! The GIL is held while callbacks run and released only while the loop blocks in the kernel
+//! (a `WaitHook`), so a batch of completions costs one release and one re-acquisition.
+
+use crate::errors::os_error;
+use crate::handle::{foreign_thread, Handle, Ran, TimerHandle};
+use evloop::{Async, BackendKind, Config, FdWatcher, Handle as _, Loop, RunMode, Timer, WaitHook, Waker};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use pyo3::{ffi, intern};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Releases the GIL while the loop waits in the kernel.
+struct ReleaseGil {
+    saved: *mut ffi::PyThreadState,
+}
+
+impl WaitHook for ReleaseGil {
+    fn before_wait(&mut self) {
+        // SAFETY: the loop runs only inside `Core::_run_once`, which holds the GIL; nothing
+        // touches Python until `after_wait`.
+        self.saved = unsafe { ffi::PyEval_SaveThread() };
+    }
+
+    fn after_wait(&mut self) {
+        // SAFETY: `saved` is the thread state released by `before_wait` on this thread.
+        unsafe { ffi::PyEval_RestoreThread(self.saved) };
+    }
+}
+
+/// What the loop thread owns. Reached only from the owning thread (`Core::check_thread`).
+pub(crate) struct State {
+    /// The core loop (a leaked box, freed by `close` or drop); null once closed.
+    lp: Cell<*mut Loop>,
+    pub(crate) ready: RefCell<VecDeque<PyObject>>,
+    /// Readiness of watched fds reported during the last run: (fd, selectors mask).
+    fd_events: RefCell<Vec<(RawFd, u32)>>,
+    watchers: RefCell<HashMap<RawFd, FdWatcher>>,
+    /// A `BaseException` raised by a Python call made from inside the core: re-raised when the
+    /// run returns.
+    pub(crate) escaped: RefCell<Option<PyErr>>,
+    running: Cell<bool>,
+    /// Absolute CLOCK_MONOTONIC nanoseconds at the core loop's time zero.
+    epoch_ns: u64,
+    debug: Cell<bool>,
+}
+
+impl State {
+    /// The core loop, or the error asyncio gives for a closed loop.
+    pub(crate) fn lp(&self) -> PyResult<&mut Loop> {
+        let p = self.lp.get();
+        if p.is_null() {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        // SAFETY: `p` came from Box::into_raw and is freed only by `close_loop`/drop, which
+        // null it first. Only the owning thread gets here. A reference made here while `run`
+        // holds one is made from a callback `run` is calling (the pattern the C API's
+        // `loop_mut` follows), and neither is used while the other is live.
+        Ok(unsafe { &mut *p })
+    }
+
+    /// A `BaseException` escaped a callback run inside the core: keep it and stop the run.
+    pub(crate) fn escape(&self, err: PyErr) {
+        let mut slot = self.escaped.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+        if let Ok(lp) = self.lp() {
+            lp.stop();
+        }
+    }
+
+    fn close_loop(&self) {
+        let p = self.lp.replace(std::ptr::null_mut());
+        if !p.is_null() {
+            // SAFETY: `p` came from Box::into_raw and was just detached, so this is the only
+            // owner. Dropping the loop drops its callbacks (and the Python objects they hold).
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.close_loop();
+    }
+}
+
+/// The native part of `evloop.EventLoop`.
+#[pyclass(frozen, subclass, weakref, module = "evloop._evloop")]
+pub struct Core {
+    owner: libc::pthread_t,
+    pub(crate) state: Rc<State>,
+    waker: Waker,
+    closed: Arc<AtomicBool>,
+    backend: &'static str,
+}
+
+// SAFETY: the loop inside the `Rc` state is touched only on the thread that made it: every
+// method that reaches it calls `check_thread` first. `call_soon_threadsafe` may run on any
+// thread and touches only the ready queue, under the GIL, which the loop thread never releases
+// while it holds a borrow of that queue (it releases it only inside the kernel wait); the rest
+// it uses (`closed`, the `Waker`) is thread-safe. Python may move the
+// object between threads, which is why the type must be Send + Sync for pyo3. Dropping it on a
+// foreign thread drops the loop there; its fds are closed and nothing else depends on the thread.
+unsafe impl Send for Core {}
+// SAFETY: as above.
+unsafe impl Sync for Core {}
+
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn backend_kind(name: Option<&str>) -> PyResult<BackendKind> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => std::env::var("EVLOOP_BACKEND").unwrap_or_default(),
+    };
+    match name.trim() {
+        "" | "auto" => Ok(BackendKind::Auto),
+        "uring" | "io_uring" => Ok(BackendKind::Uring),
+        "epoll" => Ok(BackendKind::Epoll),
+        other => Err(PyValueError::new_err(format!(
+            "unknown evloop backend {other:?} (expected 'auto', 'uring' or 'epoll')"
+        ))),
+    }
+}
+
+/// asyncio's selector masks from the core's readiness bits: errors and hang-ups wake both
+/// directions, as the epoll selector does, so the callback meets the error itself.
+fn selector_mask(ready: u32) -> u32 {
+    use evloop::ready::{READABLE, WRITABLE};
+    let mut mask = 0;
+    if ready & !WRITABLE != 0 {
+        mask |= READABLE;
+    }
+    if ready & !READABLE != 0 {
+        mask |= WRITABLE;
+    }
+    mask
+}
+
+impl Core {
+    #[inline]
+    pub(crate) fn check_thread(&self) -> PyResult<()> {
+        // SAFETY: pthread_self has no preconditions.
+        if unsafe { libc::pthread_equal(libc::pthread_self(), self.owner) } == 0 {
+            return Err(foreign_thread());
+        }
+        Ok(())
+    }
+
+    /// The core loop, on the owning thread only.
+    #[inline]
+    pub(crate) fn lp(&self) -> PyResult<&mut Loop> {
+        self.check_thread()?;
+        self.state.lp()
+    }
+
+    pub(crate) fn cancel_timer(&self, timer: Timer) -> PyResult<()> {
+        let lp = self.lp()?;
+        // EBADF: the loop already let it go (it fired); nothing to free.
+        let _ = timer.close(lp, None);
+        Ok(())
+    }
+
+    fn make_handle(
+        slf: &Bound<'_, Self>,
+        callback: PyObject,
+        args: Py<PyTuple>,
+        context: Option<PyObject>,
+    ) -> Handle {
+        Handle::new(callback, args, context, slf.clone().into_any().unbind())
+    }
+
+    fn check_callback(slf: &Bound<'_, Self>, callback: &PyObject, method: &str) -> PyResult<()> {
+        if slf.get().state.debug.get() {
+            slf.call_method1(intern!(slf.py(), "_check_callback"), (callback, method))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the callbacks that were ready when this step began; later ones wait for the next
+    /// iteration, so a callback that re-queues itself cannot starve I/O.
+    fn run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let st = &slf.get().state;
+        let n = st.ready.borrow().len();
+        let slow = if st.debug.get() {
+            Some(slf.getattr(intern!(py, "slow_callback_duration"))?.extract::<f64>()?)
+        } else {
+            None
+        };
+        for _ in 0..n {
+            let Some(h) = st.ready.borrow_mut().pop_front() else { break };
+            let started = slow.map(|_| monotonic_ns());
+            let ran = run_any(py, h.bind(py));
+            if let (Some(limit), Some(t0)) = (slow, started) {
+                let took = (monotonic_ns() - t0) as f64 / 1e9;
+                if took >= limit {
+                    slf.call_method1(intern!(py, "_log_slow_callback"), (h.bind(py), took))?;
+                }
+            }
+            if let Ran::Escaped(e) = ran? {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one entry of the ready queue: an evloop handle, or any object with asyncio's `_run`.
+fn run_any(py: Python<'_>, h: &Bound<'_, PyAny>) -> PyResult<Ran> {
+    if let Ok(h) = h.downcast::<Handle>() {
+        if h.get().is_cancelled() {
+            return Ok(Ran::Ok);
+        }
+        return Ok(Handle::run(h));
+    }
+    if let Ok(t) = h.downcast::<TimerHandle>() {
+        if t.get().handle.is_cancelled() {
+            return Ok(Ran::Ok);
+        }
+        return Ok(TimerHandle::run(t));
+    }
+    if h.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+        return Ok(Ran::Ok);
+    }
+    match h.call_method0(intern!(py, "_run")) {
+        Ok(_) => Ok(Ran::Ok),
+        Err(e) => Ok(Ran::Escaped(e)),
+    }
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    #[pyo3(signature = (*_args, backend = None, **_kwargs))]
+    fn new(
+        _args: &Bound<'_, PyTuple>,
+        backend: Option<&str>,
+        _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Core> {
+        let config = Config {
+            backend: backend_kind(backend)?,
+            ..Config::default()
+        };
+        let mut lp = Loop::with_config(config).map_err(os_error)?;
+        lp.update_time();
+        let epoch_ns = monotonic_ns() - lp.now_ns();
+        let backend = lp.backend_name();
+        let state = Rc::new(State {
+            lp: Cell::new(std::ptr::null_mut()),
+            ready: RefCell::new(VecDeque::new()),
+            fd_events: RefCell::new(Vec::new()),
+            watchers: RefCell::new(HashMap::new()),
+            escaped: RefCell::new(None),
+            running: Cell::new(false),
+            epoch_ns,
+            debug: Cell::new(false),
+        });
+        // Thread-safe calls queue their handle themselves; the wake-up only ends the wait.
+        let wakeup = Async::new(&mut lp, |_, _| {}).map_err(os_error)?;
+        let waker = wakeup.waker(&lp).map_err(os_error)?;
+        lp.set_wait_hook(Some(Box::new(ReleaseGil {
+            saved: std::ptr::null_mut(),
+        })));
+        state.lp.set(Box::into_raw(Box::new(lp)));
+        Ok(Core {
+            // SAFETY: pthread_self has no preconditions.
+            owner: unsafe { libc::pthread_self() },
+            state,
+            waker,
+            closed: Arc::new(AtomicBool::new(false)),
+            backend,
+        })
+    }
+
+    /// The backend running this loop: "uring" or "epoll".
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The loop's clock (CLOCK_MONOTONIC, as `time.monotonic()`), in seconds.
+    fn time(&self) -> f64 {
+        monotonic_ns() as f64 / 1e9
+    }
+
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: PyObject,
+        args: Py<PyTuple>,
+        context: Option<PyObject>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.lp()?;
+        Self::check_callback(slf, &callback, "call_soon")?;
+        let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context))?;
+        this.state.ready.borrow_mut().push_back(h.clone_ref(slf.py()).into_any());
+        Ok(h)
+    }
+
+    /// asyncio's private spelling of `call_soon`, used by some of its own code.
+    #[pyo3(signature = (callback, args, context = None))]
+    fn _call_soon(
+        slf: &Bound<'_, Self>,
+        callback: PyObject,
+        args: Py<PyTuple>,
+        context: Option<PyObject>,
+    ) -> PyResult<Py<Handle>> {
+        Self::call_soon(slf, callback, args, context)
+    }
+
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: PyObject,
+        args: Py<PyTuple>,
+        context: Option<PyObject>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        if this.closed.load(Ordering::Acquire) {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Self::check_callback(slf, &callback, "call_soon_threadsafe")?;
+        let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context))?;
+        this.state.ready.borrow_mut().push_back(h.clone_ref(slf.py()).into_any());
+        this.waker.wake();
+        Ok(h)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context = None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: f64,
+        callback: PyObject,
+        args: Py<PyTuple>,
+        context: Option<PyObject>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_nan() {
+            return Err(PyValueError::new_err("delay must not be NaN"));
+        }
+        let when = slf.get().time() + delay;
+        Self::call_at(slf, when, callback, args, context)
+    }
+
+    #[pyo3(signature = (when, callback, *args, context = None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: PyObject,
+        args: Py<PyTuple>,
+        context: Option<PyObject>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        let lp = this.lp()?;
+        if when.is_nan() {
+            return Err(PyValueError::new_err("when must not be NaN"));
+        }
+        Self::check_callback(slf, &callback, "call_at")?;
+        let th = Py::new(
+            py,
+            TimerHandle {
+                handle: Self::make_handle(slf, callback, args, context),
+                when,
+                timer: Mutex::new(None),
+                core: slf.clone().unbind(),
+            },
+        )?;
+        // The core's deadline is in whole milliseconds on its own clock: round the target up,
+        // so a timer never fires before `when`.
+        let due_ns = (when * 1e9) - this.state.epoch_ns as f64;
+        let due_ms = (due_ns / 1e6).ceil().max(0.0).min(u64::MAX as f64 / 2.0) as u64;
+        let delay_ms = due_ms.saturating_sub(lp.now());
+        let timer = Timer::new(lp);
+        let fired = th.clone_ref(py);
+        let weak = Rc::downgrade(&this.state);
+        timer
+            .start(lp, delay_ms, 0, move |lp, t| {
+                let _ = t.close(lp, None);
+                // SAFETY-free: the GIL is held while the core runs callbacks (see ReleaseGil).
+                Python::with_gil(|py| {
+                    fired.get().fired();
+                    if let Some(st) = weak.upgrade() {
+                        st.ready.borrow_mut().push_back(fired.clone_ref(py).into_any());
+                    }
+                });
+            })
+            .map_err(os_error)?;
+        *th.get().timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer);
+        Ok(th)
+    }
+
+    /// Queues an asyncio handle (the selector machinery's reader and writer callbacks).
+    fn _add_callback(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.lp()?;
+        if !handle.getattr(intern!(handle.py(), "_cancelled"))?.is_truthy()? {
+            self.state.ready.borrow_mut().push_back(handle.clone().unbind());
+        }
+        Ok(())
+    }
+
+    /// One loop iteration: wait for I/O or timers (not at all if callbacks are ready or the
+    /// loop is stopping), then run the callbacks that are ready.
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let st = &this.state;
+        let lp = this.lp()?;
+        if st.running.get() {
+            return Err(PyRuntimeError::new_err("This event loop is already running"));
+        }
+        let stopping = slf.getattr(intern!(py, "_stopping"))?.is_truthy()?;
+        let mode = if stopping || !st.ready.borrow().is_empty() {
+            RunMode::NoWait
+        } else {
+            RunMode::Once
+        };
+        st.running.set(true);
+        let ran = lp.run(mode);
+        st.running.set(false);
+        ran.map_err(os_error)?;
+        if let Some(e) = st.escaped.borrow_mut().take() {
+            return Err(e);
+        }
+        // SAFETY: the GIL is held; a signal handler that raises leaves its exception set.
+        if unsafe { ffi::PyErr_CheckSignals() } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let events = std::mem::take(&mut *st.fd_events.borrow_mut());
+        if !events.is_empty() {
+            let list = PyList::new_bound(py, events.iter().map(|&(fd, m)| (fd, m)));
+            slf.call_method1(intern!(py, "_process_fd_events"), (list,))?;
+        }
+        Self::run_ready(slf)
+    }
+
+    /// Watches `fd` for `mask` (selectors.EVENT_READ | EVENT_WRITE); readiness comes back to
+    /// `_process_fd_events`. Level-triggered on both backends, as asyncio's selectors are.
+    fn _watch_fd(&self, fd: RawFd, mask: u32) -> PyResult<()> {
+        let lp = self.lp()?;
+        let mask = mask & (evloop::ready::READABLE | evloop::ready::WRITABLE);
+        let mut watchers = self.state.watchers.borrow_mut();
+        let w = match watchers.get(&fd) {
+            Some(&w) => w,
+            None => {
+                let w = FdWatcher::new(lp, fd).map_err(os_error)?;
+                watchers.insert(fd, w);
+                w
+            }
+        };
+        let weak = Rc::downgrade(&self.state);
+        let started = w.start(lp, mask, move |_, _, res| {
+            let Some(st) = weak.upgrade() else { return };
+            let ready = match res {
+                Ok(r) => selector_mask(r) & mask,
+                // The fd failed (e.g. closed behind the loop's back): wake both directions so
+                // the callbacks meet the error.
+                Err(_) => mask,
+            };
+            if ready != 0 {
+                st.fd_events.borrow_mut().push((fd, ready));
+            }
+        });
+        if let Err(e) = started {
+            watchers.remove(&fd);
+            let _ = w.close(lp, None);
+            return Err(os_error(e));
+        }
+        Ok(())
+    }
+
+    fn _unwatch_fd(&self, fd: RawFd) -> PyResult<()> {
+        let lp = self.lp()?;
+        if let Some(w) = self.state.watchers.borrow_mut().remove(&fd) {
+            let _ = w.close(lp, None);
+        }
+        Ok(())
+    }
+
+    fn _set_core_debug(&self, enabled: bool) -> PyResult<()> {
+        self.check_thread()?;
+        self.state.debug.set(enabled);
+        Ok(())
+    }
+
+    /// Callbacks waiting in the ready queue.
+    fn _ready_count(&self) -> PyResult<usize> {
+        self.check_thread()?;
+        Ok(self.state.ready.borrow().len())
+    }
+
+    /// Frees the core loop: pending timers and watchers are dropped, open transports' sockets
+    /// closed. Called by `EventLoop.close` after asyncio's own clean-up.
+    fn _close_core(&self) -> PyResult<()> {
+        self.check_thread()?;
+        if self.state.running.get() {
+            return Err(PyRuntimeError::new_err("Cannot close a running event loop"));
+        }
+        self.closed.store(true, Ordering::Release);
+        // Taken out before dropping: a destructor run by the drop may call back into the loop.
+        let ready = std::mem::take(&mut *self.state.ready.borrow_mut());
+        self.state.watchers.borrow_mut().clear();
+        self.state.close_loop();
+        drop(ready);
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! `evloop._evloop`: the native half of the `evloop` Python package (an asyncio event loop on
+//! evloop's core). The Python half (`python/evloop/`) subclasses `Core` into
+//! `evloop.EventLoop` and inherits the rest of asyncio's loop.
+
+mod core_loop;
+mod errors;
+mod handle;
+mod transport;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<core_loop::Core>()?;
+    m.add_class::<handle::Handle>()?;
+    m.add_class::<handle::TimerHandle>()?;
+    m.add_class::<transport::StreamTransport>()?;
+    m.add_function(wrap_pyfunction!(transport::_set_transport_class, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,733 @@
+//! `StreamTransport`: asyncio's transport for a connected TCP or Unix stream socket, on a core
+//! `Stream`. Received bytes go from the core's buffer straight to the protocol (one `bytes` per
+//! read for `Protocol`, a copy into the protocol's own buffer for `BufferedProtocol`); writes
+//! are sent from the caller's buffer when the socket takes them, and only the rest is queued.
+
+use crate::core_loop::Core;
+use crate::errors::os_error;
+use crate::handle::{report, Ran};
+use evloop::{Handle as _, Loop, Read, Stream};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
+use std::cell::{Cell, RefCell};
+
+const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+static BUFFERED_PROTOCOL: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+
+/// The class stream transports present as `__class__`: `evloop.StreamTransportType`, an
+/// `asyncio.Transport` subclass. A native class cannot derive from `asyncio.Transport` (its
+/// `__slots__` layout clashes), and code checks `isinstance(tr, asyncio.Transport)`;
+/// `isinstance` consults `__class__` when the real type does not match.
+static PRESENTED_CLASS: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+
+/// Sets the class of `PRESENTED_CLASS` (once, from the package's `__init__`).
+#[pyfunction]
+pub(crate) fn _set_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
+    PRESENTED_CLASS
+        .set(py, cls.unbind())
+        .map_err(|_| PyRuntimeError::new_err("the transport class is already set"))
+}
+
+fn is_buffered(py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let cls = BUFFERED_PROTOCOL.get_or_try_init(py, || {
+        py.import_bound("asyncio")?
+            .getattr("BufferedProtocol")?
+            .downcast_into::<PyType>()
+            .map(Bound::unbind)
+            .map_err(PyErr::from)
+    })?;
+    protocol.is_instance(cls.bind(py))
+}
+
+/// A transport over a connected stream socket.
+#[pyclass(frozen, weakref, module = "evloop._evloop")]
+pub struct StreamTransport {
+    /// The loop (a `Core` subclass instance).
+    core: Py<Core>,
+    stream: Stream,
+    /// The backend sends through the ring (io_uring): see `write_bytes`.
+    ring_writes: bool,
+    protocol: RefCell<PyObject>,
+    buffered: Cell<bool>,
+    /// The Python socket the stream was made from; detached (not closed) when the core closes
+    /// the fd, so the fd is closed once.
+    sock: RefCell<Option<PyObject>>,
+    extra: Py<PyDict>,
+    server: RefCell<Option<PyObject>>,
+    made: Cell<bool>,
+    closing: Cell<bool>,
+    /// Set when the connection is (being) torn down; counts writes made after that, as asyncio.
+    conn_lost: Cell<u32>,
+    lost_exc: RefCell<Option<PyObject>>,
+    paused_reading: Cell<bool>,
+    eof_written: Cell<bool>,
+    protocol_paused: Cell<bool>,
+    high: Cell<usize>,
+    low: Cell<usize>,
+    empty_waiter: RefCell<Option<PyObject>>,
+}
+
+// SAFETY: every method reaches the loop through `Core::lp`, which refuses foreign threads, and
+// the interior-mutable fields are touched only by those methods and by core callbacks (on the
+// loop thread). pyo3 requires Send + Sync of frozen classes.
+unsafe impl Send for StreamTransport {}
+// SAFETY: as above.
+unsafe impl Sync for StreamTransport {}
+
+impl StreamTransport {
+    fn lp(&self, _py: Python<'_>) -> PyResult<&mut Loop> {
+        self.core.get().lp()
+    }
+
+    fn loop_obj(&self, py: Python<'_>) -> PyObject {
+        self.core.clone_ref(py).into_any()
+    }
+
+    fn start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lp = this.lp(py)?;
+        let me = slf.clone().unbind();
+        this.stream
+            .read_start(lp, move |_, _, read| {
+                Python::with_gil(|py| StreamTransport::on_read(me.bind(py), read));
+            })
+            .map_err(os_error)
+    }
+
+    fn on_read(slf: &Bound<'_, Self>, read: Read<'_>) {
+        let py = slf.py();
+        let this = slf.get();
+        let result = match read {
+            Read::Data(data) => {
+                if this.buffered.get() {
+                    Self::feed_buffered(slf, data)
+                } else {
+                    let protocol = this.protocol.borrow().clone_ref(py);
+                    protocol
+                        .call_method1(py, intern!(py, "data_received"), (PyBytes::new_bound(py, data),))
+                        .map(drop)
+                        .map_err(|e| (e, "Fatal error: protocol.data_received() call failed."))
+                }
+            }
+            Read::Eof => Self::on_eof(slf),
+            Read::Error(e) => Err((os_error(e), "Fatal read error on socket transport")),
+        };
+        if let Err((err, message)) = result {
+            Self::fatal_error(slf, err, message);
+        }
+    }
+
+    fn feed_buffered(slf: &Bound<'_, Self>, mut data: &[u8]) -> Result<(), (PyErr, &'static str)> {
+        let py = slf.py();
+        let this = slf.get();
+        while !data.is_empty() {
+            let protocol = this.protocol.borrow().clone_ref(py);
+            let buf = protocol
+                .call_method1(py, intern!(py, "get_buffer"), (data.len(),))
+                .map_err(|e| (e, "Fatal error: protocol.get_buffer() call failed."))?;
+            let n = copy_into(buf.bind(py), data)
+                .map_err(|e| (e, "Fatal error: protocol.get_buffer() call failed."))?;
+            protocol
+                .call_method1(py, intern!(py, "buffer_updated"), (n,))
+                .map_err(|e| (e, "Fatal error: protocol.buffer_updated() call failed."))?;
+            data = &data[n..];
+            // The rest was read already: it goes to the protocol even if it paused reading,
+            // unless it closed the transport.
+            if this.closing.get() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_eof(slf: &Bound<'_, Self>) -> Result<(), (PyErr, &'static str)> {
+        let py = slf.py();
+        let this = slf.get();
+        let protocol = this.protocol.borrow().clone_ref(py);
+        let keep_open = protocol
+            .call_method0(py, intern!(py, "eof_received"))
+            .map_err(|e| (e, "Fatal error: protocol.eof_received() call failed."))?;
+        let keep_open = keep_open
+            .is_truthy(py)
+            .map_err(|e| (e, "Fatal error: protocol.eof_received() call failed."))?;
+        if !keep_open {
+            Self::close(slf).map_err(|e| (e, "Fatal error on transport"))?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_fatal_error`: OSErrors are the peer's doing and only logged in debug mode;
+    /// other exceptions go to the exception handler. Then the connection is torn down.
+    fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) {
+        let py = slf.py();
+        let this = slf.get();
+        if !err.is_instance_of::<pyo3::exceptions::PyException>(py) {
+            this.core.bind(py).get().state.escape(err);
+            return;
+        }
+        if !err.is_instance_of::<PyOSError>(py) {
+            let context = PyDict::new_bound(py);
+            let protocol = this.protocol.borrow().clone_ref(py);
+            let filled = context
+                .set_item("message", message)
+                .and_then(|_| context.set_item("exception", err.value_bound(py)))
+                .and_then(|_| context.set_item("transport", slf))
+                .and_then(|_| context.set_item("protocol", protocol));
+            let handled = filled.and_then(|_| {
+                this.core
+                    .bind(py)
+                    .call_method1(intern!(py, "call_exception_handler"), (context,))
+            });
+            if let Err(e) = handled {
+                if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
+                    this.core.bind(py).get().state.escape(e);
+                }
+            }
+        }
+        Self::force_close(slf, Some(err.value_bound(py).clone().into_any().unbind()));
+    }
+
+    /// Tears the connection down now, dropping queued writes; `connection_lost(exc)` follows.
+    fn force_close(slf: &Bound<'_, Self>, exc: Option<PyObject>) {
+        let this = slf.get();
+        if this.conn_lost.get() > 0 {
+            return;
+        }
+        this.closing.set(true);
+        this.conn_lost.set(1);
+        *this.lost_exc.borrow_mut() = exc;
+        Self::close_stream(slf);
+    }
+
+    /// Closes the core stream; its close callback calls `connection_lost`.
+    fn close_stream(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        let Ok(lp) = this.lp(py) else { return };
+        // The core closes the fd: the Python socket must not close it again.
+        if let Some(sock) = this.sock.borrow_mut().take() {
+            let _ = sock.call_method0(py, intern!(py, "detach"));
+        }
+        let me = slf.clone().unbind();
+        let closed = this.stream.close(
+            lp,
+            Some(Box::new(move |_| {
+                Python::with_gil(|py| StreamTransport::connection_lost(me.bind(py)));
+            })),
+        );
+        if closed.is_err() {
+            // Already closed in the core (the loop is shutting down): report the loss now.
+            Self::connection_lost(slf);
+        }
+    }
+
+    fn connection_lost(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        let exc = this.lost_exc.borrow_mut().take().unwrap_or_else(|| py.None());
+        if this.made.get() {
+            let protocol = this.protocol.borrow().clone_ref(py);
+            if let Err(e) = protocol.call_method1(py, intern!(py, "connection_lost"), (exc,)) {
+                let owner = this.loop_obj(py);
+                if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
+                    this.core.bind(py).get().state.escape(e);
+                }
+            }
+        }
+        if let Some(waiter) = this.empty_waiter.borrow_mut().take() {
+            let _ = set_result_unless_done(py, waiter.bind(py));
+        }
+        if let Some(server) = this.server.borrow_mut().take() {
+            let detached = if py.version_info() >= (3, 13) {
+                server.call_method1(py, intern!(py, "_detach"), (slf,))
+            } else {
+                server.call_method0(py, intern!(py, "_detach"))
+            };
+            if let Err(e) = detached {
+                e.print(py);
+            }
+        }
+    }
+
+    fn maybe_pause_protocol(slf: &Bound<'_, Self>, queued: usize) {
+        let py = slf.py();
+        let this = slf.get();
+        if queued <= this.high.get() || this.protocol_paused.get() {
+            return;
+        }
+        this.protocol_paused.set(true);
+        let protocol = this.protocol.borrow().clone_ref(py);
+        if let Err(e) = protocol.call_method0(py, intern!(py, "pause_writing")) {
+            Self::report_protocol_error(slf, e, "protocol.pause_writing() failed");
+        }
+        // Resumed when what is queued now has been handed to the kernel.
+        if let Err(e) = Self::when_flushed(slf, |tr, _| StreamTransport::on_drain(tr)) {
+            Self::fatal_error(slf, e, "Fatal write error on socket transport");
+        }
+    }
+
+    fn report_protocol_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) {
+        let py = slf.py();
+        let this = slf.get();
+        if !err.is_instance_of::<pyo3::exceptions::PyException>(py) {
+            this.core.bind(py).get().state.escape(err);
+            return;
+        }
+        let context = PyDict::new_bound(py);
+        let protocol = this.protocol.borrow().clone_ref(py);
+        let _ = context.set_item("message", message);
+        let _ = context.set_item("exception", err.value_bound(py));
+        let _ = context.set_item("transport", slf);
+        let _ = context.set_item("protocol", protocol);
+        if let Err(e) = this
+            .core
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))
+        {
+            if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
+                this.core.bind(py).get().state.escape(e);
+            }
+        }
+    }
+
+    /// The write queue emptied after the protocol was paused.
+    fn on_drain(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        if this.protocol_paused.get() && !this.closing.get() {
+            this.protocol_paused.set(false);
+            let protocol = this.protocol.borrow().clone_ref(py);
+            if let Err(e) = protocol.call_method0(py, intern!(py, "resume_writing")) {
+                Self::report_protocol_error(slf, e, "protocol.resume_writing() failed");
+            }
+        }
+    }
+
+    /// Runs `then` once everything queued so far has been handed to the kernel (or failed).
+    fn when_flushed(
+        slf: &Bound<'_, Self>,
+        then: impl FnOnce(&Bound<'_, StreamTransport>, evloop::Result<()>) + 'static,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lp = this.lp(py)?;
+        let me = slf.clone().unbind();
+        this.stream
+            .write(
+                lp,
+                &[],
+                Some(Box::new(move |_, _, r| {
+                    Python::with_gil(|py| then(me.bind(py), r));
+                })),
+            )
+            .map(drop)
+            .map_err(os_error)
+    }
+
+    fn write_bytes(slf: &Bound<'_, Self>, mut bytes: &[u8]) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lp = this.lp(py)?;
+        // io_uring queues every write for the next submission (a copy, batched into one kernel
+        // entry per iteration). A write that would take the buffer over the high-water mark is
+        // offered to the socket first, as epoll's path and asyncio do: what the kernel takes at
+        // once is neither copied nor counted against the protocol's flow control.
+        if this.ring_writes && this.stream.write_queue_size(lp) + bytes.len() > this.high.get() {
+            match this.stream.try_write(lp, bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(evloop::Error::EAGAIN) => {}
+                Err(e) => {
+                    Self::fatal_error(slf, os_error(e), "Fatal write error on socket transport");
+                    return Ok(());
+                }
+            }
+            if bytes.is_empty() {
+                return Ok(());
+            }
+        }
+        match this.stream.write(lp, bytes, None) {
+            Ok(_) => {
+                let queued = this.stream.write_queue_size(lp);
+                if queued > 0 {
+                    Self::maybe_pause_protocol(slf, queued);
+                }
+            }
+            Err(e) => Self::fatal_error(slf, os_error(e), "Fatal write error on socket transport"),
+        }
+        Ok(())
+    }
+
+    fn writable_state(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.eof_written.get() {
+            return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+        }
+        if this.empty_waiter.borrow().is_some() {
+            return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+        }
+        if this.conn_lost.get() > 0 || this.closing.get() {
+            let lost = this.conn_lost.get();
+            if lost >= 5 {
+                let log = py.import_bound("asyncio.log")?.getattr("logger")?;
+                log.call_method1("warning", ("socket.send() raised exception.",))?;
+            }
+            this.conn_lost.set(lost + 1);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+/// Copies as much of `data` as fits into the writable buffer `buf`; returns the count.
+fn copy_into(buf: &Bound<'_, PyAny>, data: &[u8]) -> PyResult<usize> {
+    let view = PyBuffer::<u8>::get_bound(buf)?;
+    if view.readonly() {
+        return Err(PyTypeError::new_err("get_buffer() returned a read-only buffer"));
+    }
+    if !view.is_c_contiguous() {
+        return Err(PyTypeError::new_err("get_buffer() returned a non-contiguous buffer"));
+    }
+    let cap = view.len_bytes();
+    if cap == 0 {
+        return Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"));
+    }
+    let n = cap.min(data.len());
+    // SAFETY: the buffer is writable, C-contiguous and at least `n` bytes long; the view keeps
+    // the exporter alive and its memory pinned while we copy; `data` is our own slice.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), view.buf_ptr() as *mut u8, n) };
+    Ok(n)
+}
+
+fn set_result_unless_done(py: Python<'_>, fut: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+        fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
+    }
+    Ok(())
+}
+
+/// Runs `f` on the bytes of a bytes-like object without copying where it can.
+fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    if let Ok(b) = data.downcast::<PyBytes>() {
+        return Ok(f(b.as_bytes()));
+    }
+    if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
+        if let Ok(view) = PyBuffer::<u8>::get_bound(data) {
+            if view.is_c_contiguous() {
+                // SAFETY: a C-contiguous view of `len_bytes` bytes, kept alive (and its exporter
+                // pinned) by `view` for the duration of `f`; `f` does not call into Python.
+                let slice = unsafe { std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes()) };
+                return Ok(f(slice));
+            }
+        }
+        // Other formats or layouts: their raw bytes, as memoryview.cast('B') would give.
+        let copied = data.py().import_bound("builtins")?.getattr("bytes")?.call1((data,))?;
+        let copied = copied.downcast::<PyBytes>()?;
+        return Ok(f(copied.as_bytes()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "data argument must be a bytes-like object, not {:?}",
+        data.get_type().name()?.to_string()
+    )))
+}
+
+#[pymethods]
+impl StreamTransport {
+    /// Wraps the connected socket `sock` (asyncio's `_make_socket_transport`). The loop calls
+    /// `_start` next, from its ready queue.
+    #[new]
+    #[pyo3(signature = (core, sock, protocol, extra, server = None))]
+    fn new(
+        py: Python<'_>,
+        core: Py<Core>,
+        sock: PyObject,
+        protocol: PyObject,
+        extra: Py<PyDict>,
+        server: Option<PyObject>,
+    ) -> PyResult<StreamTransport> {
+        let lp = core.bind(py).get().lp()?;
+        let fd: i32 = sock.call_method0(py, intern!(py, "fileno"))?.extract(py)?;
+        let stream = Stream::adopt(lp, fd).map_err(os_error)?;
+        let buffered = is_buffered(py, protocol.bind(py))?;
+        if let Some(server) = &server {
+            if py.version_info() < (3, 13) {
+                server.call_method0(py, intern!(py, "_attach"))?;
+            }
+        }
+        let ring_writes = lp.backend_name() == "uring";
+        Ok(StreamTransport {
+            core,
+            stream,
+            ring_writes,
+            protocol: RefCell::new(protocol),
+            buffered: Cell::new(buffered),
+            sock: RefCell::new(Some(sock)),
+            extra,
+            server: RefCell::new(server),
+            made: Cell::new(false),
+            closing: Cell::new(false),
+            conn_lost: Cell::new(0),
+            lost_exc: RefCell::new(None),
+            paused_reading: Cell::new(false),
+            eof_written: Cell::new(false),
+            protocol_paused: Cell::new(false),
+            high: Cell::new(DEFAULT_HIGH_WATER),
+            low: Cell::new(DEFAULT_HIGH_WATER / 4),
+            empty_waiter: RefCell::new(None),
+        })
+    }
+
+    /// `connection_made`, then reading, then the waiter: asyncio's order.
+    #[pyo3(signature = (waiter = None))]
+    fn _start(slf: &Bound<'_, Self>, waiter: Option<PyObject>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if let Some(server) = this.server.borrow().as_ref() {
+            if py.version_info() >= (3, 13) {
+                server.call_method1(py, intern!(py, "_attach"), (slf,))?;
+            }
+        }
+        this.made.set(true);
+        let protocol = this.protocol.borrow().clone_ref(py);
+        if let Err(e) = protocol.call_method1(py, intern!(py, "connection_made"), (slf,)) {
+            let owner = this.loop_obj(py);
+            if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
+                return Err(e);
+            }
+        }
+        if !this.closing.get() && !this.paused_reading.get() {
+            Self::start_reading(slf)?;
+        }
+        if let Some(waiter) = waiter {
+            let w = waiter.bind(py);
+            if !w.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+                set_result_unless_done(py, w)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let empty = with_bytes(data, |b| b.is_empty())?;
+        if !Self::writable_state(slf)? || empty {
+            return Ok(());
+        }
+        with_bytes(data, |b| Self::write_bytes(slf, b))?
+    }
+
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut joined = Vec::new();
+        for item in list_of_data.iter()? {
+            with_bytes(&item?, |b| joined.extend_from_slice(b))?;
+        }
+        if !Self::writable_state(slf)? || joined.is_empty() {
+            return Ok(());
+        }
+        Self::write_bytes(slf, &joined)
+    }
+
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closing.get() || this.eof_written.get() {
+            return Ok(());
+        }
+        this.eof_written.set(true);
+        let lp = this.lp(py)?;
+        if let Err(e) = this.stream.shutdown(lp, None) {
+            Self::fatal_error(slf, os_error(e), "Fatal error on transport");
+        }
+        Ok(())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    /// Closes after the queued writes are sent; `connection_lost(None)` follows.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closing.get() {
+            return Ok(());
+        }
+        this.closing.set(true);
+        let lp = this.lp(py)?;
+        let _ = this.stream.read_stop(lp);
+        if this.stream.write_queue_size(lp) == 0 {
+            this.conn_lost.set(this.conn_lost.get() + 1);
+            Self::close_stream(slf);
+            return Ok(());
+        }
+        Self::when_flushed(slf, |tr, r| {
+            let this = tr.get();
+            if this.conn_lost.get() > 0 {
+                return;
+            }
+            this.conn_lost.set(1);
+            if let Err(e) = r {
+                *this.lost_exc.borrow_mut() = Some(os_error(e).value_bound(tr.py()).clone().into_any().unbind());
+            }
+            StreamTransport::close_stream(tr);
+        })
+    }
+
+    fn abort(slf: &Bound<'_, Self>) {
+        Self::force_close(slf, None);
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        if this.closing.get() || this.paused_reading.get() {
+            return Ok(());
+        }
+        this.paused_reading.set(true);
+        if this.made.get() {
+            let lp = this.lp(slf.py())?;
+            this.stream.read_stop(lp).map_err(os_error)?;
+        }
+        Ok(())
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        if this.closing.get() || !this.paused_reading.get() {
+            return Ok(());
+        }
+        this.paused_reading.set(false);
+        if this.made.get() {
+            Self::start_reading(slf)?;
+        }
+        Ok(())
+    }
+
+    fn is_reading(&self) -> bool {
+        !self.paused_reading.get() && !self.closing.get()
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+        let lp = self.lp(py)?;
+        Ok(self.stream.write_queue_size(lp))
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        (self.low.get(), self.high.get())
+    }
+
+    #[pyo3(signature = (high = None, low = None))]
+    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        let high = high.unwrap_or_else(|| low.map_or(DEFAULT_HIGH_WATER as i64, |l| 4 * l));
+        let low = low.unwrap_or(high / 4);
+        if !(high >= low && low >= 0) {
+            return Err(PyValueError::new_err(format!(
+                "high ({high}) must be >= low ({low}) must be >= 0"
+            )));
+        }
+        let this = slf.get();
+        this.high.set(high as usize);
+        this.low.set(low as usize);
+        let lp = this.lp(slf.py())?;
+        let queued = this.stream.write_queue_size(lp);
+        Self::maybe_pause_protocol(slf, queued);
+        Ok(())
+    }
+
+    fn set_protocol(&self, py: Python<'_>, protocol: PyObject) -> PyResult<()> {
+        self.buffered.set(is_buffered(py, protocol.bind(py))?);
+        *self.protocol.borrow_mut() = protocol;
+        Ok(())
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> PyObject {
+        self.protocol.borrow().clone_ref(py)
+    }
+
+    #[pyo3(signature = (name, default = None))]
+    fn get_extra_info(&self, py: Python<'_>, name: &Bound<'_, PyAny>, default: Option<PyObject>) -> PyResult<PyObject> {
+        match self.extra.bind(py).get_item(name)? {
+            Some(v) => Ok(v.unbind()),
+            None => Ok(default.unwrap_or_else(|| py.None())),
+        }
+    }
+
+    /// A future done when the write buffer is empty (asyncio's sendfile fallback waits on it).
+    fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<PyObject> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.empty_waiter.borrow().is_some() {
+            return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+        }
+        let fut = this.core.bind(py).call_method0(intern!(py, "create_future"))?;
+        let lp = this.lp(py)?;
+        if this.stream.write_queue_size(lp) == 0 || this.conn_lost.get() > 0 {
+            fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
+            return Ok(fut.unbind());
+        }
+        *this.empty_waiter.borrow_mut() = Some(fut.clone().unbind());
+        Self::when_flushed(slf, |tr, _| {
+            if let Some(w) = tr.get().empty_waiter.borrow_mut().take() {
+                let _ = set_result_unless_done(tr.py(), w.bind(tr.py()));
+            }
+        })?;
+        Ok(fut.unbind())
+    }
+
+    /// The loop (asyncio's transports expose it; its sendfile fallback uses it).
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> PyObject {
+        self.loop_obj(py)
+    }
+
+    /// Whether `pause_writing` was called and `resume_writing` not yet (asyncio's flow-control
+    /// state, which its sendfile fallback reads).
+    #[getter]
+    fn _protocol_paused(&self) -> bool {
+        self.protocol_paused.get()
+    }
+
+    fn _reset_empty_waiter(&self) {
+        *self.empty_waiter.borrow_mut() = None;
+    }
+
+    #[classattr]
+    fn _start_tls_compatible() -> bool {
+        true
+    }
+
+    /// asyncio asks the loop's `_sendfile_native`, which reports sendfile(2) unavailable for
+    /// these transports: `loop.sendfile` then reads the file and writes it through the
+    /// transport with flow control (or, with `fallback=False`, raises
+    /// `SendfileNotAvailableError`, as asyncio documents).
+    #[classattr]
+    fn _sendfile_compatible(py: Python<'_>) -> PyResult<PyObject> {
+        Ok(py
+            .import_bound("asyncio.constants")?
+            .getattr("_SendfileMode")?
+            .getattr("TRY_NATIVE")?
+            .unbind())
+    }
+
+    #[getter]
+    fn __class__(slf: &Bound<'_, Self>) -> PyObject {
+        let py = slf.py();
+        match PRESENTED_CLASS.get(py) {
+            Some(cls) => cls.clone_ref(py).into_any(),
+            None => slf.get_type().into_any().unbind(),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closing.get() { " closing" } else { "" };
+        format!("<evloop.StreamTransport{state}>")
+    }
+}
