@@ -51,6 +51,12 @@ pub struct Stats {
 /// back in `after_wait` (Python's GIL): other threads run while the loop sleeps, and the loop's
 /// callbacks, which run between waits, never pay for taking the lock each.
 pub trait WaitHook {
+    /// Whether the host has work of its own ready (callbacks queued by the loop's callbacks in
+    /// the host's own queue): the loop then polls without blocking. Asked just before each
+    /// wait that would block.
+    fn has_pending_work(&mut self) -> bool {
+        false
+    }
     /// Called just before the loop may block; the loop calls nothing else until `after_wait`.
     fn before_wait(&mut self);
     /// Called as soon as the wait returns, before any callback runs.
@@ -348,6 +354,16 @@ impl Loop {
                 }
             };
             self.work_flush();
+            let timeout = match &mut self.wait_hook {
+                Some(hook) if timeout != 0 => {
+                    if hook.has_pending_work() {
+                        0
+                    } else {
+                        timeout
+                    }
+                }
+                _ => timeout,
+            };
             let hooked = match &mut self.wait_hook {
                 Some(hook) if timeout != 0 => {
                     hook.before_wait();

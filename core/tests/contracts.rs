@@ -480,3 +480,58 @@ fn a_watcher_stopped_outside_run_lets_go_of_its_fd() {
         });
     }
 }
+
+/// The wait hook runs around each wait that may block, and only then: a host that releases a
+/// lock there (Python's GIL) pays nothing for non-blocking runs, and no callback runs between
+/// the two calls.
+#[test]
+fn the_wait_hook_brackets_blocking_waits_only() {
+    struct Count(Rc<RefCell<Vec<&'static str>>>);
+    impl evloop::WaitHook for Count {
+        fn has_pending_work(&mut self) -> bool {
+            self.0.borrow().last() == Some(&"host work")
+        }
+        fn before_wait(&mut self) {
+            self.0.borrow_mut().push("before");
+        }
+        fn after_wait(&mut self) {
+            self.0.borrow_mut().push("after");
+        }
+    }
+    each_backend(|lp| {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        lp.set_wait_hook(Some(Box::new(Count(log.clone()))));
+        let t = Timer::new(lp);
+        let seen = log.clone();
+        t.start(lp, 5, 0, move |_, _| seen.borrow_mut().push("timer")).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(log.borrow().is_empty(), "a non-blocking run does not call the hook");
+        lp.run(RunMode::Default).unwrap();
+        let seen = log.borrow().clone();
+        // One wait normally; more if a signal cut one short. Always in pairs, timer last.
+        assert_eq!(seen.last(), Some(&"timer"));
+        let waits = &seen[..seen.len() - 1];
+        assert!(!waits.is_empty() && waits.len() % 2 == 0, "{seen:?}");
+        assert!(waits.chunks(2).all(|p| p == ["before", "after"]), "{seen:?}");
+        // Work queued in the host's own queue by a callback: the wait does not block.
+        let host = log.clone();
+        t.start(lp, 1, 0, move |_, _| host.borrow_mut().push("host work")).unwrap();
+        let other = Timer::new(lp);
+        other.start(lp, 60_000, 0, |_, _| {}).unwrap();
+        let started = Instant::now();
+        lp.run(RunMode::Once).unwrap(); // the 1 ms timer fires, after a wait
+        while log.borrow().last() != Some(&"host work") {
+            lp.run(RunMode::Once).unwrap();
+        }
+        let before = log.borrow().len();
+        lp.run(RunMode::Once).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30), "blocked with host work pending");
+        assert_eq!(log.borrow().len(), before, "no blocking wait, so no hook calls");
+        other.close(lp, None).unwrap();
+        lp.set_wait_hook(None);
+        t.close(lp, None).unwrap();
+        let before = log.borrow().len();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(log.borrow().len(), before, "a removed hook is not called");
+    });
+}

@@ -19,12 +19,20 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Releases the GIL while the loop waits in the kernel.
+/// Releases the GIL while the loop waits in the kernel, and keeps the loop from blocking while
+/// Python work is pending (handles queued by the core's callbacks during this run).
 struct ReleaseGil {
     saved: *mut ffi::PyThreadState,
+    state: std::rc::Weak<State>,
 }
 
 impl WaitHook for ReleaseGil {
+    fn has_pending_work(&mut self) -> bool {
+        self.state.upgrade().is_some_and(|st| {
+            !st.ready.borrow().is_empty() || !st.fd_events.borrow().is_empty() || st.escaped.borrow().is_some()
+        })
+    }
+
     fn before_wait(&mut self) {
         // SAFETY: the loop runs only inside `Core::_run_once`, which holds the GIL; nothing
         // touches Python until `after_wait`.
@@ -276,6 +284,7 @@ impl Core {
         let waker = wakeup.waker(&lp).map_err(os_error)?;
         lp.set_wait_hook(Some(Box::new(ReleaseGil {
             saved: std::ptr::null_mut(),
+            state: Rc::downgrade(&state),
         })));
         state.lp.set(Box::into_raw(Box::new(lp)));
         Ok(Core {

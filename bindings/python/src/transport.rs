@@ -61,8 +61,10 @@ pub struct StreamTransport {
     server: RefCell<Option<PyObject>>,
     made: Cell<bool>,
     closing: Cell<bool>,
-    /// Set when the connection is (being) torn down; counts writes made after that, as asyncio.
+    /// Writes attempted after the transport closed (asyncio warns from the fifth on).
     conn_lost: Cell<u32>,
+    /// The core stream is closing: `connection_lost` follows from its close callback.
+    torn_down: Cell<bool>,
     lost_exc: RefCell<Option<PyObject>>,
     paused_reading: Cell<bool>,
     eof_written: Cell<bool>,
@@ -196,11 +198,10 @@ impl StreamTransport {
     /// Tears the connection down now, dropping queued writes; `connection_lost(exc)` follows.
     fn force_close(slf: &Bound<'_, Self>, exc: Option<PyObject>) {
         let this = slf.get();
-        if this.conn_lost.get() > 0 {
+        if this.torn_down.get() {
             return;
         }
         this.closing.set(true);
-        this.conn_lost.set(1);
         *this.lost_exc.borrow_mut() = exc;
         Self::close_stream(slf);
     }
@@ -209,6 +210,9 @@ impl StreamTransport {
     fn close_stream(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
+        if this.torn_down.replace(true) {
+            return;
+        }
         let Ok(lp) = this.lp(py) else { return };
         // The core closes the fd: the Python socket must not close it again.
         if let Some(sock) = this.sock.borrow_mut().take() {
@@ -372,7 +376,7 @@ impl StreamTransport {
         if this.empty_waiter.borrow().is_some() {
             return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
         }
-        if this.conn_lost.get() > 0 || this.closing.get() {
+        if this.closing.get() {
             let lost = this.conn_lost.get();
             if lost >= 5 {
                 let log = py.import_bound("asyncio.log")?.getattr("logger")?;
@@ -473,6 +477,7 @@ impl StreamTransport {
             made: Cell::new(false),
             closing: Cell::new(false),
             conn_lost: Cell::new(0),
+            torn_down: Cell::new(false),
             lost_exc: RefCell::new(None),
             paused_reading: Cell::new(false),
             eof_written: Cell::new(false),
@@ -561,16 +566,14 @@ impl StreamTransport {
         let lp = this.lp(py)?;
         let _ = this.stream.read_stop(lp);
         if this.stream.write_queue_size(lp) == 0 {
-            this.conn_lost.set(this.conn_lost.get() + 1);
             Self::close_stream(slf);
             return Ok(());
         }
         Self::when_flushed(slf, |tr, r| {
             let this = tr.get();
-            if this.conn_lost.get() > 0 {
+            if this.torn_down.get() {
                 return;
             }
-            this.conn_lost.set(1);
             if let Err(e) = r {
                 *this.lost_exc.borrow_mut() = Some(os_error(e).value_bound(tr.py()).clone().into_any().unbind());
             }
@@ -669,7 +672,7 @@ impl StreamTransport {
         }
         let fut = this.core.bind(py).call_method0(intern!(py, "create_future"))?;
         let lp = this.lp(py)?;
-        if this.stream.write_queue_size(lp) == 0 || this.conn_lost.get() > 0 {
+        if this.stream.write_queue_size(lp) == 0 || this.torn_down.get() {
             fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
             return Ok(fut.unbind());
         }

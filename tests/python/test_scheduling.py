@@ -1,0 +1,359 @@
+"""Scheduling, the loop's life cycle, errors and threads: each test runs on asyncio's own loop
+(the oracle) and on evloop's, on both backends (the `loop` fixture)."""
+
+import asyncio
+import contextvars
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import evloop
+
+
+def test_call_soon_runs_in_order_with_args(loop):
+    seen = []
+    for i in range(5):
+        loop.call_soon(seen.append, i)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_a_cancelled_handle_does_not_run(loop):
+    seen = []
+    h = loop.call_soon(seen.append, "no")
+    assert not h.cancelled()
+    h.cancel()
+    assert h.cancelled()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == []
+
+
+def test_callbacks_queued_by_callbacks_wait_for_the_next_iteration(loop):
+    seen = []
+
+    def first():
+        seen.append("first")
+        loop.call_soon(seen.append, "later")
+
+    loop.call_soon(first)
+    loop.call_soon(seen.append, "second")
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen[:2] == ["first", "second"]
+    loop.run_until_complete(asyncio.sleep(0))
+    assert "later" in seen
+
+
+def test_callbacks_run_in_their_context(loop):
+    var = contextvars.ContextVar("var", default="outer")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "inner")
+    seen = []
+    loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()))
+    loop.call_later(0.001, lambda: seen.append(var.get()), context=ctx)
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert seen == ["inner", "outer", "inner"]
+
+
+def test_timers_fire_in_deadline_order_and_not_early(loop):
+    seen = []
+    start = loop.time()
+    for delay in (0.03, 0.01, 0.02):
+        loop.call_later(delay, lambda d=delay: seen.append((d, loop.time() - start)))
+    loop.run_until_complete(asyncio.sleep(0.1))
+    assert [d for d, _ in seen] == [0.01, 0.02, 0.03]
+    for d, elapsed in seen:
+        assert elapsed >= d - 0.001
+    h = loop.call_at(loop.time() + 10, lambda: None)
+    assert abs(h.when() - (start + 10)) < 1.0
+    h.cancel()
+
+
+def test_cancelled_timers_do_not_fire(loop):
+    seen = []
+    handles = [loop.call_later(0.01, seen.append, i) for i in range(100)]
+    for h in handles[::2]:
+        h.cancel()
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert seen == list(range(1, 100, 2))
+
+
+def test_a_timer_due_now_runs_on_the_next_iteration(loop):
+    seen = []
+    loop.call_later(0, seen.append, "zero")
+    loop.call_later(-5, seen.append, "past")
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert sorted(seen) == ["past", "zero"]
+
+
+def test_call_soon_threadsafe_wakes_a_sleeping_loop(loop):
+    fut = loop.create_future()
+
+    def worker():
+        time.sleep(0.05)
+        loop.call_soon_threadsafe(fut.set_result, threading.get_ident())
+
+    t = threading.Thread(target=worker)
+    started = time.monotonic()
+    t.start()
+    result = loop.run_until_complete(asyncio.wait_for(fut, 10))
+    t.join()
+    assert result == t.ident
+    assert time.monotonic() - started < 5
+
+
+def test_many_threads_calling_soon_threadsafe_lose_nothing(loop):
+    count = 0
+    done = loop.create_future()
+    total = 4 * 2000
+
+    def bump():
+        nonlocal count
+        count += 1
+        if count == total:
+            done.set_result(None)
+
+    def worker():
+        for _ in range(2000):
+            loop.call_soon_threadsafe(bump)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    loop.run_until_complete(asyncio.wait_for(done, 30))
+    for t in threads:
+        t.join()
+    assert count == total
+
+
+def test_an_exception_in_a_callback_goes_to_the_exception_handler(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    def boom():
+        raise ValueError("boom")
+
+    loop.call_soon(boom)
+    loop.call_later(0.001, boom)
+    loop.run_until_complete(asyncio.sleep(0.02))
+    assert len(contexts) == 2
+    for ctx in contexts:
+        assert isinstance(ctx["exception"], ValueError)
+        assert "Exception in callback" in ctx["message"]
+        assert "handle" in ctx
+
+
+def test_keyboard_interrupt_in_a_callback_leaves_the_loop(loop):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    loop.call_soon(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    assert not loop.is_running()
+    # The loop still works.
+    assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
+
+
+def test_sigint_while_waiting_raises_keyboard_interrupt(loop):
+    # The loop waits in the kernel with nothing to do; a SIGINT arrives from a thread.
+    def send():
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=send)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(asyncio.sleep(30))
+    t.join()
+
+
+def test_stop_and_run_forever(loop):
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert not loop.is_running()
+    assert loop.run_until_complete(asyncio.sleep(0.001, 5)) == 5
+
+
+def test_misuse_of_a_running_or_closed_loop_raises(loop):
+    async def inner():
+        coro = asyncio.sleep(0)
+        with pytest.raises(RuntimeError):
+            loop.run_until_complete(coro)
+        coro.close()
+        with pytest.raises(RuntimeError):
+            loop.close()
+        return True
+
+    assert loop.run_until_complete(inner())
+    loop.close()
+    loop.close()  # closing twice is allowed
+    assert loop.is_closed()
+    with pytest.raises(RuntimeError):
+        loop.call_soon(lambda: None)
+    with pytest.raises(RuntimeError):
+        loop.call_later(1, lambda: None)
+    with pytest.raises(RuntimeError):
+        loop.call_soon_threadsafe(lambda: None)
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError):
+        loop.run_until_complete(coro)
+    coro.close()
+
+
+def test_debug_mode_refuses_calls_from_a_foreign_thread(loop):
+    loop.set_debug(True)
+    errors = []
+
+    def worker():
+        try:
+            loop.call_soon(lambda: None)
+        except RuntimeError as e:
+            errors.append(e)
+
+    async def main():
+        t = threading.Thread(target=worker)
+        t.start()
+        while t.is_alive():
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+    assert len(errors) == 1
+    assert "thread" in str(errors[0])
+
+
+def test_debug_mode_reports_slow_callbacks(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+    loop.call_soon(time.sleep, 0.05)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(asyncio.sleep(0.01))
+    assert any("Executing" in r.getMessage() and "took" in r.getMessage() for r in caplog.records)
+
+
+def test_tasks_names_contexts_and_task_factory(loop):
+    var = contextvars.ContextVar("v", default=0)
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, 7)
+
+    async def read():
+        return var.get()
+
+    t = loop.create_task(read(), name="reader")
+    assert t.get_name() == "reader"
+    assert loop.run_until_complete(t) == 0
+    if hasattr(asyncio.Task, "get_context"):  # context= is 3.11+
+        assert loop.run_until_complete(loop.create_task(read(), context=ctx)) == 7
+    made = []
+
+    def factory(lp, coro, **kw):
+        made.append(coro)
+        return asyncio.Task(coro, loop=lp, **kw)
+
+    loop.set_task_factory(factory)
+    assert loop.get_task_factory() is factory
+    assert loop.run_until_complete(loop.create_task(read())) == 0
+    assert len(made) == 1
+    loop.set_task_factory(None)
+
+
+def test_executor_and_name_resolution(loop):
+    async def main():
+        assert await loop.run_in_executor(None, sum, [1, 2, 3]) == 6
+        infos = await loop.getaddrinfo("localhost", 80, type=1)
+        assert infos and all(len(i) == 5 for i in infos)
+        host, port = await loop.getnameinfo(("127.0.0.1", 80))
+        assert port in ("80", "http")
+        await loop.shutdown_default_executor()
+
+    loop.run_until_complete(main())
+
+
+def test_async_generators_are_finalized(loop):
+    finalized = []
+
+    async def gen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            finalized.append(True)
+
+    async def main():
+        g = gen()
+        assert await g.__anext__() == 1
+
+    loop.run_until_complete(main())
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    assert finalized == [True]
+
+
+def test_signal_handlers(loop):
+    got = []
+
+    async def main():
+        loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert loop.remove_signal_handler(signal.SIGUSR1) is True
+        assert loop.remove_signal_handler(signal.SIGUSR1) is False
+        with pytest.raises((ValueError, RuntimeError)):
+            loop.add_signal_handler(signal.SIGKILL, lambda: None)
+
+    loop.run_until_complete(main())
+    assert got == ["usr1"]
+
+
+def test_entry_points():
+    async def main():
+        return asyncio.get_running_loop()
+
+    for backend in ("uring", "epoll"):
+        lp = evloop.run(main(), backend=backend)
+        assert isinstance(lp, evloop.EventLoop)
+        assert lp.backend == backend and lp.is_closed()
+    if hasattr(asyncio, "Runner"):  # 3.11+
+        with asyncio.Runner(loop_factory=evloop.new_event_loop) as runner:
+            assert isinstance(runner.run(main()), evloop.EventLoop)
+    old = asyncio.get_event_loop_policy()
+    try:
+        evloop.install()
+        made = asyncio.new_event_loop()
+        assert isinstance(made, evloop.EventLoop)
+        made.close()
+        lp = asyncio.run(main())
+        assert isinstance(lp, evloop.EventLoop)
+    finally:
+        asyncio.set_event_loop_policy(old)
+
+
+def test_an_unknown_backend_is_refused():
+    with pytest.raises(ValueError):
+        evloop.EventLoop(backend="kqueue")
+
+
+def test_a_timer_that_came_due_while_callbacks_ran_is_not_delayed(loop):
+    # The timer is already due when the next iteration starts; the loop must not then block
+    # until its next deadline (a minute away) before running it.
+    far = loop.call_later(60, lambda: None)
+    fut = loop.create_future()
+
+    def slow():
+        loop.call_later(0.01, fut.set_result, "ran")
+        time.sleep(0.05)
+
+    loop.call_soon(slow)
+    started = time.monotonic()
+    assert loop.run_until_complete(asyncio.wait_for(fut, 30)) == "ran"
+    assert time.monotonic() - started < 10
+    far.cancel()
