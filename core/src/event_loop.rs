@@ -498,7 +498,7 @@ impl Loop {
         // Stop the handle's work; operations in flight are cancelled and counted down as their
         // final completions arrive.
         match h.kind {
-            Kind::Timer => self.wheel.remove(h.idx),
+            Kind::Timer => self.timer_closing(h.idx, h.gen),
             Kind::Stream => self.stream_cancel_all(h.idx, h.gen),
             Kind::Udp => self.udp_cancel_all(h.idx, h.gen),
             Kind::Poll => {

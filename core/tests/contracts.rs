@@ -535,3 +535,33 @@ fn the_wait_hook_brackets_blocking_waits_only() {
         assert_eq!(log.borrow().len(), before, "a removed hook is not called");
     });
 }
+
+/// Closing a timer lets go of its callback at once, not when the close completes: what the
+/// callback holds (a binding's objects) is freed with the cancellation.
+#[test]
+fn closing_a_timer_drops_its_callback_at_once() {
+    each_backend(|lp| {
+        let held = Rc::new(());
+        let in_cb = held.clone();
+        let t = Timer::new(lp);
+        t.start(lp, 60_000, 0, move |_, _| {
+            let _ = &in_cb;
+        })
+        .unwrap();
+        assert_eq!(Rc::strong_count(&held), 2);
+        t.close(lp, None).unwrap();
+        assert_eq!(Rc::strong_count(&held), 1, "dropped by close, before any run");
+        lp.run(RunMode::Default).unwrap();
+        // Closing inside its own callback works too.
+        let t = Timer::new(lp);
+        let fired = Rc::new(Cell::new(0));
+        let f = fired.clone();
+        t.start(lp, 1, 1, move |lp, t| {
+            f.set(f.get() + 1);
+            t.close(lp, None).unwrap();
+        })
+        .unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(fired.get(), 1);
+    });
+}

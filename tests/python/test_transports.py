@@ -49,8 +49,7 @@ class Echo(asyncio.Protocol):
         self.transport.write(data)
 
     def eof_received(self):
-        self.transport.write_eof()
-        return True
+        self.transport.close()  # after the echoed bytes are sent: the peer reads them, then EOF
 
 
 class BufferedEcho(asyncio.BufferedProtocol):

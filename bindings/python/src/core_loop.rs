@@ -177,6 +177,10 @@ impl Core {
         self.state.lp()
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     pub(crate) fn cancel_timer(&self, timer: Timer) -> PyResult<()> {
         let lp = self.lp()?;
         // EBADF: the loop already let it go (it fired); nothing to free.

@@ -5,6 +5,7 @@ use crate::core_loop::Core;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -139,8 +140,26 @@ fn callback_repr(py: Python<'_>, callback: &PyObject, args: &Py<PyTuple>) -> Str
     }
 }
 
+impl Handle {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.callback)?;
+        visit.call(&self.args)?;
+        if let Some(c) = &self.context {
+            visit.call(c)?;
+        }
+        if let Some(o) = &self.owner {
+            visit.call(o)?;
+        }
+        Ok(())
+    }
+}
+
 #[pymethods]
 impl Handle {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.traverse(&visit)
+    }
+
     /// Prevents the callback from running (if it has not run yet).
     fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
@@ -212,13 +231,22 @@ impl TimerHandle {
 
 #[pymethods]
 impl TimerHandle {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.handle.traverse(&visit)?;
+        visit.call(&self.core)
+    }
+
     fn cancel(&self, py: Python<'_>) -> PyResult<()> {
         if self.handle.cancelled.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
         let timer = self.timer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let core = self.core.bind(py).get();
+        if core.is_closed() {
+            // The loop dropped its timers when it closed; there is nothing left to free.
+            return Ok(());
+        }
         if let Some(timer) = timer {
-            let core = self.core.bind(py).get();
             if let Err(e) = core.cancel_timer(timer) {
                 // Put it back: the timer still belongs to the loop (e.g. a foreign thread
                 // tried to cancel it, which only call_soon_threadsafe may do).

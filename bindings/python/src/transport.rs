@@ -11,6 +11,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
 use std::cell::{Cell, RefCell};
@@ -202,11 +203,12 @@ impl StreamTransport {
             return;
         }
         this.closing.set(true);
-        *this.lost_exc.borrow_mut() = exc;
+        let old = this.lost_exc.replace(exc);
+        drop(old);
         Self::close_stream(slf);
     }
 
-    /// Closes the core stream; its close callback calls `connection_lost`.
+    /// Closes the core stream (which closes the fd) and schedules `connection_lost`.
     fn close_stream(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
@@ -215,18 +217,18 @@ impl StreamTransport {
         }
         let Ok(lp) = this.lp(py) else { return };
         // The core closes the fd: the Python socket must not close it again.
-        if let Some(sock) = this.sock.borrow_mut().take() {
+        let sock = this.sock.borrow_mut().take();
+        if let Some(sock) = sock {
             let _ = sock.call_method0(py, intern!(py, "detach"));
         }
-        let me = slf.clone().unbind();
-        let closed = this.stream.close(
-            lp,
-            Some(Box::new(move |_| {
-                Python::with_gil(|py| StreamTransport::connection_lost(me.bind(py)));
-            })),
-        );
-        if closed.is_err() {
-            // Already closed in the core (the loop is shutting down): report the loss now.
+        let _ = this.stream.close(lp, None);
+        // As asyncio does, the protocol hears of it from the ready queue: at the latest in the
+        // iteration that is running, whatever the backend still has to finish for the close.
+        let scheduled = slf
+            .getattr(intern!(py, "_call_connection_lost"))
+            .and_then(|cb| this.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)));
+        if scheduled.is_err() {
+            // The loop is closed: report the loss now.
             Self::connection_lost(slf);
         }
     }
@@ -244,10 +246,16 @@ impl StreamTransport {
                 }
             }
         }
-        if let Some(waiter) = this.empty_waiter.borrow_mut().take() {
+        let waiter = this.empty_waiter.borrow_mut().take();
+        if let Some(waiter) = waiter {
             let _ = set_result_unless_done(py, waiter.bind(py));
         }
-        if let Some(server) = this.server.borrow_mut().take() {
+        // As asyncio does: the transport lets go of its protocol once the connection is lost, so
+        // the two do not keep each other alive.
+        let old = std::mem::replace(&mut *this.protocol.borrow_mut(), py.None());
+        drop(old);
+        let server = this.server.borrow_mut().take();
+        if let Some(server) = server {
             let detached = if py.version_info() >= (3, 13) {
                 server.call_method1(py, intern!(py, "_detach"), (slf,))
             } else {
@@ -493,7 +501,8 @@ impl StreamTransport {
     fn _start(slf: &Bound<'_, Self>, waiter: Option<PyObject>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if let Some(server) = this.server.borrow().as_ref() {
+        let server = this.server.borrow().as_ref().map(|s| s.clone_ref(py));
+        if let Some(server) = server {
             if py.version_info() >= (3, 13) {
                 server.call_method1(py, intern!(py, "_attach"), (slf,))?;
             }
@@ -575,7 +584,10 @@ impl StreamTransport {
                 return;
             }
             if let Err(e) = r {
-                *this.lost_exc.borrow_mut() = Some(os_error(e).value_bound(tr.py()).clone().into_any().unbind());
+                let old = this
+                    .lost_exc
+                    .replace(Some(os_error(e).value_bound(tr.py()).clone().into_any().unbind()));
+                drop(old);
             }
             StreamTransport::close_stream(tr);
         })
@@ -647,7 +659,9 @@ impl StreamTransport {
 
     fn set_protocol(&self, py: Python<'_>, protocol: PyObject) -> PyResult<()> {
         self.buffered.set(is_buffered(py, protocol.bind(py))?);
-        *self.protocol.borrow_mut() = protocol;
+        // The old protocol is dropped after the cell is released: its finalizer may call back.
+        let old = self.protocol.replace(protocol);
+        drop(old);
         Ok(())
     }
 
@@ -676,9 +690,11 @@ impl StreamTransport {
             fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
             return Ok(fut.unbind());
         }
-        *this.empty_waiter.borrow_mut() = Some(fut.clone().unbind());
+        let old = this.empty_waiter.replace(Some(fut.clone().unbind()));
+        drop(old);
         Self::when_flushed(slf, |tr, _| {
-            if let Some(w) = tr.get().empty_waiter.borrow_mut().take() {
+            let waiter = tr.get().empty_waiter.borrow_mut().take();
+            if let Some(w) = waiter {
                 let _ = set_result_unless_done(tr.py(), w.bind(tr.py()));
             }
         })?;
@@ -698,8 +714,31 @@ impl StreamTransport {
         self.protocol_paused.get()
     }
 
+    fn _call_connection_lost(slf: &Bound<'_, Self>) {
+        Self::connection_lost(slf);
+    }
+
     fn _reset_empty_waiter(&self) {
-        *self.empty_waiter.borrow_mut() = None;
+        let old = self.empty_waiter.take();
+        drop(old);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.core)?;
+        visit.call(&self.extra)?;
+        for cell in [&self.protocol] {
+            if let Ok(obj) = cell.try_borrow() {
+                visit.call(&*obj)?;
+            }
+        }
+        for cell in [&self.sock, &self.server, &self.lost_exc, &self.empty_waiter] {
+            if let Ok(obj) = cell.try_borrow() {
+                if let Some(obj) = obj.as_ref() {
+                    visit.call(obj)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     #[classattr]

@@ -130,6 +130,14 @@ impl Loop {
         self.wheel.insert(idx, deadline, seq);
     }
 
+    /// A closing timer leaves the wheel, and its callback (with what it holds) goes at once, not
+    /// when the close completes: it can never fire again.
+    pub(crate) fn timer_closing(&mut self, idx: u32, gen: u32) {
+        self.wheel.remove(idx);
+        let cb = self.timers.get_mut(idx, gen).and_then(|e| e.cb.take());
+        drop(cb);
+    }
+
     pub(crate) fn fire_timer(&mut self, idx: u32, seq: u64) {
         let now = self.now();
         let Some((gen, e)) = self.timers.get_by_index(idx) else {
