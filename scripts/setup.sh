@@ -26,3 +26,19 @@ rustup component list --installed 2>/dev/null | grep -q clippy || rustup compone
 if rustup toolchain list 2>/dev/null | grep -q nightly && ! cargo +nightly miri --version >/dev/null 2>&1; then
     timeout 300 rustup component add miri rust-src --toolchain nightly >/dev/null 2>&1 || echo "miri unavailable: its checks will be skipped"
 fi
+# The Python package's build and test dependencies, for each interpreter the suites run on
+# (scripts/pythons.sh): maturin builds the extension, pytest runs the suites, aiohttp and
+# cryptography (a certificate made inside the TLS tests) are what they exercise.
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+python3 -m pip --version >/dev/null 2>&1 || {
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-pip python3-dev >/dev/null
+}
+for py in $("$(dirname "$0")"/pythons.sh); do
+    deps=(maturin pytest aiohttp cryptography)
+    $py -c "import maturin, pytest, aiohttp, cryptography" 2>/dev/null && continue
+    $py -m pip install --quiet "${deps[@]}" 2>/dev/null ||
+        $py -m pip install --quiet --break-system-packages "${deps[@]}"
+done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test suite. Each Rust and C test that touches the loop runs once per backend this
-# machine supports (EVLOOP_BACKEND=epoll|uring narrows the Rust suites to one).
+# Runs every test suite: Rust, C, Python. Each test that touches the loop runs once per backend
+# this machine supports (EVLOOP_BACKEND=epoll|uring narrows the Rust suites to one); each Python
+# test also runs on asyncio's own loop, the oracle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== format and lints"
@@ -17,6 +18,7 @@ make --quiet test-c
 scripts/model_checks.sh
 echo "== differential tests against libuv (fd watchers, timers)"
 make --quiet test-diff
+scripts/test_python.sh
 echo "== C ABI: install, then build an example outside the tree with pkg-config"
 prefix=$(mktemp -d)
 make --quiet install PREFIX="$prefix"

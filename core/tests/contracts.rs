@@ -503,9 +503,13 @@ fn the_wait_hook_brackets_blocking_waits_only() {
         lp.set_wait_hook(Some(Box::new(Count(log.clone()))));
         let t = Timer::new(lp);
         let seen = log.clone();
-        t.start(lp, 5, 0, move |_, _| seen.borrow_mut().push("timer")).unwrap();
+        t.start(lp, 5, 0, move |_, _| seen.borrow_mut().push("timer"))
+            .unwrap();
         lp.run(RunMode::NoWait).unwrap();
-        assert!(log.borrow().is_empty(), "a non-blocking run does not call the hook");
+        assert!(
+            log.borrow().is_empty(),
+            "a non-blocking run does not call the hook"
+        );
         lp.run(RunMode::Default).unwrap();
         let seen = log.borrow().clone();
         // One wait normally; more if a signal cut one short. Always in pairs, timer last.
@@ -515,7 +519,8 @@ fn the_wait_hook_brackets_blocking_waits_only() {
         assert!(waits.chunks(2).all(|p| p == ["before", "after"]), "{seen:?}");
         // Work queued in the host's own queue by a callback: the wait does not block.
         let host = log.clone();
-        t.start(lp, 1, 0, move |_, _| host.borrow_mut().push("host work")).unwrap();
+        t.start(lp, 1, 0, move |_, _| host.borrow_mut().push("host work"))
+            .unwrap();
         let other = Timer::new(lp);
         other.start(lp, 60_000, 0, |_, _| {}).unwrap();
         let started = Instant::now();
@@ -525,7 +530,10 @@ fn the_wait_hook_brackets_blocking_waits_only() {
         }
         let before = log.borrow().len();
         lp.run(RunMode::Once).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(30), "blocked with host work pending");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "blocked with host work pending"
+        );
         assert_eq!(log.borrow().len(), before, "no blocking wait, so no hook calls");
         other.close(lp, None).unwrap();
         lp.set_wait_hook(None);

@@ -29,7 +29,9 @@ struct ReleaseGil {
 impl WaitHook for ReleaseGil {
     fn has_pending_work(&mut self) -> bool {
         self.state.upgrade().is_some_and(|st| {
-            !st.ready.borrow().is_empty() || !st.fd_events.borrow().is_empty() || st.escaped.borrow().is_some()
+            !st.ready.borrow().is_empty()
+                || !st.fd_events.borrow().is_empty()
+                || st.escaped.borrow().is_some()
         })
     }
 
@@ -64,6 +66,7 @@ pub(crate) struct State {
 
 impl State {
     /// The core loop, or the error asyncio gives for a closed loop.
+    #[allow(clippy::mut_from_ref)] // the loop lives behind a raw pointer; see the SAFETY note
     pub(crate) fn lp(&self) -> PyResult<&mut Loop> {
         let p = self.lp.get();
         if p.is_null() {
@@ -125,7 +128,10 @@ unsafe impl Send for Core {}
 unsafe impl Sync for Core {}
 
 pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -172,6 +178,7 @@ impl Core {
 
     /// The core loop, on the owning thread only.
     #[inline]
+    #[allow(clippy::mut_from_ref)] // see State::lp
     pub(crate) fn lp(&self) -> PyResult<&mut Loop> {
         self.check_thread()?;
         self.state.lp()
@@ -211,12 +218,17 @@ impl Core {
         let st = &slf.get().state;
         let n = st.ready.borrow().len();
         let slow = if st.debug.get() {
-            Some(slf.getattr(intern!(py, "slow_callback_duration"))?.extract::<f64>()?)
+            Some(
+                slf.getattr(intern!(py, "slow_callback_duration"))?
+                    .extract::<f64>()?,
+            )
         } else {
             None
         };
         for _ in 0..n {
-            let Some(h) = st.ready.borrow_mut().pop_front() else { break };
+            let Some(h) = st.ready.borrow_mut().pop_front() else {
+                break;
+            };
             let started = slow.map(|_| monotonic_ns());
             let ran = run_any(py, h.bind(py));
             if let (Some(limit), Some(t0)) = (slow, started) {
@@ -323,7 +335,10 @@ impl Core {
         this.lp()?;
         Self::check_callback(slf, &callback, "call_soon")?;
         let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context))?;
-        this.state.ready.borrow_mut().push_back(h.clone_ref(slf.py()).into_any());
+        this.state
+            .ready
+            .borrow_mut()
+            .push_back(h.clone_ref(slf.py()).into_any());
         Ok(h)
     }
 
@@ -351,7 +366,10 @@ impl Core {
         }
         Self::check_callback(slf, &callback, "call_soon_threadsafe")?;
         let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context))?;
-        this.state.ready.borrow_mut().push_back(h.clone_ref(slf.py()).into_any());
+        this.state
+            .ready
+            .borrow_mut()
+            .push_back(h.clone_ref(slf.py()).into_any());
         this.waker.wake();
         Ok(h)
     }

@@ -5,8 +5,8 @@ use crate::core_loop::Core;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -30,7 +30,12 @@ pub(crate) enum Ran {
 }
 
 impl Handle {
-    pub(crate) fn new(callback: PyObject, args: Py<PyTuple>, context: Option<PyObject>, owner: PyObject) -> Handle {
+    pub(crate) fn new(
+        callback: PyObject,
+        args: Py<PyTuple>,
+        context: Option<PyObject>,
+        owner: PyObject,
+    ) -> Handle {
         Handle {
             callback,
             args,
@@ -170,7 +175,9 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> PyObject {
-        self.context.as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py))
+        self.context
+            .as_ref()
+            .map_or_else(|| py.None(), |c| c.clone_ref(py))
     }
 
     #[getter]
@@ -198,7 +205,10 @@ impl Handle {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         let state = if self.is_cancelled() { "cancelled " } else { "" };
-        format!("<Handle {state}{}>", callback_repr(py, &self.callback, &self.args))
+        format!(
+            "<Handle {state}{}>",
+            callback_repr(py, &self.callback, &self.args)
+        )
     }
 }
 
@@ -314,7 +324,11 @@ impl TimerHandle {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let state = if self.handle.is_cancelled() { "cancelled " } else { "" };
+        let state = if self.handle.is_cancelled() {
+            "cancelled "
+        } else {
+            ""
+        };
         format!(
             "<TimerHandle {state}when={} {}>",
             self.when,
@@ -324,7 +338,5 @@ impl TimerHandle {
 }
 
 pub(crate) fn foreign_thread() -> PyErr {
-    PyRuntimeError::new_err(
-        "Non-thread-safe operation invoked on an event loop other than the current one",
-    )
+    PyRuntimeError::new_err("Non-thread-safe operation invoked on an event loop other than the current one")
 }

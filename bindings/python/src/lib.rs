@@ -2,6 +2,9 @@
 //! evloop's core). The Python half (`python/evloop/`) subclasses `Core` into
 //! `evloop.EventLoop` and inherits the rest of asyncio's loop.
 
+// pyo3 0.22's #[pymethods] expansion converts PyErr into PyErr, which this clippy flags.
+#![allow(clippy::useless_conversion)]
+
 mod core_loop;
 mod errors;
 mod handle;

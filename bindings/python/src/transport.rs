@@ -11,9 +11,9 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 use std::cell::{Cell, RefCell};
 
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -382,7 +382,9 @@ impl StreamTransport {
             return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
         }
         if this.empty_waiter.borrow().is_some() {
-            return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+            return Err(PyRuntimeError::new_err(
+                "unable to write; sendfile is in progress",
+            ));
         }
         if this.closing.get() {
             let lost = this.conn_lost.get();
@@ -404,7 +406,9 @@ fn copy_into(buf: &Bound<'_, PyAny>, data: &[u8]) -> PyResult<usize> {
         return Err(PyTypeError::new_err("get_buffer() returned a read-only buffer"));
     }
     if !view.is_c_contiguous() {
-        return Err(PyTypeError::new_err("get_buffer() returned a non-contiguous buffer"));
+        return Err(PyTypeError::new_err(
+            "get_buffer() returned a non-contiguous buffer",
+        ));
     }
     let cap = view.len_bytes();
     if cap == 0 {
@@ -434,12 +438,17 @@ fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResul
             if view.is_c_contiguous() {
                 // SAFETY: a C-contiguous view of `len_bytes` bytes, kept alive (and its exporter
                 // pinned) by `view` for the duration of `f`; `f` does not call into Python.
-                let slice = unsafe { std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes()) };
+                let slice =
+                    unsafe { std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes()) };
                 return Ok(f(slice));
             }
         }
         // Other formats or layouts: their raw bytes, as memoryview.cast('B') would give.
-        let copied = data.py().import_bound("builtins")?.getattr("bytes")?.call1((data,))?;
+        let copied = data
+            .py()
+            .import_bound("builtins")?
+            .getattr("bytes")?
+            .call1((data,))?;
         let copied = copied.downcast::<PyBytes>()?;
         return Ok(f(copied.as_bytes()));
     }
@@ -670,7 +679,12 @@ impl StreamTransport {
     }
 
     #[pyo3(signature = (name, default = None))]
-    fn get_extra_info(&self, py: Python<'_>, name: &Bound<'_, PyAny>, default: Option<PyObject>) -> PyResult<PyObject> {
+    fn get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<PyObject>,
+    ) -> PyResult<PyObject> {
         match self.extra.bind(py).get_item(name)? {
             Some(v) => Ok(v.unbind()),
             None => Ok(default.unwrap_or_else(|| py.None())),
