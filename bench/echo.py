@@ -14,7 +14,7 @@ usage: bench/echo.py [--conns 100] [--size 64] [--seconds 5] [--rounds 3] [--mar
 Needs the binaries built by bench/build.sh.
 """
 import argparse, os, socket, statistics, subprocess, sys, time
-from report import emit, perf_works
+from report import emit, median_ratio, perf_works
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -173,10 +173,7 @@ def main():
     # the mode; servers of the same round share the machine's state, so each round's ratio
     # against libuv pairs like with like. The median of those ratios is the steadier figure.
     def paired(name, key):
-        if not ref:
-            return "–"
-        ratios = [a[key] / b[key] for a, b in zip(results[name], results[ref]) if b[key]]
-        return f"{statistics.median(ratios):.2f}×" if ratios else "–"
+        return median_ratio(results[name], results[ref], key) if ref else "–"
     lines = [f"Echo ping-pong, {args.conns} connections × {args.size} B, {args.seconds} s per run, median of "
              f"{args.rounds} rounds; server on CPU 0, load generator on CPU 1; system calls counted in a "
              f"separate traced round.", "",

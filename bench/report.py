@@ -19,3 +19,24 @@ def emit(lines, markdown=None):
     if markdown:
         with open(markdown, "w") as f:
             f.write(text)
+
+
+def python_loops():
+    """The asyncio loops the Python benchmarks compare: evloop on each backend, uvloop when it
+    is installed, and asyncio's own."""
+    loops = ["evloop-uring", "evloop-epoll", "uvloop", "asyncio"]
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        loops.remove("uvloop")
+    return loops
+
+
+def median_ratio(runs, ref_runs, key):
+    """The median of per-round ratios `runs[i][key] / ref_runs[i][key]`, as text ("–" if none):
+    servers of one round share the machine's state, so pairing them is steadier than a ratio of
+    medians on a noisy shared machine."""
+    import statistics
+
+    ratios = [a[key] / b[key] for a, b in zip(runs, ref_runs) if a[key] is not None and b[key]]
+    return f"{statistics.median(ratios):.2f}×" if ratios else "–"

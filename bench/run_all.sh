@@ -13,6 +13,10 @@ python3 bench/idle.py --markdown "$tmp/idle.md"
 python3 bench/files.py --rounds "${FILES_ROUNDS:-7}" --markdown "$tmp/files.md"
 python3 bench/poll.py --rounds "${POLL_ROUNDS:-5}" --markdown "$tmp/poll.md"
 python3 bench/idle_busy.py --rounds "${IDLE_ROUNDS:-3}" --markdown "$tmp/idle_busy.md" --plot bench/results/idle_busy.png
+# Python: the package as users install it.
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-build-isolation ./bindings/python
+python3 bench/python_scheduling.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_scheduling.md"
+python3 bench/python_files.py --rounds "${PY_ROUNDS:-5}" --markdown "$tmp/python_files.md"
 {
     echo "# Benchmarks"
     echo
@@ -50,6 +54,14 @@ python3 bench/idle_busy.py --rounds "${IDLE_ROUNDS:-3}" --markdown "$tmp/idle_bu
     echo "## fd watchers"
     echo
     cat "$tmp/poll.md"
+    echo
+    echo "## Python: scheduling (\`bench/python_scheduling.py\`)"
+    echo
+    cat "$tmp/python_scheduling.md"
+    echo
+    echo "## Python: reading files (\`bench/python_files.py\`)"
+    echo
+    cat "$tmp/python_files.md"
     echo
     cat bench/NOTES.md
 } > BENCHMARKS.md

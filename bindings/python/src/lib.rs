@@ -7,6 +7,7 @@
 
 mod core_loop;
 mod errors;
+mod fs;
 mod handle;
 mod transport;
 
@@ -19,6 +20,14 @@ fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::TimerHandle>()?;
     m.add_class::<transport::StreamTransport>()?;
     m.add_function(wrap_pyfunction!(transport::_set_transport_class, m)?)?;
+    m.add_function(wrap_pyfunction!(fs::fs_read_file, m)?)?;
+    m.add_function(wrap_pyfunction!(fs::fs_write_file, m)?)?;
+    m.add_function(wrap_pyfunction!(fs::fs_stat, m)?)?;
+    m.add_function(wrap_pyfunction!(fs::fs_read_files, m)?)?;
+    m.add_function(wrap_pyfunction!(fs::fs_open, m)?)?;
+    m.add_function(wrap_pyfunction!(fs::fs_read, m)?)?;
+    m.add_function(wrap_pyfunction!(fs::fs_write, m)?)?;
+    m.add_function(wrap_pyfunction!(fs::fs_close, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

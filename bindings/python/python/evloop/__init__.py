@@ -8,7 +8,8 @@
 
 from ._evloop import __version__
 from ._loop import EventLoop, EventLoopPolicy, install, new_event_loop, run
+from . import fs
 
 Loop = EventLoop
 
-__all__ = ("EventLoop", "EventLoopPolicy", "Loop", "install", "new_event_loop", "run", "__version__")
+__all__ = ("EventLoop", "EventLoopPolicy", "Loop", "fs", "install", "new_event_loop", "run", "__version__")

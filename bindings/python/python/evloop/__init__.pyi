@@ -2,6 +2,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Literal, Optional, TypeVar
 
+from . import fs as fs
 from ._evloop import __version__ as __version__
 
 _T = TypeVar("_T")

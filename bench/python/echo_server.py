@@ -1,0 +1,65 @@
+"""Echo server for bench/python_echo.py: one loop, one mode.
+
+usage: echo_server.py PORT LOOP MODE
+  LOOP: evloop-uring | evloop-epoll | uvloop | asyncio
+  MODE: protocol | buffered | streams
+"""
+import asyncio
+import signal
+import sys
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class BufferedEcho(asyncio.BufferedProtocol):
+    def __init__(self):
+        self.buf = bytearray(256 * 1024)
+        self.view = memoryview(self.buf)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.view
+
+    def buffer_updated(self, nbytes):
+        self.transport.write(self.view[:nbytes])
+
+
+async def stream_echo(reader, writer):
+    while data := await reader.read(256 * 1024):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def main(port, mode):
+    loop = asyncio.get_running_loop()
+    if mode == "streams":
+        server = await asyncio.start_server(stream_echo, "127.0.0.1", port, backlog=1024)
+    else:
+        server = await loop.create_server(Echo if mode == "protocol" else BufferedEcho, "127.0.0.1", port, backlog=1024)
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    await stop
+    server.close()
+
+
+if __name__ == "__main__":
+    port, kind, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    if kind.startswith("evloop"):
+        import evloop
+
+        evloop.run(main(port, mode), backend=kind.split("-")[1])
+    elif kind == "uvloop":
+        import uvloop
+
+        uvloop.run(main(port, mode))
+    else:
+        asyncio.run(main(port, mode))
