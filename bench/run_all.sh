@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every benchmark and rewrites BENCHMARKS.md and bench/results/ from the results (about 20
-# minutes; the idle-beside-busy plot needs matplotlib).
+# Runs every benchmark and rewrites BENCHMARKS.md and bench/results/ from the results (about 30
+# minutes; the idle-beside-busy plot needs matplotlib; the Python rows need uvloop and aiofiles
+# from PyPI for their peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/build.sh
@@ -17,6 +18,7 @@ python3 bench/idle_busy.py --rounds "${IDLE_ROUNDS:-3}" --markdown "$tmp/idle_bu
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-build-isolation ./bindings/python
 python3 bench/python_scheduling.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_scheduling.md"
 python3 bench/python_files.py --rounds "${PY_ROUNDS:-5}" --markdown "$tmp/python_files.md"
+python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds 3 --markdown "$tmp/python_echo.md"
 {
     echo "# Benchmarks"
     echo
@@ -54,6 +56,12 @@ python3 bench/python_files.py --rounds "${PY_ROUNDS:-5}" --markdown "$tmp/python
     echo "## fd watchers"
     echo
     cat "$tmp/poll.md"
+    echo
+    echo "## Python: echo servers (\`bench/python_echo.py\`)"
+    echo
+    echo "asyncio echo servers (Protocol, BufferedProtocol, streams) on each loop, the C load generator as the client."
+    echo
+    cat "$tmp/python_echo.md"
     echo
     echo "## Python: scheduling (\`bench/python_scheduling.py\`)"
     echo
