@@ -357,3 +357,14 @@ def test_a_timer_that_came_due_while_callbacks_ran_is_not_delayed(loop):
     assert loop.run_until_complete(asyncio.wait_for(fut, 30)) == "ran"
     assert time.monotonic() - started < 10
     far.cancel()
+
+
+def test_a_timer_cancelled_from_another_thread_does_not_run(loop):
+    seen = []
+    h = loop.call_later(0.05, seen.append, "no")
+    t = threading.Thread(target=h.cancel)
+    t.start()
+    t.join()
+    assert h.cancelled()
+    loop.run_until_complete(asyncio.sleep(0.1))
+    assert seen == []

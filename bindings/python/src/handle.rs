@@ -250,20 +250,16 @@ impl TimerHandle {
         if self.handle.cancelled.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        let timer = self.timer.lock().unwrap_or_else(|p| p.into_inner()).take();
         let core = self.core.bind(py).get();
-        if core.is_closed() {
-            // The loop dropped its timers when it closed; there is nothing left to free.
+        if core.is_closed() || core.check_thread().is_err() {
+            // A closed loop dropped its timers already. On another thread (as asyncio allows)
+            // the flag is enough: the timer fires on the loop's thread and the callback is
+            // skipped; it is freed then instead of now.
             return Ok(());
         }
+        let timer = self.timer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(timer) = timer {
-            if let Err(e) = core.cancel_timer(timer) {
-                // Put it back: the timer still belongs to the loop (e.g. a foreign thread
-                // tried to cancel it, which only call_soon_threadsafe may do).
-                *self.timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer);
-                self.handle.cancelled.store(false, Ordering::Relaxed);
-                return Err(e);
-            }
+            core.cancel_timer(timer)?;
         }
         Ok(())
     }
