@@ -19,6 +19,7 @@ PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-build-isolation 
 python3 bench/python_scheduling.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_scheduling.md"
 python3 bench/python_files.py --rounds "${PY_ROUNDS:-5}" --markdown "$tmp/python_files.md"
 python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds 3 --markdown "$tmp/python_echo.md"
+python3 bench/python_idle.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_idle.md"
 {
     echo "# Benchmarks"
     echo
@@ -62,6 +63,10 @@ python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds 3 --markdown "
     echo "asyncio echo servers (Protocol, BufferedProtocol, streams) on each loop, the C load generator as the client."
     echo
     cat "$tmp/python_echo.md"
+    echo
+    echo "## Python: idle connections (\`bench/python_idle.py\`)"
+    echo
+    cat "$tmp/python_idle.md"
     echo
     echo "## Python: scheduling (\`bench/python_scheduling.py\`)"
     echo

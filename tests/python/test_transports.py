@@ -174,6 +174,10 @@ def test_extra_info_and_limits(loop):
         tr.close()
         assert tr.is_closing()
         assert await proto.lost is None
+        # Still answered after the connection is gone, as asyncio records them.
+        assert tr.get_extra_info("peername") == ("127.0.0.1", port)
+        assert tr.get_extra_info("sockname")[0] == "127.0.0.1"
+        assert tr.get_extra_info("socket") is not None
         server.close()
         await server.wait_closed()
 

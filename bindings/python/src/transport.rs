@@ -58,7 +58,10 @@ pub struct StreamTransport {
     /// The Python socket the stream was made from; detached (not closed) when the core closes
     /// the fd, so the fd is closed once.
     sock: RefCell<Option<PyObject>>,
-    extra: Py<PyDict>,
+    /// Extra information given at creation and what `get_extra_info` has computed since (the
+    /// socket's wrapper and addresses are made on first request: an idle connection does not
+    /// carry them).
+    extra: RefCell<Option<Py<PyDict>>>,
     server: RefCell<Option<PyObject>>,
     made: Cell<bool>,
     closing: Cell<bool>,
@@ -82,7 +85,53 @@ unsafe impl Send for StreamTransport {}
 // SAFETY: as above.
 unsafe impl Sync for StreamTransport {}
 
+static TRANSPORT_SOCKET: GILOnceCell<PyObject> = GILOnceCell::new();
+
+/// The extra-information keys a transport computes from its socket on first request.
+const SOCKET_EXTRA: [&str; 3] = ["socket", "sockname", "peername"];
+
 impl StreamTransport {
+    /// `socket` (asyncio's TransportSocket wrapper), `sockname` or `peername`, computed from the
+    /// socket (None where the call fails, as asyncio records it) and kept; None for other keys
+    /// or once the socket is gone.
+    fn computed_extra(&self, py: Python<'_>, key: &str) -> PyResult<Option<PyObject>> {
+        if !SOCKET_EXTRA.contains(&key) {
+            return Ok(None);
+        }
+        let Some(sock) = self.sock.borrow().as_ref().map(|s| s.clone_ref(py)) else {
+            return Ok(None);
+        };
+        let sock = sock.bind(py);
+        let value = match key {
+            "socket" => {
+                let wrapper = TRANSPORT_SOCKET.get_or_try_init(py, || {
+                    py.import_bound("asyncio.trsock")?
+                        .getattr("TransportSocket")
+                        .map(Bound::unbind)
+                })?;
+                wrapper.call1(py, (sock,))?
+            }
+            "sockname" => sock
+                .call_method0("getsockname")
+                .map_or_else(|_| py.None(), Bound::unbind),
+            _ => sock
+                .call_method0("getpeername")
+                .map_or_else(|_| py.None(), Bound::unbind),
+        };
+        let existing = self.extra.borrow().as_ref().map(|d| d.clone_ref(py));
+        let dict = match existing {
+            Some(d) => d,
+            None => {
+                let d = PyDict::new_bound(py).unbind();
+                let old = self.extra.replace(Some(d.clone_ref(py)));
+                drop(old);
+                d
+            }
+        };
+        dict.bind(py).set_item(key, &value)?;
+        Ok(Some(value))
+    }
+
     fn lp(&self, _py: Python<'_>) -> PyResult<&mut Loop> {
         self.core.get().lp()
     }
@@ -216,6 +265,14 @@ impl StreamTransport {
             return;
         }
         let Ok(lp) = this.lp(py) else { return };
+        // What get_extra_info would have computed stays answerable after the close, as in
+        // asyncio, which records it at creation.
+        for key in SOCKET_EXTRA {
+            let known = this.extra.borrow().as_ref().map(|d| d.clone_ref(py));
+            if known.map_or(true, |d| !d.bind(py).contains(key).unwrap_or(false)) {
+                let _ = this.computed_extra(py, key);
+            }
+        }
         // The core closes the fd: the Python socket must not close it again.
         let sock = this.sock.borrow_mut().take();
         if let Some(sock) = sock {
@@ -463,13 +520,13 @@ impl StreamTransport {
     /// Wraps the connected socket `sock` (asyncio's `_make_socket_transport`). The loop calls
     /// `_start` next, from its ready queue.
     #[new]
-    #[pyo3(signature = (core, sock, protocol, extra, server = None))]
+    #[pyo3(signature = (core, sock, protocol, extra = None, server = None))]
     fn new(
         py: Python<'_>,
         core: Py<Core>,
         sock: PyObject,
         protocol: PyObject,
-        extra: Py<PyDict>,
+        extra: Option<Py<PyDict>>,
         server: Option<PyObject>,
     ) -> PyResult<StreamTransport> {
         let lp = core.bind(py).get().lp()?;
@@ -489,7 +546,7 @@ impl StreamTransport {
             protocol: RefCell::new(protocol),
             buffered: Cell::new(buffered),
             sock: RefCell::new(Some(sock)),
-            extra,
+            extra: RefCell::new(extra),
             server: RefCell::new(server),
             made: Cell::new(false),
             closing: Cell::new(false),
@@ -685,10 +742,18 @@ impl StreamTransport {
         name: &Bound<'_, PyAny>,
         default: Option<PyObject>,
     ) -> PyResult<PyObject> {
-        match self.extra.bind(py).get_item(name)? {
-            Some(v) => Ok(v.unbind()),
-            None => Ok(default.unwrap_or_else(|| py.None())),
+        let extra = self.extra.borrow().as_ref().map(|d| d.clone_ref(py));
+        if let Some(extra) = extra {
+            if let Some(v) = extra.bind(py).get_item(name)? {
+                return Ok(v.unbind());
+            }
         }
+        if let Ok(key) = name.extract::<&str>() {
+            if let Some(v) = self.computed_extra(py, key)? {
+                return Ok(v);
+            }
+        }
+        Ok(default.unwrap_or_else(|| py.None()))
     }
 
     /// A future done when the write buffer is empty (asyncio's sendfile fallback waits on it).
@@ -739,7 +804,11 @@ impl StreamTransport {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.core)?;
-        visit.call(&self.extra)?;
+        if let Ok(extra) = self.extra.try_borrow() {
+            if let Some(extra) = extra.as_ref() {
+                visit.call(extra)?;
+            }
+        }
         for cell in [&self.protocol] {
             if let Ok(obj) = cell.try_borrow() {
                 visit.call(&*obj)?;

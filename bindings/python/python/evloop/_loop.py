@@ -12,7 +12,7 @@ import selectors
 import socket
 import sys
 import weakref
-from asyncio import base_events, exceptions, transports, trsock, unix_events
+from asyncio import base_events, exceptions, transports, unix_events
 from asyncio.log import logger
 
 from . import _evloop
@@ -134,17 +134,8 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
     # -- transports ---------------------------------------------------------------------
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        extra = dict(extra) if extra else {}
-        extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            extra["sockname"] = sock.getsockname()
-        except OSError:
-            extra["sockname"] = None
-        if "peername" not in extra:
-            try:
-                extra["peername"] = sock.getpeername()
-            except OSError:
-                extra["peername"] = None
+        # Kept as given (asyncio keeps the caller's dict too); socket, sockname and peername
+        # are computed by the transport on first request.
         _set_nodelay(sock)
         fd = sock.fileno()
         transport = _evloop.StreamTransport(self, sock, protocol, extra, server)
