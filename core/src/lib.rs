@@ -51,6 +51,7 @@ pub use resolve::{Family, ResolveOptions};
 pub use signal::{Signal, SignalCb};
 pub use stream::tcp::BindOptions;
 pub use stream::{AcceptCb, DoneCb, DrainCb, Read, ReadCb, Stream};
+pub use sys::monotonic_ns;
 pub use threadpool::WorkId;
 pub use timer::{Timer, TimerCb};
 pub use udp::{RecvCb, SendCb, Udp, UdpBindOptions};

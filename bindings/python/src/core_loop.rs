@@ -7,6 +7,7 @@
 
 use crate::errors::os_error;
 use crate::handle::{foreign_thread, Handle, Ran, TimerHandle};
+use evloop::monotonic_ns;
 use evloop::{Async, BackendKind, Config, FdWatcher, Handle as _, Loop, RunMode, Timer, WaitHook, Waker};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -127,16 +128,6 @@ unsafe impl Send for Core {}
 // SAFETY: as above.
 unsafe impl Sync for Core {}
 
-pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn backend_kind(name: Option<&str>) -> PyResult<BackendKind> {
     let name = match name {
         Some(n) => n.to_string(),
@@ -202,6 +193,25 @@ impl Core {
         context: Option<PyObject>,
     ) -> Handle {
         Handle::new(callback, args, context, slf.clone().into_any().unbind())
+    }
+
+    /// Makes a handle for `callback(*args)` and appends it to the ready queue (under the GIL,
+    /// which is what makes this safe from other threads too: see the SAFETY note on `Core`).
+    fn queue_handle(
+        slf: &Bound<'_, Self>,
+        callback: PyObject,
+        args: Py<PyTuple>,
+        context: Option<PyObject>,
+        method: &str,
+    ) -> PyResult<Py<Handle>> {
+        Self::check_callback(slf, &callback, method)?;
+        let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context))?;
+        slf.get()
+            .state
+            .ready
+            .borrow_mut()
+            .push_back(h.clone_ref(slf.py()).into_any());
+        Ok(h)
     }
 
     fn check_callback(slf: &Bound<'_, Self>, callback: &PyObject, method: &str) -> PyResult<()> {
@@ -331,15 +341,8 @@ impl Core {
         args: Py<PyTuple>,
         context: Option<PyObject>,
     ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        this.lp()?;
-        Self::check_callback(slf, &callback, "call_soon")?;
-        let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context))?;
-        this.state
-            .ready
-            .borrow_mut()
-            .push_back(h.clone_ref(slf.py()).into_any());
-        Ok(h)
+        slf.get().lp()?;
+        Self::queue_handle(slf, callback, args, context, "call_soon")
     }
 
     /// asyncio's private spelling of `call_soon`, used by some of its own code.
@@ -364,12 +367,7 @@ impl Core {
         if this.closed.load(Ordering::Acquire) {
             return Err(PyRuntimeError::new_err("Event loop is closed"));
         }
-        Self::check_callback(slf, &callback, "call_soon_threadsafe")?;
-        let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context))?;
-        this.state
-            .ready
-            .borrow_mut()
-            .push_back(h.clone_ref(slf.py()).into_any());
+        let h = Self::queue_handle(slf, callback, args, context, "call_soon_threadsafe")?;
         this.waker.wake();
         Ok(h)
     }

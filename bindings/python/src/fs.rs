@@ -133,53 +133,60 @@ struct Batch {
     fut: PyObject,
 }
 
-fn batch_start_next(lp: &mut evloop::Loop, batch: &Rc<RefCell<Batch>>) {
-    let (i, path) = {
+/// Starts the batch's next read, if any is left and none has failed.
+fn batch_start_next(py: Python<'_>, lp: &mut evloop::Loop, batch: &Rc<RefCell<Batch>>) {
+    let i = {
         let mut b = batch.borrow_mut();
         if b.failed || b.next == b.paths.len() {
             return;
         }
-        let i = b.next;
         b.next += 1;
-        (i, std::mem::take(&mut b.paths[i]))
+        b.next - 1
     };
     let me = batch.clone();
-    let p = path.clone();
-    let started = evloop::fs::read_file(lp, path_of(&p), move |lp, r| batch_done(lp, &me, i, &path, r));
+    let started = evloop::fs::read_file(lp, path_of(&batch.borrow().paths[i]), move |lp, r| {
+        // The GIL is held while the core runs callbacks (the loop runs inside `_run_once`).
+        Python::with_gil(|py| batch_done(py, lp, &me, i, r))
+    });
     if let Err(e) = started {
-        let fut = batch.borrow().fut.clone_ref_gil();
-        batch.borrow_mut().failed = true;
-        Python::with_gil(|py| settle(py, &fut, Err(file_error(py, e, Some(&p)))));
+        batch_failed(py, batch, i, e);
     }
 }
 
+/// The first error settles the batch's future; reads still in flight finish unreported.
+fn batch_failed(py: Python<'_>, batch: &Rc<RefCell<Batch>>, i: usize, e: evloop::Error) {
+    let (fut, err) = {
+        let mut b = batch.borrow_mut();
+        b.failed = true;
+        (b.fut.clone_ref(py), file_error(py, e, Some(&b.paths[i])))
+    };
+    settle(py, &fut, Err(err));
+}
+
 fn batch_done(
+    py: Python<'_>,
     lp: &mut evloop::Loop,
     batch: &Rc<RefCell<Batch>>,
     i: usize,
-    path: &[u8],
     r: evloop::Result<Vec<u8>>,
 ) {
-    let mut b = batch.borrow_mut();
-    b.left -= 1;
-    if b.failed {
-        return;
-    }
-    match r {
-        Ok(data) => b.results[i] = Some(data),
-        Err(e) => {
-            b.failed = true;
-            let fut = b.fut.clone_ref_gil();
-            drop(b);
-            Python::with_gil(|py| settle(py, &fut, Err(file_error(py, e, Some(path)))));
+    let finished = {
+        let mut b = batch.borrow_mut();
+        b.left -= 1;
+        if b.failed {
             return;
         }
-    }
-    if b.left == 0 {
-        let results = std::mem::take(&mut b.results);
-        let fut = b.fut.clone_ref_gil();
-        drop(b);
-        Python::with_gil(|py| {
+        match r {
+            Ok(data) => b.results[i] = Some(data),
+            Err(e) => {
+                drop(b);
+                return batch_failed(py, batch, i, e);
+            }
+        }
+        (b.left == 0).then(|| (std::mem::take(&mut b.results), b.fut.clone_ref(py)))
+    };
+    match finished {
+        Some((results, fut)) => {
             let list = PyList::new_bound(
                 py,
                 results
@@ -187,20 +194,8 @@ fn batch_done(
                     .map(|d| PyBytes::new_bound(py, d.as_deref().unwrap_or(&[]))),
             );
             settle(py, &fut, Ok(list.into_any().unbind()));
-        });
-        return;
-    }
-    drop(b);
-    batch_start_next(lp, batch);
-}
-
-trait CloneRefGil {
-    fn clone_ref_gil(&self) -> Self;
-}
-
-impl CloneRefGil for PyObject {
-    fn clone_ref_gil(&self) -> PyObject {
-        Python::with_gil(|py| self.clone_ref(py))
+        }
+        None => batch_start_next(py, lp, batch),
     }
 }
 
@@ -232,7 +227,7 @@ pub(crate) fn fs_read_files(
         fut,
     }));
     for _ in 0..READ_FILES_WINDOW.min(n) {
-        batch_start_next(lp, &batch);
+        batch_start_next(py, lp, &batch);
     }
     Ok(())
 }

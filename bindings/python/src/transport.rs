@@ -224,23 +224,7 @@ impl StreamTransport {
             return;
         }
         if !err.is_instance_of::<PyOSError>(py) {
-            let context = PyDict::new_bound(py);
-            let protocol = this.protocol.borrow().clone_ref(py);
-            let filled = context
-                .set_item("message", message)
-                .and_then(|_| context.set_item("exception", err.value_bound(py)))
-                .and_then(|_| context.set_item("transport", slf))
-                .and_then(|_| context.set_item("protocol", protocol));
-            let handled = filled.and_then(|_| {
-                this.core
-                    .bind(py)
-                    .call_method1(intern!(py, "call_exception_handler"), (context,))
-            });
-            if let Err(e) = handled {
-                if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
-                    this.core.bind(py).get().state.escape(e);
-                }
-            }
+            Self::report_protocol_error(slf, err.clone_ref(py), message);
         }
         Self::force_close(slf, Some(err.value_bound(py).clone().into_any().unbind()));
     }
@@ -341,6 +325,8 @@ impl StreamTransport {
         }
     }
 
+    /// Sends `err` to the loop's exception handler with the transport and protocol, as asyncio
+    /// does for protocol failures; a `BaseException` that is not an `Exception` stops the loop.
     fn report_protocol_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) {
         let py = slf.py();
         let this = slf.get();
@@ -350,15 +336,17 @@ impl StreamTransport {
         }
         let context = PyDict::new_bound(py);
         let protocol = this.protocol.borrow().clone_ref(py);
-        let _ = context.set_item("message", message);
-        let _ = context.set_item("exception", err.value_bound(py));
-        let _ = context.set_item("transport", slf);
-        let _ = context.set_item("protocol", protocol);
-        if let Err(e) = this
-            .core
-            .bind(py)
-            .call_method1(intern!(py, "call_exception_handler"), (context,))
-        {
+        let handled = context
+            .set_item("message", message)
+            .and_then(|_| context.set_item("exception", err.value_bound(py)))
+            .and_then(|_| context.set_item("transport", slf))
+            .and_then(|_| context.set_item("protocol", protocol))
+            .and_then(|_| {
+                this.core
+                    .bind(py)
+                    .call_method1(intern!(py, "call_exception_handler"), (context,))
+            });
+        if let Err(e) = handled {
             if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
                 this.core.bind(py).get().state.escape(e);
             }

@@ -581,16 +581,7 @@ impl UringBackend {
     /// Submits what is queued without waiting (a close runs inline as it is submitted).
     pub(crate) fn submit_queued(&mut self) -> Result<()> {
         if self.queued > 0 {
-            loop {
-                match self.ring.submit() {
-                    Ok(_) => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                    // The CQ is full: make room and try again.
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap(),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            self.queued = 0;
+            self.enter_without_waiting(0)?;
         }
         self.closes_queued = false;
         Ok(())
@@ -603,6 +594,15 @@ impl UringBackend {
     pub(crate) fn settle(&mut self) -> Result<()> {
         // The kernel's flag (io_uring.h); the crate keeps its constants private.
         const IORING_ENTER_GETEVENTS: u32 = 1;
+        self.enter_without_waiting(IORING_ENTER_GETEVENTS)?;
+        self.closes_queued = false;
+        self.reap();
+        Ok(())
+    }
+
+    /// Submits every queued entry with `flags`, waiting for nothing; retried on EINTR, and on
+    /// EBUSY (a full CQ) after making room.
+    fn enter_without_waiting(&mut self, flags: u32) -> Result<()> {
         loop {
             let to_submit = self.ring.submission().len() as u32;
             // SAFETY: a plain enter: no argument struct (size 0, NULL pointer), no wait
@@ -610,7 +610,7 @@ impl UringBackend {
             let r = unsafe {
                 self.ring
                     .submitter()
-                    .enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None)
+                    .enter::<libc::sigset_t>(to_submit, 0, flags, None)
             };
             match r {
                 Ok(_) => break,
@@ -620,8 +620,6 @@ impl UringBackend {
             }
         }
         self.queued = 0;
-        self.closes_queued = false;
-        self.reap();
         Ok(())
     }
 

@@ -83,8 +83,8 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> Result<()> {
     Ok(())
 }
 
-/// Nanoseconds of CLOCK_MONOTONIC.
-pub(crate) fn monotonic_ns() -> u64 {
+/// Nanoseconds of CLOCK_MONOTONIC, the loop's clock (the clock of Python's `time.monotonic()`).
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
