@@ -101,6 +101,14 @@
 #define EVL_RUN_NOWAIT 2
 
 /**
+ * Run one iteration without blocking, even if the loop is not alive: for a foreign loop driving
+ * this one through evl_backend_fd(), which asks evl_loop_alive() whether to keep running.
+ * Unreferenced handles still get their events (EVL_RUN_NOWAIT, as in libuv, does nothing on a
+ * loop that is not alive).
+ */
+#define EVL_RUN_READY 3
+
+/**
  * io_uring where the kernel allows it, else epoll (EVLOOP_BACKEND=auto|uring|epoll overrides).
  */
 #define EVL_BACKEND_AUTO 0
@@ -804,7 +812,7 @@ int evl_loop_alive(evl_loop_t *l);
 
 /**
  * For embedding in another loop: an fd that polls readable when this loop has work. Poll it,
- * then call evl_run(loop, EVL_RUN_NOWAIT).
+ * then call evl_run(loop, EVL_RUN_READY).
  */
 int evl_backend_fd(evl_loop_t *l);
 

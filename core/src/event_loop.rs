@@ -25,6 +25,12 @@ pub enum RunMode {
     Once,
     /// One iteration without blocking.
     NoWait,
+    /// One iteration without blocking, whether or not the loop is alive: for a foreign loop
+    /// that runs this one when `backend_fd` polls readable or `backend_timeout` elapses, and
+    /// asks `alive()` whether this loop should keep it running. Unlike `NoWait` (which, as in
+    /// libuv, does nothing on a loop that is not alive), unreferenced handles still get their
+    /// events, and queued work still reaches the kernel.
+    Ready,
 }
 
 /// Counters of what a loop has done, for tests, benchmarks and diagnostics.
@@ -298,7 +304,7 @@ impl Loop {
     }
 
     /// An fd that becomes readable when the loop has work; poll it from a foreign loop and call
-    /// `run(RunMode::NoWait)` when it fires, or when [`Loop::backend_timeout`] elapses. On epoll
+    /// `run(RunMode::Ready)` when it fires, or when [`Loop::backend_timeout`] elapses. On epoll
     /// it is the epoll fd; on io_uring an eventfd registered with the ring on the first call
     /// (the ring fd itself does not wake a sleeping poller, see `UringBackend::fd`). A wake-up
     /// may find nothing new: the run then returns at once.
@@ -328,7 +334,7 @@ impl Loop {
 
     /// Runs the loop. Returns whether it is still alive (has more to do).
     pub fn run(&mut self, mode: RunMode) -> Result<bool> {
-        let mut alive = self.alive();
+        let mut alive = self.alive() || mode == RunMode::Ready;
         if !alive {
             self.update_time();
         }
@@ -339,7 +345,7 @@ impl Loop {
             self.run_timers();
             self.run_deferred();
             self.run_soon();
-            let timeout = if mode == RunMode::NoWait
+            let timeout = if matches!(mode, RunMode::NoWait | RunMode::Ready)
                 || self.stop_requested
                 || !self.alive()
                 || !self.soon.is_empty()

@@ -573,3 +573,247 @@ fn closing_a_timer_drops_its_callback_at_once() {
         assert_eq!(fired.get(), 1);
     });
 }
+
+/// Found by the Node addon, which drives the loop from libuv's: on epoll, a listener started
+/// outside `run` stayed unregistered (interest changes wait for the next `epoll_wait`) while
+/// `backend_timeout` said -1, so a foreign loop polling `backend_fd` slept for ever. Work
+/// armed outside `run` now makes `backend_timeout` 0 until a run hands it to the kernel, and
+/// every run ends with its interests registered.
+#[test]
+fn a_foreign_loop_learns_of_work_armed_outside_run() {
+    each_backend(|lp| {
+        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let addr = server.local_addr(lp).unwrap();
+        let accepted = Rc::new(Cell::new(0));
+        let a = accepted.clone();
+        server
+            .listen(lp, 16, move |lp, _, conn| {
+                a.set(a.get() + 1);
+                conn.unwrap().close(lp, None).unwrap();
+            })
+            .unwrap();
+        assert_eq!(
+            lp.backend_timeout(),
+            0,
+            "the listener waits for a run to reach the kernel"
+        );
+        let _client = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        while accepted.get() == 0 {
+            let timeout = lp.backend_timeout();
+            let mut pfd = libc::pollfd {
+                fd: lp.backend_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, if timeout < 0 { 5_000 } else { timeout }) };
+            assert!(
+                n != 0 || timeout >= 0,
+                "backend_fd never became readable for the pending connection"
+            );
+            lp.run(RunMode::NoWait).unwrap();
+            assert!(start.elapsed() < LIMIT);
+        }
+        server.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+/// Found by the Node addon (a socket ending after its peer reset the connection mid-transfer
+/// never closed): a shutdown requested while writes were queued waited for ever once a send
+/// failed, since the failed queue never drains. It now finishes with the send's error.
+#[test]
+fn shutdown_after_a_failed_send_finishes_with_its_error() {
+    each_backend(|lp| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connected = Rc::new(Cell::new(false));
+        let c = connected.clone();
+        let client = Stream::tcp_connect(lp, addr, move |_, _, r| c.set(r.is_ok())).unwrap();
+        // io_uring submits the connect on the next run.
+        lp.run(RunMode::NoWait).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        while !connected.get() {
+            lp.run(RunMode::Once).unwrap();
+            assert!(start.elapsed() < LIMIT, "never connected");
+        }
+        // The peer resets the connection: linger 0, then close.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid fd and option struct of the size passed.
+        unsafe {
+            libc::setsockopt(
+                peer.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as u32,
+            )
+        };
+        let data = vec![7u8; 8 << 20];
+        client.write(lp, &data, None).unwrap();
+        drop(peer);
+        let result: Rc<RefCell<Option<Result<(), Error>>>> = Rc::new(RefCell::new(None));
+        let r = result.clone();
+        client
+            .shutdown(lp, Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))))
+            .unwrap();
+        // A ticking timer keeps each run short, so a callback that never comes fails the test
+        // instead of hanging it.
+        let tick = Timer::new(lp);
+        tick.start(lp, 50, 50, |_, _| {}).unwrap();
+        let start = Instant::now();
+        while result.borrow().is_none() {
+            lp.run(RunMode::Once).unwrap();
+            assert!(start.elapsed() < LIMIT, "the shutdown callback never ran");
+        }
+        tick.close(lp, None).unwrap();
+        let res = result.borrow_mut().take().unwrap();
+        assert!(
+            matches!(res, Err(Error::ECONNRESET) | Err(Error::EPIPE)),
+            "shutdown result {res:?}"
+        );
+        client.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+/// Found by the Node addon: on io_uring, a batch of file reads and writes (several in flight)
+/// never finished under a foreign loop that sleeps on `backend_fd` for `backend_timeout`:
+/// deferred work past the kernel's 20 items per enter, and completions of the offload ring,
+/// woke nobody. An embedded loop now runs all deferred work in each zero-timeout enter and
+/// keeps its file operations on its own ring.
+#[test]
+fn file_batches_finish_under_a_foreign_loop() {
+    each_backend(|lp| {
+        // An embedder asks for the fd first.
+        let fd = lp.backend_fd();
+        let dir = std::env::temp_dir().join(format!(
+            "evloop-foreign-files-{}-{}",
+            std::process::id(),
+            lp.backend_name()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = 64;
+        let paths: Vec<_> = (0..n).map(|i| dir.join(format!("f{i}"))).collect();
+        for (i, p) in paths.iter().enumerate() {
+            std::fs::write(p, format!("file {i}")).unwrap();
+        }
+        let done = Rc::new(Cell::new(0));
+        // Each finished read starts the next, as a batch with a window does.
+        fn read_next(
+            lp: &mut Loop,
+            paths: Rc<Vec<std::path::PathBuf>>,
+            next: Rc<Cell<usize>>,
+            done: Rc<Cell<usize>>,
+        ) {
+            let i = next.get();
+            if i >= paths.len() {
+                return;
+            }
+            next.set(i + 1);
+            let p = paths[i].clone();
+            if i & 1 == 0 {
+                evloop::fs::read_file(lp, &p, move |lp, res| {
+                    assert_eq!(res.unwrap(), format!("file {i}").into_bytes());
+                    done.set(done.get() + 1);
+                    read_next(lp, paths, next, done);
+                })
+                .unwrap();
+            } else {
+                evloop::fs::write_file(lp, &p, format!("new {i}").into_bytes(), move |lp, res| {
+                    res.unwrap();
+                    done.set(done.get() + 1);
+                    read_next(lp, paths, next, done);
+                })
+                .unwrap();
+            }
+        }
+        let paths = Rc::new(paths);
+        let next = Rc::new(Cell::new(0));
+        for _ in 0..8 {
+            read_next(lp, paths.clone(), next.clone(), done.clone());
+        }
+        let start = Instant::now();
+        while done.get() < n {
+            let timeout = lp.backend_timeout();
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut pfd, 1, if timeout < 0 { 5_000 } else { timeout }) };
+            assert!(
+                ready != 0 || timeout >= 0,
+                "slept with {} of {n} reads done",
+                done.get()
+            );
+            lp.run(RunMode::NoWait).unwrap();
+            assert!(start.elapsed() < LIMIT);
+        }
+        // The closes that follow the reads finish too, and the loop is no longer alive: a
+        // foreign loop that counts it among its live handles can exit.
+        while lp.alive() {
+            let timeout = lp.backend_timeout();
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut pfd, 1, if timeout < 0 { 5_000 } else { timeout }) };
+            assert!(
+                ready != 0 || timeout >= 0,
+                "slept while still alive after the reads"
+            );
+            lp.run(RunMode::NoWait).unwrap();
+            assert!(start.elapsed() < LIMIT, "still alive after the reads");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
+/// Found by the Node addon: an embedder whose own loop stays alive (Node's) could not run an
+/// unreferenced handle of this loop, since `NoWait` does nothing on a loop that is not alive
+/// (libuv's rule, kept). `RunMode::Ready` runs the iteration whatever `alive()` says.
+#[test]
+fn ready_mode_runs_unreferenced_handles() {
+    each_backend(|lp| {
+        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let addr = server.local_addr(lp).unwrap();
+        let accepted = Rc::new(Cell::new(0));
+        let a = accepted.clone();
+        server
+            .listen(lp, 16, move |lp, _, conn| {
+                a.set(a.get() + 1);
+                conn.unwrap().close(lp, None).unwrap();
+            })
+            .unwrap();
+        server.unref(lp).unwrap();
+        assert!(!lp.alive());
+        let _client = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!lp.run(RunMode::NoWait).unwrap());
+        assert_eq!(
+            accepted.get(),
+            0,
+            "NoWait leaves a loop that is not alive alone, as libuv does"
+        );
+        let start = Instant::now();
+        while accepted.get() == 0 {
+            assert!(!lp.run(RunMode::Ready).unwrap(), "still not alive");
+            std::thread::sleep(Duration::from_millis(1));
+            assert!(
+                start.elapsed() < LIMIT,
+                "the unreferenced listener never accepted"
+            );
+        }
+        server.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}

@@ -11,6 +11,11 @@ pub const EVL_RUN_DEFAULT: c_int = 0;
 pub const EVL_RUN_ONCE: c_int = 1;
 /// Run one iteration without blocking.
 pub const EVL_RUN_NOWAIT: c_int = 2;
+/// Run one iteration without blocking, even if the loop is not alive: for a foreign loop driving
+/// this one through evl_backend_fd(), which asks evl_loop_alive() whether to keep running.
+/// Unreferenced handles still get their events (EVL_RUN_NOWAIT, as in libuv, does nothing on a
+/// loop that is not alive).
+pub const EVL_RUN_READY: c_int = 3;
 
 /// io_uring where the kernel allows it, else epoll (EVLOOP_BACKEND=auto|uring|epoll overrides).
 pub const EVL_BACKEND_AUTO: c_int = 0;
@@ -175,6 +180,7 @@ pub unsafe extern "C" fn evl_run(l: *mut evl_loop_t, mode: c_int) -> c_int {
             EVL_RUN_DEFAULT => RunMode::Default,
             EVL_RUN_ONCE => RunMode::Once,
             EVL_RUN_NOWAIT => RunMode::NoWait,
+            EVL_RUN_READY => RunMode::Ready,
             _ => return -libc::EINVAL,
         };
         // SAFETY: validated by loop_mut.
@@ -233,7 +239,7 @@ pub unsafe extern "C" fn evl_loop_alive(l: *mut evl_loop_t) -> c_int {
 }
 
 /// For embedding in another loop: an fd that polls readable when this loop has work. Poll it,
-/// then call evl_run(loop, EVL_RUN_NOWAIT).
+/// then call evl_run(loop, EVL_RUN_READY).
 #[no_mangle]
 pub unsafe extern "C" fn evl_backend_fd(l: *mut evl_loop_t) -> c_int {
     with_loop!(l, -libc::EINVAL, |lp| lp.backend_fd())

@@ -261,7 +261,7 @@ impl EpollBackend {
 
     /// Writes recorded interest changes to the kernel. An fd the kernel refuses (a regular
     /// file, say) fails its operations with that error.
-    fn sync_interest(&mut self) {
+    pub(crate) fn sync_interest(&mut self) {
         let mut i = 0;
         while i < self.dirty.len() {
             let fd = self.dirty[i];
@@ -313,6 +313,11 @@ impl EpollBackend {
             }
         }
         self.dirty.clear();
+    }
+
+    /// Interest changes wait to be written to the kernel.
+    pub(crate) fn has_unsubmitted(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     pub(crate) fn has_ready(&self) -> bool {

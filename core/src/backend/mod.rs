@@ -371,10 +371,11 @@ impl Backend {
         }
     }
 
-    /// Operations are queued that only a kernel entry will start (for embedders' timeouts).
+    /// Operations are queued that only a kernel entry will start (for embedders' timeouts): on
+    /// io_uring unsubmitted entries, on epoll interest changes not yet written to the kernel.
     pub(crate) fn has_unsubmitted(&self) -> bool {
         match self {
-            Backend::Epoll(_) => false,
+            Backend::Epoll(b) => b.has_unsubmitted(),
             Backend::Uring(b) => b.has_unsubmitted(),
         }
     }
@@ -449,10 +450,15 @@ impl Backend {
     }
 
     /// Hands the kernel what is queued, without waiting, if anything is: `run` returns, or a
-    /// close callback runs, only after the fds closed through the ring are closed.
+    /// close callback runs, only after the fds closed through the ring are closed, and a loop
+    /// polled through `backend_fd` by a foreign loop has its interests registered before that
+    /// loop sleeps.
     pub(crate) fn submit_queued(&mut self) -> Result<()> {
         match self {
-            Backend::Epoll(_) => Ok(()),
+            Backend::Epoll(b) => {
+                b.sync_interest();
+                Ok(())
+            }
             Backend::Uring(b) => b.submit_queued(),
         }
     }

@@ -35,6 +35,9 @@ pub(crate) struct OffloadRing {
     /// Slots to close (after installing them as descriptors, for the given user_data) that
     /// found the submission queue full; a slot is free only once its close is queued.
     to_close: VecDeque<(u32, Option<u64>)>,
+    /// Entries were queued since the last `kick`: a sleeping kernel thread does not see them
+    /// until the loop enters, so a foreign loop driving this one must not sleep first.
+    unkicked: bool,
 }
 
 impl OffloadRing {
@@ -70,6 +73,7 @@ impl OffloadRing {
             eventfd,
             wake_buf: Box::new([0; 8]),
             to_close: VecDeque::new(),
+            unkicked: false,
         })
     }
 
@@ -95,6 +99,7 @@ impl OffloadRing {
             return false;
         }
         self.in_flight += completions;
+        self.unkicked = true;
         true
     }
 
@@ -118,6 +123,11 @@ impl OffloadRing {
     /// Closes still waiting for room in the submission queue.
     pub(crate) fn closes_waiting(&self) -> bool {
         !self.to_close.is_empty()
+    }
+
+    /// Entries (or closes waiting for room) that only the loop's next `kick` hands over.
+    pub(crate) fn needs_kick(&self) -> bool {
+        self.unkicked || !self.to_close.is_empty()
     }
 
     fn try_close(&mut self, slot: u32, install: Option<u64>) -> bool {
@@ -145,6 +155,7 @@ impl OffloadRing {
     /// it is polling), and flushes completions the kernel held back.
     pub(crate) fn kick(&mut self) {
         self.queue_waiting_closes();
+        self.unkicked = false;
         let sq = self.ring.submission();
         // Not a bare submit(): that would enter to wake a sleeping thread with nothing queued.
         if !sq.is_empty() || sq.cq_overflow() {
@@ -161,6 +172,13 @@ impl OffloadRing {
 
     pub(crate) fn has_completions(&mut self) -> bool {
         !self.ring.completion().is_empty()
+    }
+
+    /// [`OffloadRing::has_completions`] for callers holding the ring shared.
+    pub(crate) fn has_completions_now(&self) -> bool {
+        // SAFETY: only reads the queue's head and tail; nothing else holds a CompletionQueue
+        // of this ring while `&self` is borrowed.
+        !unsafe { self.ring.completion_shared() }.is_empty()
     }
 
     /// Moves this ring's completions to `out`.

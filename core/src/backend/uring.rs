@@ -83,6 +83,8 @@ pub(crate) struct UringBackend {
     buffers: BufRing,
     cqes: Vec<cqueue::Entry>,
     cursor: usize,
+    /// Completion queue size.
+    cq_entries: usize,
     /// SQEs pushed since the last enter.
     queued: usize,
     /// Some of them close fds.
@@ -253,11 +255,13 @@ impl UringBackend {
         // SAFETY: an all-zero msghdr is valid; only the lengths matter for multishot recvmsg.
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         msghdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        let cq_entries = ring.params().cq_entries() as usize;
         Ok(UringBackend {
             ring,
             buffers,
             cqes: Vec::with_capacity(1024),
             cursor: 0,
+            cq_entries,
             queued: 0,
             closes_queued: false,
             wake: None,
@@ -286,7 +290,11 @@ impl UringBackend {
     /// no hand-off; the rest of a batch goes to whichever side has less unfinished work (see
     /// [`OFFLOAD_WEIGHT`]). The ring itself is made for the first batch that could use it.
     fn offload_turn(&mut self, sqes: usize) -> Option<&mut OffloadRing> {
-        if self.inline_file_sqes > 0 {
+        // A loop driven by a foreign loop keeps its file operations on its own ring: the
+        // offload ring's completions reach it through a read armed in this ring, and under a
+        // foreign loop asleep on `fd()` that chain lost wake-ups (found by the Node addon on
+        // kernel 6.18; core/tests/contracts.rs, file_batches_finish_under_a_foreign_loop).
+        if self.inline_file_sqes > 0 && self.embed_fd.get() < 0 {
             if let Offload::NotYet = self.offload {
                 self.offload = match OffloadRing::new(DIRECT_SLOTS) {
                     Ok(r) => {
@@ -583,6 +591,11 @@ impl UringBackend {
         if self.queued > 0 {
             self.enter_without_waiting(0)?;
         }
+        if let Offload::On(r) = &mut self.offload {
+            if r.needs_kick() {
+                r.kick();
+            }
+        }
         self.closes_queued = false;
         Ok(())
     }
@@ -641,6 +654,7 @@ impl UringBackend {
 
     pub(crate) fn has_unsubmitted(&self) -> bool {
         self.queued > 0
+            || matches!(&self.offload, Offload::On(r) if r.needs_kick() || r.has_completions_now())
     }
 
     pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
@@ -671,7 +685,12 @@ impl UringBackend {
             let ts = types::Timespec::new()
                 .sec(ms / 1000)
                 .nsec(((ms % 1000) * 1_000_000) as u32);
-            submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
+            // An enter runs at most max(20, min_complete) items of deferred work (kernel 6.13+);
+            // the rest waits for the next enter and signals nothing. A zero-timeout enter asks
+            // for a full CQ, so all of it runs now: a foreign loop asleep on `fd()` would
+            // otherwise never come back for it.
+            let want = if timeout_ms == 0 { self.cq_entries } else { 1 };
+            submitter.submit_with_args(want, &types::SubmitArgs::new().timespec(&ts))
         };
         self.queued = 0;
         self.closes_queued = false;

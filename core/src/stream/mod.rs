@@ -165,6 +165,20 @@ impl StreamEntry {
         self.flags & f != 0
     }
 
+    /// After a failed send nothing more goes out: a requested shutdown not yet handed to the
+    /// kernel finishes with the send's error instead of waiting for a queue that will never
+    /// drain. Returns whether its callback is now owed.
+    fn fail_waiting_shutdown(&mut self) -> bool {
+        if !self.has(flag::SHUT_REQUESTED) || self.has(flag::SHUT_SUBMITTED) {
+            return false;
+        }
+        let Some(w) = self.w.as_mut() else { return false };
+        let Some(err) = w.error else { return false };
+        w.shutdown_result = Some(Err(err));
+        self.flags |= flag::SHUT_SUBMITTED;
+        true
+    }
+
     /// Why a write cannot be accepted now, if it cannot: a listener, a shut-down write side, or
     /// an earlier write error (which is sticky).
     fn check_writable(&self) -> Result<()> {
@@ -545,6 +559,10 @@ impl Loop {
                 return;
             }
             let fd = e.fd;
+            if e.fail_waiting_shutdown() {
+                self.stream_defer(idx, gen);
+                return;
+            }
             let Some(w) = e.w.as_mut() else { return };
             if w.sending || w.error.is_some() {
                 return;
@@ -625,6 +643,7 @@ impl Loop {
         let done = w.error.is_some()
             || w.reqs.front().is_some_and(|&(end, _)| end <= w.written_total)
             || (w.need_drain && w.queue_size() == 0);
+        e.fail_waiting_shutdown();
         e.sync_write_busy();
         if done {
             self.stream_defer(idx, gen);
