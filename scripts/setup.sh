@@ -12,6 +12,9 @@ command -v make >/dev/null || need+=(make)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v python3 >/dev/null || need+=(python3)
 command -v taskset >/dev/null || need+=(util-linux)
+# The Node addon's suites: Node 18 or newer with npm (bindings/node builds with cargo alone).
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 pkg-config --exists libuv 2>/dev/null || need+=(libuv1-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"

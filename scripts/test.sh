@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test suite: Rust, C, Python. Each test that touches the loop runs once per backend
+# Runs every test suite: Rust, C, Python, Node. Each test that touches the loop runs once per backend
 # this machine supports (EVLOOP_BACKEND=epoll|uring narrows the Rust suites to one); each Python
 # test also runs on asyncio's own loop, the oracle.
 set -euo pipefail
@@ -19,6 +19,7 @@ scripts/model_checks.sh
 echo "== differential tests against libuv (fd watchers, timers)"
 make --quiet test-diff
 scripts/test_python.sh
+scripts/test_node.sh
 echo "== C ABI: install, then build an example outside the tree with pkg-config"
 prefix=$(mktemp -d)
 make --quiet install PREFIX="$prefix"

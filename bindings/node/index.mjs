@@ -1,0 +1,5 @@
+// ESM entry: the same module as index.js.
+import evloop from './index.js';
+
+export default evloop;
+export const { backend, net, dgram, fs, createServer, connect, createConnection, Server, Socket, createSocket } = evloop;

@@ -1,0 +1,66 @@
+'use strict';
+// Loads the addon and routes every event the loop produces to the object that owns the
+// handle. The numbers are the ones src/runtime.rs defines in `mod kind`.
+
+const path = require('path');
+
+const candidates = [
+  process.env.EVLOOP_NODE_ADDON,
+  path.join(__dirname, '..', 'evloop.node'),
+].filter(Boolean);
+
+let native;
+let lastError;
+for (const file of candidates) {
+  try {
+    native = require(file);
+    break;
+  } catch (e) {
+    lastError = e;
+  }
+}
+if (!native) {
+  const e = new Error(
+    'evloop: the native addon is not built (run `npm run build` in bindings/node): ' +
+      (lastError && lastError.message),
+  );
+  e.code = 'ERR_EVLOOP_NOT_BUILT';
+  throw e;
+}
+
+const DATA = 1;
+const EOF = 2;
+const READ_ERROR = 3;
+const CONNECTION = 4;
+const ACCEPT_ERROR = 5;
+const CONNECT = 6;
+const WRITE_DONE = 7;
+const DRAIN = 8;
+const SHUTDOWN = 9;
+const CLOSE = 10;
+const MESSAGE = 11;
+const RECV_ERROR = 12;
+const SEND_DONE = 13;
+
+function dispatch(owner, kind, a, b, n) {
+  switch (kind) {
+    case DATA: owner._onData(a); break;
+    case WRITE_DONE: owner._onWriteDone(n); break;
+    case DRAIN: owner._onDrain(); break;
+    case EOF: owner._onEnd(); break;
+    case READ_ERROR: owner._onReadError(n); break;
+    case CONNECTION: owner._onConnection(a); break;
+    case ACCEPT_ERROR: owner._onAcceptError(n); break;
+    case CONNECT: owner._onConnect(n); break;
+    case SHUTDOWN: owner._onShutdown(n); break;
+    case CLOSE: owner._onClose(); break;
+    case MESSAGE: owner._onMessage(a, b, n); break;
+    case RECV_ERROR: owner._onRecvError(n); break;
+    case SEND_DONE: owner._onSendDone(n); break;
+    default: throw new Error(`evloop: unknown event ${kind}`);
+  }
+}
+
+const backend = native.init(dispatch);
+
+module.exports = { native, backend };

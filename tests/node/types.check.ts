@@ -1,0 +1,10 @@
+// Compiled (not run) by scripts/test_node.sh with tsc --strict: index.d.ts must describe the API as used.
+import evloop, { createServer, connect, fs, createSocket, Socket } from '../../bindings/node';
+const s = createServer((c: Socket) => { c.on('data', (d) => c.write(d)); });
+s.listen(0, '127.0.0.1', () => { const a = s.address(); });
+const c = connect({ port: 1, host: '127.0.0.1' });
+c.on('error', (e) => console.log(e.code, e.errno));
+fs.readFiles(['a']).then((b: Buffer[]) => b.length);
+fs.readFile('x', 'utf8').then((t: string) => t.length);
+const u = createSocket('udp4'); u.on('message', (m, r) => r.port);
+console.log(evloop.backend);
