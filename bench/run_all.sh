@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark and rewrites BENCHMARKS.md and bench/results/ from the results (about 30
 # minutes; the idle-beside-busy plot needs matplotlib; the Python rows need uvloop and aiofiles
-# from PyPI for their peers).
+# from PyPI for their peers; the Node rows need node and npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/build.sh
@@ -20,6 +20,11 @@ python3 bench/python_scheduling.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/p
 python3 bench/python_files.py --rounds "${PY_ROUNDS:-5}" --markdown "$tmp/python_files.md"
 python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds 3 --markdown "$tmp/python_echo.md"
 python3 bench/python_idle.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_idle.md"
+# Node: the addon as users build it.
+(cd bindings/node && npm install --no-audit --no-fund --loglevel=error)
+python3 bench/node_echo.py --rounds "${NODE_ROUNDS:-3}" --seconds 3 --markdown "$tmp/node_echo.md"
+python3 bench/node_idle.py --rounds "${NODE_ROUNDS:-3}" --markdown "$tmp/node_idle.md"
+python3 bench/node_files.py --rounds "${NODE_ROUNDS:-5}" --markdown "$tmp/node_files.md"
 {
     echo "# Benchmarks"
     echo
@@ -75,6 +80,20 @@ python3 bench/python_idle.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_
     echo "## Python: reading files (\`bench/python_files.py\`)"
     echo
     cat "$tmp/python_files.md"
+    echo
+    echo "## Node: echo servers (\`bench/node_echo.py\`)"
+    echo
+    echo "The same echo server on the evloop addon and on Node's \`net\`, the C load generator as the client."
+    echo
+    cat "$tmp/node_echo.md"
+    echo
+    echo "## Node: idle connections (\`bench/node_idle.py\`)"
+    echo
+    cat "$tmp/node_idle.md"
+    echo
+    echo "## Node: reading files (\`bench/node_files.py\`)"
+    echo
+    cat "$tmp/node_files.md"
     echo
     cat bench/NOTES.md
 } > BENCHMARKS.md

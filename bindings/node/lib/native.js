@@ -41,9 +41,11 @@ const CLOSE = 10;
 const MESSAGE = 11;
 const RECV_ERROR = 12;
 const SEND_DONE = 13;
+const DATA_IN_SLAB = 14;
 
 function dispatch(owner, kind, a, b, n) {
   switch (kind) {
+    case DATA_IN_SLAB: owner._onData(Buffer.from(a, n, b)); break;
     case DATA: owner._onData(a); break;
     case WRITE_DONE: owner._onWriteDone(n); break;
     case DRAIN: owner._onDrain(); break;

@@ -153,11 +153,20 @@ pub fn read_start(h: u32) -> napi::Result<i32> {
         rt.with_loop(|lp| {
             s.read_start(lp, move |_, _, read| {
                 push(|rt| match read {
-                    Read::Data(bytes) => {
-                        let mut ev = Event::new(kind::DATA, idx);
-                        ev.a = rt.buffer_copy(bytes);
-                        ev
-                    }
+                    Read::Data(bytes) => match rt.slab_copy(bytes) {
+                        // JavaScript makes the view: Buffer.from(a, n, b).
+                        Some((slab, offset)) => {
+                            let mut ev = Event::new(kind::DATA_IN_SLAB, idx).with_n(offset as i32);
+                            ev.a = slab;
+                            ev.b = rt.number(bytes.len() as f64);
+                            ev
+                        }
+                        None => {
+                            let mut ev = Event::new(kind::DATA, idx);
+                            ev.a = rt.buffer_copy(bytes);
+                            ev
+                        }
+                    },
                     Read::Eof => Event::new(kind::EOF, idx),
                     Read::Error(e) => Event::new(kind::READ_ERROR, idx).with_n(e.code()),
                 })

@@ -32,6 +32,7 @@ pub(crate) mod kind {
     pub const MESSAGE: i32 = 11;
     pub const RECV_ERROR: i32 = 12;
     pub const SEND_DONE: i32 = 13;
+    pub const DATA_IN_SLAB: i32 = 14;
 }
 
 /// What an event carries besides its numbers.
@@ -102,7 +103,21 @@ pub(crate) struct Runtime {
     async_ctx: sys::napi_async_context,
     driver: RefCell<Option<Driver>>,
     driving: Cell<bool>,
+    slab: RefCell<Slab>,
 }
+
+/// Read data lands in a shared `ArrayBuffer` slab, which JavaScript views as `Buffer`s
+/// (`Buffer.from(slab, offset, length)`): a read costs a copy and a small view object, not a
+/// backing store of its own (a `malloc`, a registration with the GC, a sweep), as Node's own
+/// `Buffer.allocUnsafe` pool does for small buffers. A view kept by the user keeps its slab.
+struct Slab {
+    buffer: sys::napi_ref,
+    data: *mut u8,
+    used: usize,
+}
+
+/// Size of each slab; reads larger than half of it get a `Buffer` of their own.
+const SLAB_SIZE: usize = 64 * 1024;
 
 thread_local! {
     static RUNTIME: Cell<*const Runtime> = const { Cell::new(ptr::null()) };
@@ -182,6 +197,11 @@ pub(crate) fn install(env: sys::napi_env, dispatch: sys::napi_value) -> napi::Re
         async_ctx,
         driver: RefCell::new(None),
         driving: Cell::new(false),
+        slab: RefCell::new(Slab {
+            buffer: ptr::null_mut(),
+            data: ptr::null_mut(),
+            used: SLAB_SIZE,
+        }),
     }));
     RUNTIME.with(|r| r.set(rt));
     // SAFETY: uv_loop is this environment's loop and this is its thread.
@@ -456,6 +476,40 @@ impl Runtime {
             &mut v
         ));
         v
+    }
+
+    /// Copies `data` into the current slab (a new one when it is full) and returns the slab's
+    /// `ArrayBuffer` and the offset of the copy; `None` for data too large for slabs, or if
+    /// no slab can be made.
+    pub(crate) fn slab_copy(&self, data: &[u8]) -> Option<(sys::napi_value, usize)> {
+        if data.len() > SLAB_SIZE / 2 {
+            return None;
+        }
+        let mut slab = self.slab.borrow_mut();
+        if slab.used + data.len() > SLAB_SIZE {
+            let mut value = ptr::null_mut();
+            let mut mem = ptr::null_mut();
+            napi_call!(sys::napi_create_arraybuffer(
+                self.env, SLAB_SIZE, &mut mem, &mut value
+            ))
+            .ok()?;
+            let mut r = ptr::null_mut();
+            napi_call!(sys::napi_create_reference(self.env, value, 1, &mut r)).ok()?;
+            let old = std::mem::replace(&mut slab.buffer, r);
+            if !old.is_null() {
+                let _ = napi_call!(sys::napi_delete_reference(self.env, old));
+            }
+            slab.data = mem.cast();
+            slab.used = 0;
+        }
+        let offset = slab.used;
+        // SAFETY: the slab's memory is SLAB_SIZE bytes, alive while its reference is held (it is
+        // until replaced, above), and offset + len <= SLAB_SIZE was just ensured.
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), slab.data.add(offset), data.len()) };
+        slab.used += data.len();
+        let buffer = slab.buffer;
+        drop(slab);
+        Some((self.reference_value(buffer), offset))
     }
 
     /// A `Buffer` that takes over `data` without copying it (a copy where external buffers
