@@ -2,6 +2,7 @@
 // functions return Promises.
 
 import { EventEmitter } from 'events';
+import { Duplex } from 'stream';
 
 /** The backend the loop runs on. */
 export const backend: 'uring' | 'epoll';
@@ -60,6 +61,8 @@ export class Socket extends EventEmitter {
     options?: { end?: boolean },
   ): T;
   setEncoding(encoding: BufferEncoding): this;
+  /** This socket as a stream.Duplex, for code that needs a Node stream (http, pipeline…). */
+  toDuplex(options?: import('stream').DuplexOptions): SocketDuplex;
   setNoDelay(noDelay?: boolean): this;
   setKeepAlive(enable?: boolean, initialDelay?: number): this;
   setTimeout(timeout: number, callback?: () => void): this;
@@ -93,6 +96,27 @@ export class Socket extends EventEmitter {
   on(event: 'error', listener: (err: ErrnoException) => void): this;
   on(event: 'close', listener: (hadError: boolean) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+/** A stream.Duplex over an evloop Socket. */
+export class SocketDuplex extends Duplex {
+  constructor(socket: Socket, options?: import('stream').DuplexOptions);
+  readonly socket: Socket;
+  setNoDelay(noDelay?: boolean): this;
+  setKeepAlive(enable?: boolean, initialDelay?: number): this;
+  setTimeout(timeout: number, callback?: () => void): this;
+  ref(): this;
+  unref(): this;
+  address(): AddressInfo | {};
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly remoteFamily?: string;
+  readonly localAddress?: string;
+  readonly localPort?: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly connecting: boolean;
+  readonly pending: boolean;
 }
 
 export interface ServerOptions {
@@ -249,5 +273,6 @@ declare const evloop: {
   Server: typeof Server;
   Socket: typeof Socket;
   createSocket: typeof createSocket;
+  SocketDuplex: typeof SocketDuplex;
 };
 export default evloop;

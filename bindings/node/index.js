@@ -6,6 +6,7 @@ const { backend } = require('./lib/native');
 const net = require('./lib/net');
 const dgram = require('./lib/dgram');
 const fs = require('./lib/fs');
+const { SocketDuplex } = require('./lib/duplex');
 
 module.exports = {
   backend,
@@ -18,4 +19,5 @@ module.exports = {
   Server: net.Server,
   Socket: net.Socket,
   createSocket: dgram.createSocket,
+  SocketDuplex,
 };

@@ -8,3 +8,5 @@ fs.readFiles(['a']).then((b: Buffer[]) => b.length);
 fs.readFile('x', 'utf8').then((t: string) => t.length);
 const u = createSocket('udp4'); u.on('message', (m, r) => r.port);
 console.log(evloop.backend);
+const d = c.toDuplex();
+d.pipe(process.stdout);

@@ -517,6 +517,12 @@ class Socket extends EventEmitter {
     return a.family === 'unix' ? undefined : a.port;
   }
 
+  /** This socket as a `stream.Duplex` (lib/duplex.js), for code that needs a Node stream. */
+  toDuplex(options) {
+    const { SocketDuplex } = require('./duplex');
+    return new SocketDuplex(this, options);
+  }
+
   get readyState() {
     if (this.connecting) return 'opening';
     if (this.readable && this.writable) return 'open';
