@@ -6,32 +6,12 @@ server in its own process, the idle clients in the load generator's processes.
 usage: bench/node_idle.py [--rounds 3] [--markdown FILE]
 """
 import argparse
-import os
 import statistics
 import subprocess
 
-import echo
-from idle import settle
+import idle
 from node_echo import SERVER, servers
 from report import emit
-
-
-def measure(impl, env, port):
-    proc = subprocess.Popen(["node", SERVER, str(port), impl], env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-    idlers = []
-    try:
-        echo.wait_port(port, proc)
-        idlers += echo.open_idle(port, 1000)
-        low = settle(proc.pid)
-        idlers += echo.open_idle(port, 9000)
-        high = settle(proc.pid)
-    finally:
-        for p in idlers:
-            p.stdin.close()
-            p.wait(timeout=30)
-        proc.terminate()
-        proc.wait(timeout=30)
-    return (high - low) / 9000
 
 
 def main():
@@ -45,7 +25,8 @@ def main():
     for _ in range(args.rounds):
         for name, impl, env in servers():
             port += 1
-            res.setdefault(name, []).append(measure(impl, env, port))
+            cmd = ["node", SERVER, str(port), impl]
+            res.setdefault(name, []).append(idle.measure(name, cmd, env, port, 1000, 10000))
     med = {k: statistics.median(v) for k, v in res.items()}
     ref = med.get("node net")
     version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()

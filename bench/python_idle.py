@@ -8,33 +8,13 @@ usage: bench/python_idle.py [--rounds 3] [--markdown FILE]
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 
-import echo
-from idle import settle
+import idle
 from report import emit, python_loops
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "python", "echo_server.py")
-
-
-def measure(kind, port):
-    proc = subprocess.Popen([sys.executable, SERVER, str(port), kind, "protocol"], stdout=subprocess.DEVNULL)
-    idlers = []
-    try:
-        echo.wait_port(port, proc)
-        idlers += echo.open_idle(port, 1000)
-        low = settle(proc.pid)
-        idlers += echo.open_idle(port, 9000)
-        high = settle(proc.pid)
-    finally:
-        for p in idlers:
-            p.stdin.close()
-            p.wait(timeout=30)
-        proc.terminate()
-        proc.wait(timeout=30)
-    return (high - low) / 9000
 
 
 def main():
@@ -48,7 +28,8 @@ def main():
     for _ in range(args.rounds):
         for kind in python_loops():
             port += 1
-            res.setdefault(kind, []).append(measure(kind, port))
+            cmd = [sys.executable, SERVER, str(port), kind, "protocol"]
+            res.setdefault(kind, []).append(idle.measure(kind, cmd, {}, port, 1000, 10000))
     med = {k: statistics.median(v) for k, v in res.items()}
     uv = med.get("uvloop")
     lines = [f"Server RSS growth per idle, reading Protocol connection, from 1,000 to 10,000 connections; "

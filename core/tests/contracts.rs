@@ -574,6 +574,43 @@ fn closing_a_timer_drops_its_callback_at_once() {
     });
 }
 
+/// A TCP listener on a loopback port that counts (and closes) what it accepts.
+fn counting_listener(lp: &mut Loop) -> (Stream, SocketAddr, Rc<Cell<u32>>) {
+    let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+    let addr = server.local_addr(lp).unwrap();
+    let accepted = Rc::new(Cell::new(0));
+    let a = accepted.clone();
+    server
+        .listen(lp, 16, move |lp, _, conn| {
+            a.set(a.get() + 1);
+            conn.unwrap().close(lp, None).unwrap();
+        })
+        .unwrap();
+    (server, addr, accepted)
+}
+
+/// Drives `lp` as a foreign loop does (sleep in poll(2) on `fd` for `backend_timeout`, then run
+/// `RunMode::NoWait`) until `done`; fails if the foreign loop would have slept for ever.
+fn run_as_foreign_loop(lp: &mut Loop, fd: RawFd, mut done: impl FnMut(&Loop) -> bool, what: &str) {
+    let start = Instant::now();
+    while !done(lp) {
+        let timeout = lp.backend_timeout();
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, if timeout < 0 { 5_000 } else { timeout }) };
+        assert!(
+            ready != 0 || timeout >= 0,
+            "a foreign loop would sleep for ever: {what}"
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(start.elapsed() < LIMIT, "too slow: {what}");
+    }
+}
+
 /// Found by the Node addon, which drives the loop from libuv's: on epoll, a listener started
 /// outside `run` stayed unregistered (interest changes wait for the next `epoll_wait`) while
 /// `backend_timeout` said -1, so a foreign loop polling `backend_fd` slept for ever. Work
@@ -582,39 +619,15 @@ fn closing_a_timer_drops_its_callback_at_once() {
 #[test]
 fn a_foreign_loop_learns_of_work_armed_outside_run() {
     each_backend(|lp| {
-        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
-        let addr = server.local_addr(lp).unwrap();
-        let accepted = Rc::new(Cell::new(0));
-        let a = accepted.clone();
-        server
-            .listen(lp, 16, move |lp, _, conn| {
-                a.set(a.get() + 1);
-                conn.unwrap().close(lp, None).unwrap();
-            })
-            .unwrap();
+        let (server, addr, accepted) = counting_listener(lp);
         assert_eq!(
             lp.backend_timeout(),
             0,
             "the listener waits for a run to reach the kernel"
         );
         let _client = TcpStream::connect(addr).unwrap();
-        let start = Instant::now();
-        while accepted.get() == 0 {
-            let timeout = lp.backend_timeout();
-            let mut pfd = libc::pollfd {
-                fd: lp.backend_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let n = unsafe { libc::poll(&mut pfd, 1, if timeout < 0 { 5_000 } else { timeout }) };
-            assert!(
-                n != 0 || timeout >= 0,
-                "backend_fd never became readable for the pending connection"
-            );
-            lp.run(RunMode::NoWait).unwrap();
-            assert!(start.elapsed() < LIMIT);
-        }
+        let fd = lp.backend_fd();
+        run_as_foreign_loop(lp, fd, |_| accepted.get() > 0, "the pending connection");
         server.close(lp, None).unwrap();
         lp.run(RunMode::Default).unwrap();
     });
@@ -738,42 +751,10 @@ fn file_batches_finish_under_a_foreign_loop() {
         for _ in 0..8 {
             read_next(lp, paths.clone(), next.clone(), done.clone());
         }
-        let start = Instant::now();
-        while done.get() < n {
-            let timeout = lp.backend_timeout();
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut pfd, 1, if timeout < 0 { 5_000 } else { timeout }) };
-            assert!(
-                ready != 0 || timeout >= 0,
-                "slept with {} of {n} reads done",
-                done.get()
-            );
-            lp.run(RunMode::NoWait).unwrap();
-            assert!(start.elapsed() < LIMIT);
-        }
-        // The closes that follow the reads finish too, and the loop is no longer alive: a
-        // foreign loop that counts it among its live handles can exit.
-        while lp.alive() {
-            let timeout = lp.backend_timeout();
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut pfd, 1, if timeout < 0 { 5_000 } else { timeout }) };
-            assert!(
-                ready != 0 || timeout >= 0,
-                "slept while still alive after the reads"
-            );
-            lp.run(RunMode::NoWait).unwrap();
-            assert!(start.elapsed() < LIMIT, "still alive after the reads");
-        }
+        run_as_foreign_loop(lp, fd, |_| done.get() == n, "the batch of reads and writes");
+        // The closes that follow finish too, and the loop is no longer alive: a foreign loop
+        // that counts it among its live handles can exit.
+        run_as_foreign_loop(lp, fd, |lp| !lp.alive(), "the closes after the batch");
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
@@ -784,16 +765,7 @@ fn file_batches_finish_under_a_foreign_loop() {
 #[test]
 fn ready_mode_runs_unreferenced_handles() {
     each_backend(|lp| {
-        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
-        let addr = server.local_addr(lp).unwrap();
-        let accepted = Rc::new(Cell::new(0));
-        let a = accepted.clone();
-        server
-            .listen(lp, 16, move |lp, _, conn| {
-                a.set(a.get() + 1);
-                conn.unwrap().close(lp, None).unwrap();
-            })
-            .unwrap();
+        let (server, addr, accepted) = counting_listener(lp);
         server.unref(lp).unwrap();
         assert!(!lp.alive());
         let _client = TcpStream::connect(addr).unwrap();

@@ -5,9 +5,9 @@ const EventEmitter = require('events');
 const dns = require('dns');
 const nodeNet = require('net');
 const { native } = require('./native');
+const { kNoHandle, withRefMethods } = require('./handle');
 const { errnoException, nodeError, invalidArgType } = require('./errors');
 
-const kNoHandle = -1;
 
 function messageBuffer(msg) {
   if (typeof msg === 'string') return Buffer.from(msg);
@@ -195,18 +195,8 @@ class UdpSocket extends EventEmitter {
     if (r < 0) throw errnoException(r, syscall);
   }
 
-  ref() {
-    this._refed = true;
-    if (this._h !== kNoHandle) native.setRef(this._h, true);
-    return this;
-  }
-
-  unref() {
-    this._refed = false;
-    if (this._h !== kNoHandle) native.setRef(this._h, false);
-    return this;
-  }
 }
+withRefMethods(UdpSocket);
 
 function createSocket(type, listener) {
   return new UdpSocket(type, listener);

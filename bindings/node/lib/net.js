@@ -7,9 +7,9 @@ const EventEmitter = require('events');
 const dns = require('dns');
 const nodeNet = require('net');
 const { native } = require('./native');
+const { kNoHandle, withRefMethods } = require('./handle');
 const { errnoException, uvException, nodeError, invalidArgType } = require('./errors');
 
-const kNoHandle = -1;
 /** Node's readableHighWaterMark for sockets: how much is read ahead for nobody. */
 const kReadHighWaterMark = 64 * 1024;
 
@@ -468,18 +468,6 @@ class Socket extends EventEmitter {
     return this._timeoutMs || undefined;
   }
 
-  ref() {
-    this._refed = true;
-    if (this._h !== kNoHandle) native.setRef(this._h, true);
-    return this;
-  }
-
-  unref() {
-    this._refed = false;
-    if (this._h !== kNoHandle) native.setRef(this._h, false);
-    return this;
-  }
-
   _addressOf(peer) {
     if (this._h === kNoHandle) return undefined;
     const a = native.streamAddress(this._h, peer);
@@ -531,6 +519,7 @@ class Socket extends EventEmitter {
     return 'closed';
   }
 }
+withRefMethods(Socket);
 Socket.prototype.addListener = Socket.prototype.on;
 
 class Server extends EventEmitter {
@@ -680,18 +669,8 @@ class Server extends EventEmitter {
     return this;
   }
 
-  ref() {
-    this._refed = true;
-    if (this._h !== kNoHandle) native.setRef(this._h, true);
-    return this;
-  }
-
-  unref() {
-    this._refed = false;
-    if (this._h !== kNoHandle) native.setRef(this._h, false);
-    return this;
-  }
 }
+withRefMethods(Server);
 
 function createServer(options, connectionListener) {
   return new Server(options, connectionListener);
