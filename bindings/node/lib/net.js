@@ -62,7 +62,7 @@ class Socket extends EventEmitter {
     this._finished = false; // our side shut down
     this._peerEnded = false;
     this._needDrain = false;
-    this._writeCallbacks = [];
+    this._writeCallbacks = null; // callbacks of writes in flight; the array comes with the first
     this._queued = null; // writes made before the handle exists (name lookup in progress)
     this._decoder = null;
     this._buffered = null;
@@ -169,8 +169,8 @@ class Socket extends EventEmitter {
     this._clearTimer();
     if (err) this._hadError = true;
     const h = this._h;
-    const pendingCbs = this._writeCallbacks;
-    this._writeCallbacks = [];
+    const pendingCbs = this._writeCallbacks || [];
+    this._writeCallbacks = null;
     if (h !== kNoHandle) {
       native.close(h);
     } else {
@@ -376,7 +376,7 @@ class Socket extends EventEmitter {
       this.destroy(err);
       return false;
     }
-    if (cb !== undefined) this._writeCallbacks.push(cb);
+    if (cb !== undefined) (this._writeCallbacks || (this._writeCallbacks = [])).push(cb);
     if (this._timer) this._timer.refresh();
     if (r === 0) {
       this._needDrain = true;
@@ -386,7 +386,7 @@ class Socket extends EventEmitter {
   }
 
   _onWriteDone(status) {
-    const cb = this._writeCallbacks.shift();
+    const cb = this._writeCallbacks && this._writeCallbacks.shift();
     if (cb) cb(status < 0 ? errnoException(status, 'write') : undefined);
   }
 

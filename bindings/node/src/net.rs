@@ -51,12 +51,12 @@ fn listen(rt: &Runtime, bind: impl FnOnce(&mut Loop) -> evloop::Result<Stream>, 
         let s = bind(lp)?;
         let h = rt.insert(Owned::Stream(s));
         let idx = Runtime::index(h);
-        let listening = s.listen(lp, backlog, move |lp, _, conn| {
+        let listening = s.listen(lp, backlog, move |_, _, conn| {
             push(|rt| match conn {
                 Ok(c) => {
+                    // Its write settings wait for its first write: an idle connection carries
+                    // no write state.
                     let ch = rt.insert(Owned::Stream(c));
-                    // Only fails for a handle already gone, which the close event reports.
-                    let _ = prepare_connection(lp, c, Runtime::index(ch));
                     let mut ev = Event::new(kind::CONNECTION, idx);
                     ev.a = rt.number(ch as f64);
                     ev
@@ -110,6 +110,7 @@ fn connect(rt: &Runtime, start: impl FnOnce(&mut Loop, evloop::DoneCb) -> evloop
     let made = rt.with_loop(|lp| {
         let s = start(lp, done_event(kind::CONNECT, idx))?;
         rt.fill(h, Owned::Stream(s));
+        rt.first_write(h);
         prepare_connection(lp, s, idx)
     });
     match made.and_then(|r| r) {
@@ -193,7 +194,13 @@ pub fn write(h: u32, data: BufferSlice, want_done: bool) -> napi::Result<i32> {
     let idx = Runtime::index(h);
     let r = rt.stream(h).and_then(|s| {
         let cb = want_done.then(|| done_event(kind::WRITE_DONE, idx));
-        rt.with_loop(|lp| s.write(lp, &data, cb))?
+        let first = rt.first_write(h);
+        rt.with_loop(|lp| {
+            if first {
+                prepare_connection(lp, s, idx)?;
+            }
+            s.write(lp, &data, cb)
+        })?
     });
     Ok(code(r, i32::from))
 }
@@ -223,9 +230,16 @@ pub fn write_queue_size(h: u32) -> napi::Result<f64> {
 #[napi]
 pub fn set_high_water_mark(h: u32, bytes: u32) -> napi::Result<i32> {
     let rt = rt()?;
-    let r = rt
-        .stream(h)
-        .and_then(|s| rt.with_loop(|lp| s.set_high_water_mark(lp, bytes as usize))?);
+    let idx = Runtime::index(h);
+    let r = rt.stream(h).and_then(|s| {
+        let first = rt.first_write(h);
+        rt.with_loop(|lp| {
+            if first {
+                prepare_connection(lp, s, idx)?;
+            }
+            s.set_high_water_mark(lp, bytes as usize)
+        })?
+    });
     Ok(code(r, |_| 0))
 }
 

@@ -80,6 +80,9 @@ pub(crate) enum Owned {
 struct Slot {
     gen: u32,
     used: bool,
+    /// Its write settings (high-water mark, drain event) are in place; made at the first write
+    /// of an accepted connection, so an idle one carries no write state.
+    write_ready: bool,
     owned: Option<Owned>,
     /// Strong reference to the JavaScript object events go to; null until `own` sets it.
     owner: sys::napi_ref,
@@ -609,6 +612,7 @@ impl Runtime {
                 slots.push(Slot {
                     gen: 0,
                     used: false,
+                    write_ready: false,
                     owned: None,
                     owner: ptr::null_mut(),
                 });
@@ -617,6 +621,7 @@ impl Runtime {
         };
         let slot = &mut slots[idx as usize];
         slot.used = true;
+        slot.write_ready = false;
         slot.owned = None;
         slot.owner = ptr::null_mut();
         idx | (slot.gen << INDEX_BITS)
@@ -649,6 +654,14 @@ impl Runtime {
         match self.owned(h)? {
             Owned::Udp(u) => Ok(u),
             Owned::Stream(_) => Err(evloop::Error::EBADF),
+        }
+    }
+
+    /// True the first time it is asked for `h`: the caller then puts its write settings in place.
+    pub(crate) fn first_write(&self, h: u32) -> bool {
+        match self.slots.borrow_mut().get_mut((h & INDEX_MASK) as usize) {
+            Some(s) if s.used && s.gen == h >> INDEX_BITS => !std::mem::replace(&mut s.write_ready, true),
+            _ => false,
         }
     }
 
