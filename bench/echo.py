@@ -79,6 +79,26 @@ def open_idle(port, n, seconds=600):
     return procs
 
 
+def interleaved_rounds(table, run, rounds, use_perf):
+    """Runs each entry of `table` (tuples whose first item is the name) `rounds` times, rounds
+    interleaved, through `run(entry, traced)`; with `use_perf`, first one traced run per entry
+    counts its system calls. Returns {name: [result, ...]}, each result's `sys_per_msg` taken
+    from the traced run."""
+    syscalls, results = {}, {}
+    if use_perf:
+        for entry in table:
+            syscalls[entry[0]] = run(entry, True)["sys_per_msg"]
+    for r in range(rounds):
+        for entry in table:
+            name = entry[0]
+            res = run(entry, False)
+            res["sys_per_msg"] = syscalls.get(name)
+            results.setdefault(name, []).append(res)
+            print(f"round {r + 1} {name}: {res['rate']:.0f} msg/s, {res['cpu_us']:.2f} µs CPU/msg "
+                  f"({res['user_us']:.3f} user), p99 {res['p99']} µs", flush=True)
+    return results
+
+
 def one_run(name, cmd, env, port, args, use_perf, idle=0):
     """One server under the ping-pong load, with `idle` idle connections open beside it."""
     proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, env={**os.environ, **env},

@@ -53,24 +53,15 @@ def main():
     table = [(f"{name}, {size} B", impl, env, int(size)) for size in args.sizes.split(",")
              for name, impl, env in echo_servers()]
     port = args.port
-    syscalls, results = {}, {}
 
-    def run(name, impl, env, size, traced):
+    def run(entry, traced):
         nonlocal port
+        name, impl, env, size = entry
         port += 1
         args.size = size
         return echo.one_run(name, ["node", SERVER, str(port), impl], env, port, args, traced)
 
-    if use_perf:
-        for name, impl, env, size in table:
-            syscalls[name] = run(name, impl, env, size, True)["sys_per_msg"]
-    for r in range(args.rounds):
-        for name, impl, env, size in table:
-            res = run(name, impl, env, size, False)
-            res["sys_per_msg"] = syscalls.get(name)
-            results.setdefault(name, []).append(res)
-            print(f"round {r + 1} {name}: {res['rate']:.0f} msg/s, {res['cpu_us']:.2f} µs CPU/msg "
-                  f"({res['user_us']:.3f} user), p99 {res['p99']} µs", flush=True)
+    results = echo.interleaved_rounds(table, run, args.rounds, use_perf)
 
     def med(name, key):
         vals = [x[key] for x in results[name] if x[key] is not None]

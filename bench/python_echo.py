@@ -35,23 +35,14 @@ def main():
     use_perf = perf_works()
     table = [(f"{lp}, {mode}", lp, mode) for mode in args.modes.split(",") for lp in loops]
     port = args.port
-    syscalls, results = {}, {}
 
-    def run(name, lp, mode, traced):
+    def run(entry, traced):
         nonlocal port
+        name, lp, mode = entry
         port += 1
         return echo.one_run(name, [sys.executable, SERVER, str(port), lp, mode], {}, port, args, traced)
 
-    if use_perf:
-        for name, lp, mode in table:
-            syscalls[name] = run(name, lp, mode, True)["sys_per_msg"]
-    for r in range(args.rounds):
-        for name, lp, mode in table:
-            res = run(name, lp, mode, False)
-            res["sys_per_msg"] = syscalls.get(name)
-            results.setdefault(name, []).append(res)
-            print(f"round {r + 1} {name}: {res['rate']:.0f} msg/s, {res['cpu_us']:.2f} µs CPU/msg "
-                  f"({res['user_us']:.3f} user), p99 {res['p99']} µs", flush=True)
+    results = echo.interleaved_rounds(table, run, args.rounds, use_perf)
 
     def med(name, key):
         vals = [x[key] for x in results[name] if x[key] is not None]
