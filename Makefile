@@ -18,7 +18,7 @@ LINK := -L$(LIBDIR) -levloop -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lpthread
 EXAMPLES := $(patsubst examples/c/%.c,build/examples/%,$(wildcard examples/c/*.c))
 VALGRIND := valgrind --suppressions=tests/c/valgrind.supp --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q
 
-.PHONY: all lib examples test-c test-diff header-check install clean
+.PHONY: all lib examples test-c test-diff header-check install clean bench bench-quick
 
 all: lib examples
 
@@ -90,3 +90,11 @@ install: lib
 
 clean:
 	rm -rf build
+
+# Every benchmark against its peers (installs the missing ones): BENCHMARKS.md, ~30 minutes.
+bench:
+	bench/run_all.sh
+
+# One short round of each, for development: bench/results/QUICK.md, a few minutes.
+bench-quick:
+	bench/run_all.sh --quick
