@@ -110,7 +110,8 @@ fn connect(rt: &Runtime, start: impl FnOnce(&mut Loop, evloop::DoneCb) -> evloop
     let made = rt.with_loop(|lp| {
         let s = start(lp, done_event(kind::CONNECT, idx))?;
         rt.fill(h, Owned::Stream(s));
-        rt.first_write(h);
+        // A connecting stream has write state anyway: its settings go in now.
+        rt.stream_to_write(h)?;
         prepare_connection(lp, s, idx)
     });
     match made.and_then(|r| r) {
@@ -192,9 +193,8 @@ pub fn read_stop(h: u32) -> napi::Result<i32> {
 pub fn write(h: u32, data: BufferSlice, want_done: bool) -> napi::Result<i32> {
     let rt = rt()?;
     let idx = Runtime::index(h);
-    let r = rt.stream(h).and_then(|s| {
+    let r = rt.stream_to_write(h).and_then(|(s, first)| {
         let cb = want_done.then(|| done_event(kind::WRITE_DONE, idx));
-        let first = rt.first_write(h);
         rt.with_loop(|lp| {
             if first {
                 prepare_connection(lp, s, idx)?;
@@ -231,8 +231,7 @@ pub fn write_queue_size(h: u32) -> napi::Result<f64> {
 pub fn set_high_water_mark(h: u32, bytes: u32) -> napi::Result<i32> {
     let rt = rt()?;
     let idx = Runtime::index(h);
-    let r = rt.stream(h).and_then(|s| {
-        let first = rt.first_write(h);
+    let r = rt.stream_to_write(h).and_then(|(s, first)| {
         rt.with_loop(|lp| {
             if first {
                 prepare_connection(lp, s, idx)?;

@@ -324,8 +324,11 @@ impl Runtime {
         };
         let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
         std::mem::swap(&mut *self.events.borrow_mut(), &mut batch);
-        for ev in batch.drain(..) {
-            self.dispatch(ev);
+        if !batch.is_empty() {
+            let (func, undefined) = (self.reference_value(self.dispatch), self.undefined());
+            for ev in batch.drain(..) {
+                self.dispatch(ev, func, undefined);
+            }
         }
         *self.spare.borrow_mut() = batch;
         if let Err(e) = ran {
@@ -344,7 +347,9 @@ impl Runtime {
         self.sync_ref();
     }
 
-    fn dispatch(&self, mut ev: Event) {
+    /// Calls `func` (the JavaScript dispatcher) for `ev`; `undefined` stands for absent values.
+    /// Both are looked up once per batch, not per event.
+    fn dispatch(&self, mut ev: Event, func: sys::napi_value, undefined: sys::napi_value) {
         let env = self.env;
         match std::mem::replace(&mut ev.extra, Extra::None) {
             Extra::Settle(deferred, ok) => {
@@ -355,7 +360,6 @@ impl Runtime {
         }
         let owner = self.owner_value(ev.slot);
         if !owner.is_null() {
-            let undefined = self.undefined();
             let or_undefined = |v: sys::napi_value| if v.is_null() { undefined } else { v };
             let argv = [
                 owner,
@@ -364,7 +368,6 @@ impl Runtime {
                 or_undefined(ev.b),
                 self.number(ev.n as f64),
             ];
-            let func = self.reference_value(self.dispatch);
             let mut result = ptr::null_mut();
             let status = unsafe {
                 // SAFETY: main thread, values of this environment, argv outlives the call.
@@ -657,11 +660,18 @@ impl Runtime {
         }
     }
 
-    /// True the first time it is asked for `h`: the caller then puts its write settings in place.
-    pub(crate) fn first_write(&self, h: u32) -> bool {
+    /// The stream behind `h` for a write, and whether this is its first: the caller then puts
+    /// its write settings in place (one slot lookup for both).
+    pub(crate) fn stream_to_write(&self, h: u32) -> Result<(Stream, bool), evloop::Error> {
         match self.slots.borrow_mut().get_mut((h & INDEX_MASK) as usize) {
-            Some(s) if s.used && s.gen == h >> INDEX_BITS => !std::mem::replace(&mut s.write_ready, true),
-            _ => false,
+            Some(Slot {
+                gen,
+                used: true,
+                owned: Some(Owned::Stream(stream)),
+                write_ready,
+                ..
+            }) if *gen == h >> INDEX_BITS => Ok((*stream, !std::mem::replace(write_ready, true))),
+            _ => Err(evloop::Error::EBADF),
         }
     }
 

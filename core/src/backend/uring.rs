@@ -686,10 +686,16 @@ impl UringBackend {
                 .sec(ms / 1000)
                 .nsec(((ms % 1000) * 1_000_000) as u32);
             // An enter runs at most max(20, min_complete) items of deferred work (kernel 6.13+);
-            // the rest waits for the next enter and signals nothing. A zero-timeout enter asks
-            // for a full CQ, so all of it runs now: a foreign loop asleep on `fd()` would
-            // otherwise never come back for it.
-            let want = if timeout_ms == 0 { self.cq_entries } else { 1 };
+            // the rest waits for the next enter and signals nothing. A standalone loop makes
+            // that enter itself; an embedded one (`fd()` was asked for) would not, as its
+            // foreign loop sleeps on `fd()`, so its zero-timeout enters ask for a full CQ and
+            // run all of it now. Only embedded loops: asking for more than the CQ holds takes
+            // the kernel through its timed-wait path even when completions are already there.
+            let want = if timeout_ms == 0 && self.embed_fd.get() >= 0 {
+                self.cq_entries
+            } else {
+                1
+            };
             submitter.submit_with_args(want, &types::SubmitArgs::new().timespec(&ts))
         };
         self.queued = 0;
