@@ -13,6 +13,7 @@ if pkg-config --exists libuv; then
     gcc $CFLAGS -o bench/bin/uv_echo bench/c/uv_echo.c $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -o bench/bin/uv_timers bench/c/timers.c $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -o bench/bin/uv_files bench/c/uv_files.c $(pkg-config --cflags --libs libuv)
+    gcc $CFLAGS -o bench/bin/uv_http bench/c/uv_http.c $(pkg-config --cflags --libs libuv)
     # Through libevloop.so, beside libuv in the same binary.
     cargo build --release --quiet -p evloop-ffi
     gcc $CFLAGS -Iinclude -o bench/bin/poll_pingpong bench/c/poll_pingpong.c -Ltarget/release -levloop \

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Python idle-connection memory: server RSS growth from 1,000 to 10,000 idle, reading
-connections (asyncio Protocol servers: evloop on both backends, uvloop, asyncio), each server in
+connections (asyncio Protocol servers: evloop on both backends, uvloop, rloop, asyncio), each server in
 its own process, the idle clients in the load generator's processes.
 
 usage: bench/python_idle.py [--rounds 3] [--markdown FILE]

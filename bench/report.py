@@ -22,14 +22,13 @@ def emit(lines, markdown=None):
 
 
 def python_loops():
-    """The asyncio loops the Python benchmarks compare: evloop on each backend, uvloop when it
-    is installed, and asyncio's own."""
-    loops = ["evloop-uring", "evloop-epoll", "uvloop", "asyncio"]
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        loops.remove("uvloop")
-    return loops
+    """The asyncio loops the Python benchmarks compare: evloop on each backend, then uvloop and
+    rloop when they are installed, and asyncio's own."""
+    import importlib.util
+
+    loops = ["evloop-uring", "evloop-epoll"]
+    loops += [peer for peer in ("uvloop", "rloop") if importlib.util.find_spec(peer)]
+    return loops + ["asyncio"]
 
 
 def median_ratio(runs, ref_runs, key):

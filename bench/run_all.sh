@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# Runs every benchmark and rewrites BENCHMARKS.md and bench/results/ from the results (about 30
+# Runs every benchmark and rewrites BENCHMARKS.md and bench/results/ from the results (about 40
 # minutes). `--quick` runs each scenario once and briefly (a few minutes, for development) and
 # writes bench/results/QUICK.md instead, leaving BENCHMARKS.md alone. Installs the peers the
-# scenarios use where missing: libuv1-dev (scripts/setup.sh), uvloop, aiofiles and matplotlib
-# from PyPI, Node with npm (the addon is built by npm install).
+# scenarios use where missing: libuv1-dev (scripts/setup.sh), wrk and nginx (Debian), uvloop,
+# rloop, aiohttp, aiofiles and matplotlib from PyPI, Node with npm (the addon is built by npm
+# install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 scripts/setup.sh >/dev/null
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
-python3 -c "import uvloop, aiofiles, matplotlib" 2>/dev/null ||
-    python3 -m pip install --quiet uvloop aiofiles matplotlib 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages uvloop aiofiles matplotlib
+python3 -c "import uvloop, rloop, aiohttp, aiofiles, matplotlib" 2>/dev/null ||
+    python3 -m pip install --quiet uvloop rloop aiohttp aiofiles matplotlib 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages uvloop rloop aiohttp aiofiles matplotlib
+if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then
+    sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk nginx-light >/dev/null
+fi
 out=BENCHMARKS.md
 idle_busy_args=(--plot bench/results/idle_busy.png)
 if [ $quick = 1 ]; then
-    export ECHO_ROUNDS=1 SECONDS_PER_RUN=1 ROUNDS=1 FILES_ROUNDS=1 POLL_ROUNDS=1 PY_ROUNDS=1 NODE_ROUNDS=1
+    export ECHO_ROUNDS=1 SECONDS_PER_RUN=1 ROUNDS=1 FILES_ROUNDS=1 POLL_ROUNDS=1 PY_ROUNDS=1 NODE_ROUNDS=1 HTTP_ROUNDS=1
     out=bench/results/QUICK.md
     idle_busy_args=(--quick --plot bench/results/idle_busy-quick.png)
 fi
@@ -35,12 +41,15 @@ fi
 python3 bench/files.py --rounds "${FILES_ROUNDS:-7}" --passes $([ $quick = 1 ] && echo 2 || echo 10) --markdown "$tmp/files.md"
 python3 bench/poll.py --rounds "${POLL_ROUNDS:-5}" --markdown "$tmp/poll.md"
 python3 bench/idle_busy.py --rounds "${IDLE_ROUNDS:-3}" --markdown "$tmp/idle_busy.md" "${idle_busy_args[@]}"
+python3 bench/http.py --suite c --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/http_c.md"
 # Python: the package as users install it.
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-build-isolation ./bindings/python
 python3 bench/python_scheduling.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_scheduling.md"
 python3 bench/python_files.py --rounds "${PY_ROUNDS:-5}" --markdown "$tmp/python_files.md"
-python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/python_echo.md"
+python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds "$py_seconds" --matrix --matrix-seconds "$([ $quick = 1 ] && echo 1 || echo 2)" --markdown "$tmp/python_echo.md"
+python3 bench/python_profile.py --seconds "$py_seconds" --markdown "$tmp/python_profile.md"
 python3 bench/python_idle.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_idle.md"
+python3 bench/http.py --suite python --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/http_python.md"
 # Node: the addon as users build it.
 (cd bindings/node && npm install --no-audit --no-fund --loglevel=error)
 python3 bench/node_echo.py --rounds "${NODE_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/node_echo.md"
@@ -84,15 +93,28 @@ python3 bench/node_files.py --rounds "${NODE_ROUNDS:-5}" --markdown "$tmp/node_f
     echo
     cat "$tmp/poll.md"
     echo
+    echo "## HTTP (\`bench/http.py --suite c\`)"
+    echo
+    cat "$tmp/http_c.md"
+    echo
     echo "## Python: echo servers (\`bench/python_echo.py\`)"
     echo
     echo "asyncio echo servers (Protocol, BufferedProtocol, streams) on each loop, the C load generator as the client."
     echo
     cat "$tmp/python_echo.md"
     echo
+    echo "Where the protocol servers' time goes (\`bench/python_profile.py\`; samples attributed by symbol, so core"
+    echo "code the compiler inlined into the binding's functions counts as glue):"
+    echo
+    cat "$tmp/python_profile.md"
+    echo
     echo "## Python: idle connections (\`bench/python_idle.py\`)"
     echo
     cat "$tmp/python_idle.md"
+    echo
+    echo "## Python: HTTP, aiohttp (\`bench/http.py --suite python\`)"
+    echo
+    cat "$tmp/http_python.md"
     echo
     echo "## Python: scheduling (\`bench/python_scheduling.py\`)"
     echo

@@ -121,7 +121,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (port <= 0 || port > 65535 || conns <= 0 || size == 0 || size > 65536 || seconds <= 0 || seconds > 3600) {
+    if (port <= 0 || port > 65535 || conns <= 0 || size == 0 || size > (1u << 20) || seconds <= 0 || seconds > 3600) {
         fprintf(stderr, "bad arguments\n");
         return 2;
     }

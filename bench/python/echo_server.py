@@ -1,12 +1,14 @@
 """Echo server for bench/python_echo.py: one loop, one mode.
 
 usage: echo_server.py PORT LOOP MODE
-  LOOP: evloop-uring | evloop-epoll | uvloop | asyncio
+  LOOP: evloop-uring | evloop-epoll | uvloop | rloop | asyncio
   MODE: protocol | buffered | streams
 """
 import asyncio
 import signal
 import sys
+
+import loops
 
 
 class Echo(asyncio.Protocol):
@@ -53,13 +55,4 @@ async def main(port, mode):
 
 if __name__ == "__main__":
     port, kind, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    if kind.startswith("evloop"):
-        import evloop
-
-        evloop.run(main(port, mode), backend=kind.split("-")[1])
-    elif kind == "uvloop":
-        import uvloop
-
-        uvloop.run(main(port, mode))
-    else:
-        asyncio.run(main(port, mode))
+    loops.run(kind, main(port, mode))

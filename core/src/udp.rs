@@ -23,6 +23,9 @@ handle_type!(
 pub type RecvCb = Box<dyn FnMut(&mut Loop, Udp, Result<(&[u8], SocketAddr)>)>;
 /// Runs once when a datagram has been sent or has failed.
 pub type SendCb = Box<dyn FnOnce(&mut Loop, Udp, Result<()>)>;
+/// Runs for each datagram sent without a callback of its own once it has been sent or has
+/// failed (see [`Udp::on_sent`]).
+pub type SentCb = Box<dyn FnMut(&mut Loop, Udp, Result<()>)>;
 
 const OP_RECV: u8 = 1;
 const OP_SEND: u8 = 2;
@@ -56,8 +59,11 @@ pub(crate) struct UdpEntry {
     /// Waiting datagrams; the front one is in flight while `sending`.
     queue: VecDeque<Datagram>,
     sending: bool,
-    /// Finished sends whose callbacks have not run yet.
+    /// Bytes of the datagrams in `queue`.
+    queued_bytes: usize,
+    /// Finished sends whose callbacks have not run yet (`None`: the socket's `sent_cb`).
     done: VecDeque<(Option<SendCb>, Result<()>)>,
+    sent_cb: Option<SentCb>,
     /// Buffers and addresses of sent datagrams, reused so steady sending does not allocate.
     spare: Vec<(Vec<u8>, Box<RawAddr>)>,
     deferred: bool,
@@ -88,6 +94,24 @@ impl Udp {
             sys::close(fd);
             return Err(e);
         }
+        Ok(Udp::insert(lp, fd))
+    }
+
+    /// Takes ownership of an open IPv4 or IPv6 datagram socket `fd`, bound or connected or
+    /// neither (made non-blocking here). The loop closes it when the handle closes. On a
+    /// connected socket, send to the peer's address.
+    pub fn adopt(lp: &mut Loop, fd: RawFd) -> Result<Udp> {
+        if socket::socket_type(fd)? != libc::SOCK_DGRAM {
+            return Err(Error::ENOTSOCK);
+        }
+        if !matches!(socket::socket_domain(fd)?, libc::AF_INET | libc::AF_INET6) {
+            return Err(Error::EAFNOSUPPORT);
+        }
+        sys::set_nonblocking(fd)?;
+        Ok(Udp::insert(lp, fd))
+    }
+
+    fn insert(lp: &mut Loop, fd: RawFd) -> Udp {
         let (idx, gen) = lp.udps.insert(UdpEntry {
             common: Common::new(),
             fd,
@@ -95,12 +119,14 @@ impl Udp {
             recv_armed: false,
             recv_cb: None,
             queue: VecDeque::new(),
+            queued_bytes: 0,
             sending: false,
             done: VecDeque::new(),
+            sent_cb: None,
             spare: Vec::new(),
             deferred: false,
         });
-        Ok(Udp { idx, gen })
+        Udp { idx, gen }
     }
 
     fn entry(self, lp: &mut Loop) -> Result<&mut UdpEntry> {
@@ -117,13 +143,31 @@ impl Udp {
             .ok_or(Error::EAFNOSUPPORT)
     }
 
-    /// Sends one datagram (copied) to `addr`. `cb` runs once it is sent or has failed, never
-    /// inside this call. More than 1024 datagrams waiting gives `ENOBUFS`.
+    /// Sends one datagram to `addr`. `cb` (or else the socket's [`Udp::on_sent`] callback)
+    /// runs once it is sent or has failed, never inside this call. With nothing waiting, a
+    /// backend that sends synchronously (epoll) sends from `data` at once; otherwise the
+    /// datagram is copied and queued. More than 1024 datagrams waiting gives `ENOBUFS`.
     pub fn send_to(self, lp: &mut Loop, data: &[u8], addr: SocketAddr, cb: Option<SendCb>) -> Result<()> {
-        let e = self.entry(lp)?;
+        // The entry and the backend are borrowed apart: one lookup serves the inline attempt.
+        let Loop { udps, backend, .. } = &mut *lp;
+        let e = match udps.get_mut(self.idx, self.gen) {
+            Some(e) if !e.common.closing => e,
+            _ => return Err(Error::EBADF),
+        };
         if e.queue.len() >= MAX_QUEUED {
             return Err(Error::ENOBUFS);
         }
+        if e.queue.is_empty() && !e.sending {
+            let to = RawAddr::from_inet(&addr);
+            match backend.try_send_to_now(e.fd, data, &to) {
+                None | Some(Err(Error::EAGAIN)) => {}
+                Some(r) => {
+                    lp.udp_done(self.idx, self.gen, cb, r.map(drop));
+                    return Ok(());
+                }
+            }
+        }
+        let e = self.entry(lp)?;
         let (mut buf, mut to) = e
             .spare
             .pop()
@@ -131,6 +175,7 @@ impl Udp {
         buf.clear();
         buf.extend_from_slice(data);
         *to = RawAddr::from_inet(&addr);
+        e.queued_bytes += data.len();
         e.queue.push_back(Datagram {
             data: buf,
             addr: to,
@@ -144,6 +189,19 @@ impl Udp {
     /// Datagrams waiting to be sent.
     pub fn send_queue_count(self, lp: &Loop) -> usize {
         lp.udps.get(self.idx, self.gen).map_or(0, |e| e.queue.len())
+    }
+
+    /// Bytes of the datagrams waiting to be sent.
+    pub fn send_queue_size(self, lp: &Loop) -> usize {
+        lp.udps.get(self.idx, self.gen).map_or(0, |e| e.queued_bytes)
+    }
+
+    /// Sets the callback that hears how each datagram sent without a callback of its own
+    /// ended (sent, or the error, e.g. `ECONNREFUSED` on a connected socket), once per
+    /// datagram, from the loop: flow control and error reports without a callback per send.
+    pub fn on_sent(self, lp: &mut Loop, cb: impl FnMut(&mut Loop, Udp, Result<()>) + 'static) -> Result<()> {
+        self.entry(lp)?.sent_cb = Some(Box::new(cb));
+        Ok(())
     }
 
     /// Starts delivering datagrams to `cb`.
@@ -334,15 +392,26 @@ impl Loop {
         };
         e.sending = false;
         let Some(d) = e.queue.pop_front() else { return };
+        e.queued_bytes -= d.data.len();
         e.spare.push((d.data, d.addr));
+        self.udp_done(idx, gen, d.cb, result_of(res));
+    }
 
-        if d.cb.is_some() {
-            e.done.push_back((d.cb, result_of(res)));
-            if !e.deferred {
-                e.deferred = true;
-                self.deferred.push_back(Deferred::UdpSends(idx, gen));
-            }
+    /// Records how a send ended for its callback, or the socket's `sent_cb`, to run from the
+    /// deferred queue.
+    fn udp_done(&mut self, idx: u32, gen: u32, cb: Option<SendCb>, result: Result<()>) {
+        let Some(e) = self.udps.get_mut(idx, gen) else {
+            return;
+        };
+        if cb.is_none() && e.sent_cb.is_none() {
+            return;
         }
+        e.done.push_back((cb, result));
+        if !e.deferred {
+            e.deferred = true;
+            self.deferred.push_back(Deferred::UdpSends(idx, gen));
+        }
+        self.udp_update_active(idx, gen);
     }
 
     pub(crate) fn udp_finish_sends(&mut self, idx: u32, gen: u32) {
@@ -357,8 +426,19 @@ impl Loop {
             let Some((cb, r)) = e.done.pop_front() else {
                 break;
             };
-            if let Some(cb) = cb {
-                cb(self, u, r);
+            match cb {
+                Some(cb) => cb(self, u, r),
+                None => {
+                    let Some(mut shared) = e.sent_cb.take() else {
+                        continue;
+                    };
+                    shared(self, u, r);
+                    if let Some(e) = self.udps.get_mut(idx, gen) {
+                        if e.sent_cb.is_none() && !e.common.closing {
+                            e.sent_cb = Some(shared);
+                        }
+                    }
+                }
             }
         }
         self.udp_update_active(idx, gen);
@@ -450,8 +530,13 @@ impl Loop {
         self.backend.close_fd(e.fd);
         let u = Udp { idx, gen };
         for (cb, r) in e.done.drain(..) {
-            if let Some(cb) = cb {
-                cb(self, u, r);
+            match cb {
+                Some(cb) => cb(self, u, r),
+                None => {
+                    if let Some(shared) = e.sent_cb.as_mut() {
+                        shared(self, u, r);
+                    }
+                }
             }
         }
         for d in e.queue.drain(..) {

@@ -157,3 +157,143 @@ fn udp_multicast_membership_on_loopback() {
         lp.run(RunMode::Default).unwrap();
     });
 }
+
+/// A socket made elsewhere (as Python's asyncio makes them) joins the loop with `adopt`: here a
+/// connected one, whose sends go to its peer, and whose refused sends (ICMP port unreachable)
+/// reach `on_sent` for datagrams sent without a callback of their own.
+#[test]
+fn udp_adopt_connected_socket_and_on_sent_hears_every_outcome() {
+    use std::os::fd::IntoRawFd;
+    each_backend(|lp| {
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(peer_addr).unwrap();
+        let local = sock.local_addr().unwrap();
+        let u = Udp::adopt(lp, sock.into_raw_fd()).unwrap();
+        assert_eq!(u.local_addr(lp).unwrap(), local);
+        let outcomes = Rc::new(RefCell::new(Vec::new()));
+        let o = outcomes.clone();
+        u.on_sent(lp, move |_, _, r| o.borrow_mut().push(r)).unwrap();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        u.recv_start(lp, move |_, _, r| {
+            g.borrow_mut().push(r.map(|(d, from)| (d.to_vec(), from)))
+        })
+        .unwrap();
+        for i in 0..5u8 {
+            u.send_to(lp, &[i; 32], peer_addr, None).unwrap();
+        }
+        run_until(lp, LIMIT, |_| outcomes.borrow().len() == 5);
+        assert!(
+            outcomes.borrow().iter().all(|r| r.is_ok()),
+            "{:?}",
+            outcomes.borrow()
+        );
+        assert_eq!(u.send_queue_size(lp), 0);
+        let mut buf = [0u8; 64];
+        peer.set_read_timeout(Some(LIMIT)).unwrap();
+        for i in 0..5u8 {
+            let (n, from) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&[i; 32][..], local));
+        }
+        peer.send_to(b"back", local).unwrap();
+        run_until(lp, LIMIT, |_| !got.borrow().is_empty());
+        assert_eq!(got.borrow()[0], Ok((b"back".to_vec(), peer_addr)));
+
+        // The peer goes away: a send draws an ICMP error, which the socket reports on a later
+        // operation, a receive or a send; each send still hears exactly once how it ended.
+        drop(peer);
+        outcomes.borrow_mut().clear();
+        let mut sent = 0;
+        type Got = Rc<RefCell<Vec<evloop::Result<(Vec<u8>, std::net::SocketAddr)>>>>;
+        let refused = |o: &Rc<RefCell<Vec<evloop::Result<()>>>>, g: &Got| {
+            o.borrow().contains(&Err(Error::ECONNREFUSED)) || g.borrow().contains(&Err(Error::ECONNREFUSED))
+        };
+        while !refused(&outcomes, &got) && sent < 50 {
+            u.send_to(lp, b"anyone?", peer_addr, None).unwrap();
+            sent += 1;
+            run_until(lp, LIMIT, |_| outcomes.borrow().len() == sent);
+        }
+        assert!(refused(&outcomes, &got), "no ECONNREFUSED after {sent} sends");
+        assert_eq!(outcomes.borrow().len(), sent);
+        u.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+        assert!(!lp.alive());
+    });
+}
+
+#[test]
+fn udp_adopt_refuses_what_is_not_an_ip_datagram_socket() {
+    use std::os::fd::IntoRawFd;
+    each_backend(|lp| {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = tcp.into_raw_fd();
+        assert_eq!(Udp::adopt(lp, fd).unwrap_err(), Error::ENOTSOCK);
+        // SAFETY: the fd was not adopted; it is still ours to close.
+        unsafe { libc::close(fd) };
+        let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let fd = a.into_raw_fd();
+        assert_eq!(Udp::adopt(lp, fd).unwrap_err(), Error::EAFNOSUPPORT);
+        // SAFETY: as above.
+        unsafe { libc::close(fd) };
+    });
+}
+
+/// What waits is counted in bytes; a datagram the kernel took at once never waited.
+#[test]
+fn udp_send_queue_size_counts_waiting_bytes() {
+    each_backend(|lp| {
+        let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let u = Udp::bind(lp, "127.0.0.1:0".parse().unwrap(), UdpBindOptions::default()).unwrap();
+        let to = target.local_addr().unwrap();
+        let done = Rc::new(RefCell::new(0));
+        let d = done.clone();
+        u.on_sent(lp, move |_, _, r| {
+            r.unwrap();
+            *d.borrow_mut() += 1
+        })
+        .unwrap();
+        let mut most_waiting = 0;
+        for _ in 0..100 {
+            u.send_to(lp, &[7u8; 1000], to, None).unwrap();
+            let waiting = u.send_queue_size(lp);
+            assert_eq!(waiting % 1000, 0);
+            assert!(waiting <= u.send_queue_count(lp) * 1000);
+            most_waiting = most_waiting.max(waiting);
+        }
+        run_until(lp, LIMIT, |_| *done.borrow() == 100);
+        assert_eq!(u.send_queue_size(lp), 0);
+        if lp.backend_name() == "uring" {
+            assert!(most_waiting > 0, "io_uring queues sends for the next submission");
+        }
+        u.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
+/// Datagrams up to the IPv4 maximum (65,507 bytes) arrive whole on every backend.
+#[test]
+fn udp_large_datagrams_arrive_whole() {
+    each_backend(|lp| {
+        let u = Udp::bind(lp, "127.0.0.1:0".parse().unwrap(), UdpBindOptions::default()).unwrap();
+        let to = u.local_addr(lp).unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        u.recv_start(lp, move |_, _, r| g.borrow_mut().push(r.map(|(d, _)| d.to_vec())))
+            .unwrap();
+        let sizes = [1usize, 16 * 1024 - 100, 16 * 1024 + 100, 40_000, 65_507];
+        for (i, &n) in sizes.iter().enumerate() {
+            sender.send_to(&vec![i as u8 + 1; n], to).unwrap();
+        }
+        run_until(lp, LIMIT, |_| got.borrow().len() == sizes.len());
+        for (i, r) in got.borrow().iter().enumerate() {
+            let d = r.as_ref().unwrap();
+            assert_eq!(d.len(), sizes[i], "datagram {i} on {}", lp.backend_name());
+            assert!(d.iter().all(|&b| b == i as u8 + 1));
+        }
+        u.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::useless_conversion)]
 
 mod core_loop;
+mod datagram;
 mod errors;
 mod fs;
 mod handle;
@@ -20,6 +21,8 @@ fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::TimerHandle>()?;
     m.add_class::<transport::StreamTransport>()?;
     m.add_function(wrap_pyfunction!(transport::_set_transport_class, m)?)?;
+    m.add_class::<datagram::DatagramTransport>()?;
+    m.add_function(wrap_pyfunction!(datagram::_set_datagram_transport_class, m)?)?;
     m.add_function(wrap_pyfunction!(fs::fs_read_file, m)?)?;
     m.add_function(wrap_pyfunction!(fs::fs_write_file, m)?)?;
     m.add_function(wrap_pyfunction!(fs::fs_stat, m)?)?;

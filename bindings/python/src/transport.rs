@@ -325,32 +325,10 @@ impl StreamTransport {
         }
     }
 
-    /// Sends `err` to the loop's exception handler with the transport and protocol, as asyncio
-    /// does for protocol failures; a `BaseException` that is not an `Exception` stops the loop.
     fn report_protocol_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) {
-        let py = slf.py();
         let this = slf.get();
-        if !err.is_instance_of::<pyo3::exceptions::PyException>(py) {
-            this.core.bind(py).get().state.escape(err);
-            return;
-        }
-        let context = PyDict::new_bound(py);
-        let protocol = this.protocol.borrow().clone_ref(py);
-        let handled = context
-            .set_item("message", message)
-            .and_then(|_| context.set_item("exception", err.value_bound(py)))
-            .and_then(|_| context.set_item("transport", slf))
-            .and_then(|_| context.set_item("protocol", protocol))
-            .and_then(|_| {
-                this.core
-                    .bind(py)
-                    .call_method1(intern!(py, "call_exception_handler"), (context,))
-            });
-        if let Err(e) = handled {
-            if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
-                this.core.bind(py).get().state.escape(e);
-            }
-        }
+        let protocol = this.protocol.borrow().clone_ref(slf.py());
+        report_transport_error(slf.py(), &this.core, slf.as_any(), &protocol, err, message);
     }
 
     /// The write queue emptied after the protocol was paused.
@@ -444,6 +422,37 @@ impl StreamTransport {
     }
 }
 
+/// Sends `err` to the loop's exception handler with the transport and protocol, as asyncio
+/// does for protocol failures; a `BaseException` that is not an `Exception` stops the loop.
+pub(crate) fn report_transport_error(
+    py: Python<'_>,
+    core: &Py<Core>,
+    transport: &Bound<'_, PyAny>,
+    protocol: &PyObject,
+    err: PyErr,
+    message: &str,
+) {
+    if !err.is_instance_of::<pyo3::exceptions::PyException>(py) {
+        core.bind(py).get().state.escape(err);
+        return;
+    }
+    let context = PyDict::new_bound(py);
+    let handled = context
+        .set_item("message", message)
+        .and_then(|_| context.set_item("exception", err.value_bound(py)))
+        .and_then(|_| context.set_item("transport", transport))
+        .and_then(|_| context.set_item("protocol", protocol))
+        .and_then(|_| {
+            core.bind(py)
+                .call_method1(intern!(py, "call_exception_handler"), (context,))
+        });
+    if let Err(e) = handled {
+        if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
+            core.bind(py).get().state.escape(e);
+        }
+    }
+}
+
 /// Copies as much of `data` as fits into the writable buffer `buf`; returns the count.
 fn copy_into(buf: &Bound<'_, PyAny>, data: &[u8]) -> PyResult<usize> {
     let view = PyBuffer::<u8>::get_bound(buf)?;
@@ -466,7 +475,7 @@ fn copy_into(buf: &Bound<'_, PyAny>, data: &[u8]) -> PyResult<usize> {
     Ok(n)
 }
 
-fn set_result_unless_done(py: Python<'_>, fut: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(crate) fn set_result_unless_done(py: Python<'_>, fut: &Bound<'_, PyAny>) -> PyResult<()> {
     if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
         fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
     }
@@ -474,7 +483,7 @@ fn set_result_unless_done(py: Python<'_>, fut: &Bound<'_, PyAny>) -> PyResult<()
 }
 
 /// Runs `f` on the bytes of a bytes-like object without copying where it can.
-fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+pub(crate) fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
     if let Ok(b) = data.downcast::<PyBytes>() {
         return Ok(f(b.as_bytes()));
     }

@@ -315,6 +315,20 @@ impl Backend {
         }
     }
 
+    /// `try_send_now` for a datagram to `addr`.
+    #[inline]
+    pub(crate) fn try_send_to_now(
+        &mut self,
+        fd: RawFd,
+        data: &[u8],
+        addr: &RawAddr,
+    ) -> Option<Result<usize>> {
+        match self {
+            Backend::Epoll(_) => Some(crate::sys::socket::send_to(fd, data, addr)),
+            Backend::Uring(_) => None,
+        }
+    }
+
     /// Starts a file-system operation in the kernel; `false` if this backend cannot (epoll, or
     /// a kernel without the opcode), and the caller runs it on the thread pool instead. One
     /// completion follows an accepted operation.

@@ -43,6 +43,14 @@ const OFFLOAD_WEIGHT: usize = 2;
 /// Marks a direct slot of the offload ring's table (the main ring's slots are below it).
 const OFFLOAD_SLOT: u32 = 1 << 16;
 const BUFFER_GROUP: u16 = 0;
+/// Datagrams get buffers of their own: a receive must hold a whole datagram (up to 64 KiB),
+/// which the stream buffers (16 KiB by default) would truncate.
+const DATAGRAM_GROUP: u16 = 1;
+const DATAGRAM_BUFFERS: u16 = 32;
+/// The largest UDP payload (65,535 less the UDP header) plus recvmsg's header and address.
+const DATAGRAM_BUFFER_SIZE: u32 = 64 * 1024 + 256;
+/// Marks a completion's `buf_id` as one of the datagram buffers.
+const DATAGRAM_BUF: u32 = 1 << 16;
 /// Direct-descriptor slots for linked whole-file reads: how many may be in flight at once.
 const DIRECT_SLOTS: u32 = 1024;
 
@@ -94,6 +102,9 @@ pub(crate) struct UringBackend {
     wake_buf: Box<[u8; 8]>,
     /// Template for multishot recvmsg: room for any address, no control data.
     msghdr: Box<libc::msghdr>,
+    /// The datagram buffer group, registered when the first datagram receive is armed (a loop
+    /// without UDP never maps it). Dropped after `ring`, which holds its registration.
+    datagram_buffers: Option<BufRing>,
     recv_addr: RawAddr,
     /// Listeners' fds by accept token, to drain them at the descriptor limit.
     listeners: HashMap<Token, RawFd>,
@@ -268,6 +279,7 @@ impl UringBackend {
             wake_cancelled: false,
             wake_buf: Box::new([0; 8]),
             msghdr,
+            datagram_buffers: None,
             recv_addr: RawAddr::empty(),
             listeners: HashMap::new(),
             polls: HashMap::new(),
@@ -370,7 +382,10 @@ impl UringBackend {
             }
             Op::Recv { fd } => opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP).build(),
             Op::RecvFrom { fd } => {
-                opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msghdr, BUFFER_GROUP).build()
+                if let Err(e) = self.register_datagram_buffers() {
+                    return Some(e.code());
+                }
+                opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msghdr, DATAGRAM_GROUP).build()
             }
             Op::Poll { fd, events } => {
                 let arm = LevelPoll {
@@ -724,9 +739,36 @@ impl UringBackend {
     }
 
     pub(crate) fn recycle(&mut self, c: &Completion) {
-        if c.buf_id != NO_BUFFER {
-            self.buffers.recycle(c.buf_id as u16);
+        match c.buf_id {
+            NO_BUFFER => {}
+            id if id & DATAGRAM_BUF != 0 => self.recycle_datagram_buffer(id as u16),
+            id => self.buffers.recycle(id as u16),
         }
+    }
+
+    fn recycle_datagram_buffer(&mut self, bid: u16) {
+        if let Some(b) = self.datagram_buffers.as_mut() {
+            b.recycle(bid);
+        }
+    }
+
+    fn register_datagram_buffers(&mut self) -> Result<()> {
+        if self.datagram_buffers.is_some() {
+            return Ok(());
+        }
+        let buffers = BufRing::new(DATAGRAM_BUFFERS, DATAGRAM_BUFFER_SIZE)?;
+        // SAFETY: the ring memory lives in `datagram_buffers`, which outlives the registration
+        // (the ring is dropped first).
+        unsafe {
+            self.ring.submitter().register_buf_ring_with_flags(
+                buffers.ring_addr(),
+                buffers.count(),
+                DATAGRAM_GROUP,
+                0,
+            )
+        }?;
+        self.datagram_buffers = Some(buffers);
+        Ok(())
     }
 
     pub(crate) fn next_completion(&mut self) -> Option<Completion> {
@@ -759,7 +801,7 @@ impl UringBackend {
                 k if k == OpKind::RecvFrom as u8 => {
                     if let Some(bid) = cqueue::buffer_select(flags) {
                         if !self.parse_datagram(&mut c, bid) {
-                            self.buffers.recycle(bid);
+                            self.recycle_datagram_buffer(bid);
                         }
                     }
                 }
@@ -855,9 +897,12 @@ impl UringBackend {
         if c.res <= 0 {
             return false;
         }
+        let Some(buffers) = self.datagram_buffers.as_ref() else {
+            return false;
+        };
         // SAFETY: the kernel wrote `res` bytes into buffer `bid`, which it lent to us until
         // we recycle it.
-        let buf = unsafe { std::slice::from_raw_parts(self.buffers.buffer(bid), c.res as usize) };
+        let buf = unsafe { std::slice::from_raw_parts(buffers.buffer(bid), c.res as usize) };
         let Ok(out) = types::RecvMsgOut::parse(buf, &self.msghdr) else {
             return false;
         };
@@ -871,7 +916,7 @@ impl UringBackend {
         c.data = payload.as_ptr();
         c.res = payload.len() as i32;
         c.addr = &self.recv_addr;
-        c.buf_id = bid as u32;
+        c.buf_id = DATAGRAM_BUF | bid as u32;
         true
     }
 }

@@ -1,9 +1,9 @@
 """evloop's asyncio event loop.
 
-`EventLoop` puts evloop's native `Core` (scheduling, timers, fd readiness and stream transports,
-in Rust) in front of asyncio's own Unix loop in the method resolution order: what the core does
-not provide (servers' accept loop, datagram and pipe transports, TLS, signals, the executor,
-name resolution) is asyncio's code running on the core's fd watchers.
+`EventLoop` puts evloop's native `Core` (scheduling, timers, fd readiness, stream and UDP
+transports, in Rust) in front of asyncio's own Unix loop in the method resolution order: what the
+core does not provide (servers' accept loop, Unix datagram and pipe transports, TLS, signals, the
+executor, name resolution) is asyncio's code running on the core's fd watchers.
 """
 
 import asyncio
@@ -86,6 +86,19 @@ class StreamTransportType(transports._FlowControlMixin, asyncio.Transport):
 _evloop._set_transport_class(StreamTransportType)
 
 
+class DatagramTransportType(transports._FlowControlMixin, asyncio.DatagramTransport):
+    """What evloop's native UDP transports (`_evloop.DatagramTransport`) present as their class,
+    so `isinstance(transport, asyncio.DatagramTransport)` holds."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("datagram transports are made by the event loop")
+
+
+_evloop._set_datagram_transport_class(DatagramTransportType)
+
+
 def _set_nodelay(sock):
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
         try:
@@ -139,6 +152,16 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
         _set_nodelay(sock)
         fd = sock.fileno()
         transport = _evloop.StreamTransport(self, sock, protocol, extra, server)
+        self._transports[fd] = transport
+        self.call_soon(transport._start, waiter)
+        return transport
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            # Unix datagram sockets: asyncio's transport, on the core's fd watchers.
+            return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        fd = sock.fileno()
+        transport = _evloop.DatagramTransport(self, sock, protocol, address, extra)
         self._transports[fd] = transport
         self.call_soon(transport._start, waiter)
         return transport
