@@ -1073,6 +1073,13 @@ int evl_udp_bind(evl_loop_t *l,
                  void *user_data);
 
 /**
+ * Takes ownership of an open IPv4 or IPv6 datagram socket `fd` (bound, connected or neither;
+ * made non-blocking); the library closes it when the handle closes. -ENOTSOCK for another
+ * kind of socket, -EAFNOSUPPORT for another family (Unix datagram sockets).
+ */
+int evl_udp_adopt(evl_loop_t *l, evl_udp_t **out, int fd, void *user_data);
+
+/**
  * Sends the buffers as one datagram to `addr`; `cb` (may be NULL) runs once it is sent or has
  * failed, never inside this call. -ENOBUFS when 1024 datagrams already wait.
  */

@@ -52,6 +52,19 @@ pub unsafe extern "C" fn evl_udp_bind(
     create(l, out, user_data, |lp| Ok(Id::Udp(Udp::bind(lp, a, opts)?)))
 }
 
+/// Takes ownership of an open IPv4 or IPv6 datagram socket `fd` (bound, connected or neither;
+/// made non-blocking); the library closes it when the handle closes. -ENOTSOCK for another
+/// kind of socket, -EAFNOSUPPORT for another family (Unix datagram sockets).
+#[no_mangle]
+pub unsafe extern "C" fn evl_udp_adopt(
+    l: *mut evl_loop_t,
+    out: *mut *mut evl_udp_t,
+    fd: c_int,
+    user_data: *mut c_void,
+) -> c_int {
+    create(l, out, user_data, |lp| Ok(Id::Udp(Udp::adopt(lp, fd)?)))
+}
+
 /// Sends the buffers as one datagram to `addr`; `cb` (may be NULL) runs once it is sent or has
 /// failed, never inside this call. -ENOBUFS when 1024 datagrams already wait.
 #[no_mangle]

@@ -531,6 +531,45 @@ static void test_udp_echo(void) {
     finish_loop(l);
 }
 
+/* A socket made elsewhere joins the loop: a connected one, whose peer echoes back. */
+static void test_udp_adopt(void) {
+    evl_loop_t *l = new_loop();
+    struct udp_state st;
+    memset(&st, 0, sizeof st);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    evl_udp_t *server, *client;
+    CHECK_EQ(evl_udp_bind(l, &server, (struct sockaddr *)&addr, sizeof addr, 0, NULL), 0);
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof sa;
+    CHECK_EQ(evl_udp_getsockname(server, &sa, &salen), 0);
+    CHECK_EQ(evl_udp_recv_start(server, on_udp_server), 0);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK(fd >= 0);
+    CHECK_EQ(connect(fd, (struct sockaddr *)&sa, salen), 0);
+    CHECK_EQ(evl_udp_adopt(l, &client, fd, &st), 0);
+    CHECK_EQ(evl_udp_recv_start(client, on_udp_client), 0);
+    evl_buf_t b = {"adopted", 7};
+    CHECK_EQ(evl_udp_send(client, &b, 1, (struct sockaddr *)&sa, salen, on_udp_sent, &st), 0);
+    while (st.received < 1) evl_run(l, EVL_RUN_ONCE);
+    CHECK_EQ(st.sent, 1);
+    CHECK(memcmp(st.last, "adopted", 7) == 0);
+    evl_udp_t *bad;
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+    CHECK_EQ(evl_udp_adopt(l, &bad, sv[0], NULL), -EAFNOSUPPORT);
+    close(sv[0]);
+    close(sv[1]);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    CHECK_EQ(evl_udp_adopt(l, &bad, sv[0], NULL), -ENOTSOCK);
+    close(sv[0]);
+    close(sv[1]);
+    CHECK_EQ(evl_udp_adopt(l, &bad, -1, NULL), -EBADF);
+    CHECK_EQ(evl_close((evl_handle_t *)client, NULL), 0);
+    CHECK_EQ(evl_close((evl_handle_t *)server, NULL), 0);
+    finish_loop(l);
+}
+
 /* ---- fd watchers ---- */
 
 static unsigned poll_seen;
@@ -1464,6 +1503,7 @@ static const struct test tests[] = {
     {"backpressure_and_adopt", test_backpressure_and_adopt},
     {"unix_echo", test_unix_echo},
     {"udp_echo", test_udp_echo},
+    {"udp_adopt", test_udp_adopt},
     {"poll_pipe", test_poll_pipe},
     {"async_from_threads", test_async_from_threads},
     {"signal", test_signal},
