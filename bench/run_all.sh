@@ -41,6 +41,7 @@ fi
 python3 bench/files.py --rounds "${FILES_ROUNDS:-7}" --passes $([ $quick = 1 ] && echo 2 || echo 10) --markdown "$tmp/files.md"
 python3 bench/poll.py --rounds "${POLL_ROUNDS:-5}" --markdown "$tmp/poll.md"
 python3 bench/idle_busy.py --rounds "${IDLE_ROUNDS:-3}" --markdown "$tmp/idle_busy.md" "${idle_busy_args[@]}"
+python3 bench/wakeup.py --rounds "${ROUNDS:-3}" --seconds "$([ $quick = 1 ] && echo 1 || echo 2)" --markdown "$tmp/wakeup.md"
 python3 bench/http.py --suite c --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/http_c.md"
 # Python: the package as users install it.
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-build-isolation ./bindings/python
@@ -92,6 +93,10 @@ python3 bench/node_files.py --rounds "${NODE_ROUNDS:-5}" --markdown "$tmp/node_f
     echo "## fd watchers"
     echo
     cat "$tmp/poll.md"
+    echo
+    echo "## Cross-thread wake-ups (\`bench/wakeup.py\`)"
+    echo
+    cat "$tmp/wakeup.md"
     echo
     echo "## HTTP (\`bench/http.py --suite c\`)"
     echo

@@ -4,9 +4,9 @@
 //! those two promises over every interleaving.
 
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::atomic::{fence, AtomicBool, Ordering};
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 
 /// A wake-up requested and not yet taken by the loop.
 pub(crate) struct WakeFlag(AtomicBool);
@@ -18,16 +18,27 @@ impl WakeFlag {
 
     /// Marks work for the loop. `true` if the flag was clear: the caller must signal the loop
     /// (write its eventfd); otherwise a signal is already on its way.
+    ///
+    /// A flag already raised is seen with a plain read: many threads raising at once then share
+    /// its cache line instead of taking turns to own it (a swap each). The fence keeps the
+    /// promise: either the read sees the loop's latest take (false, and this raise swaps and
+    /// signals), or it comes before that take in the single order of sequentially consistent
+    /// operations, and whatever the caller published under a lock before raising is visible
+    /// to the loop once it takes the flag and takes that lock.
     #[inline]
     pub(crate) fn raise(&self) -> bool {
-        !self.0.swap(true, Ordering::AcqRel)
+        fence(Ordering::SeqCst);
+        if self.0.load(Ordering::Relaxed) {
+            return false;
+        }
+        !self.0.swap(true, Ordering::SeqCst)
     }
 
     /// Clears the flag; `true` if it was raised. The loop takes it before it looks at the work
     /// the flag stands for, so work added after that look raises it, and signals, again.
     #[inline]
     pub(crate) fn take(&self) -> bool {
-        self.0.swap(false, Ordering::AcqRel)
+        self.0.swap(false, Ordering::SeqCst)
     }
 }
 
