@@ -63,7 +63,8 @@ pub(crate) enum Kind {
 
 #[derive(Clone)]
 pub(crate) enum Id {
-    Timer(evloop::Timer),
+    /// The timer and the C callback its last start gave.
+    Timer(evloop::Timer, crate::timer::evl_timer_cb),
     Stream(evloop::Stream),
     Udp(evloop::Udp),
     Poll(evloop::FdWatcher),
@@ -87,7 +88,7 @@ pub(crate) struct Handle {
 impl Id {
     fn kind(&self) -> Kind {
         match self {
-            Id::Timer(_) => Kind::Timer,
+            Id::Timer(..) => Kind::Timer,
             Id::Stream(_) => Kind::Stream,
             Id::Udp(_) => Kind::Udp,
             Id::Poll(_) => Kind::Poll,
@@ -241,7 +242,7 @@ fn generic(p: *mut evl_handle_t, op: Op) -> c_int {
             return -libc::EBADF;
         }
         match &h.id {
-            Id::Timer(t) => apply(*t, lp, op),
+            Id::Timer(t, _) => apply(*t, lp, op),
             Id::Stream(s) => apply(*s, lp, op),
             Id::Udp(u) => apply(*u, lp, op),
             Id::Poll(w) => apply(*w, lp, op),
@@ -293,7 +294,7 @@ pub unsafe extern "C" fn evl_close(p: *mut evl_handle_t, cb: evl_close_cb) -> c_
             }
         });
         let r = match &h.id {
-            Id::Timer(t) => t.close(lp, Some(close_cb)),
+            Id::Timer(t, _) => t.close(lp, Some(close_cb)),
             Id::Stream(s) => s.close(lp, Some(close_cb)),
             Id::Udp(u) => u.close(lp, Some(close_cb)),
             Id::Poll(w) => w.close(lp, Some(close_cb)),

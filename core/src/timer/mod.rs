@@ -8,6 +8,14 @@ use crate::handle::{handle_type, Common, Kind};
 
 /// Called when a timer fires.
 pub type TimerCb = Box<dyn FnMut(&mut Loop, Timer)>;
+/// A timer callback that needs no allocation: a plain function and a word it is given back
+/// (see [`Timer::start_fn`]).
+pub type TimerFn = fn(&mut Loop, Timer, usize);
+
+enum Callback {
+    Boxed(TimerCb),
+    Plain(TimerFn, usize),
+}
 
 handle_type!(
     /// A one-shot or repeating timer. Create with [`Timer::new`], then `start`/`stop`/`again`,
@@ -24,7 +32,7 @@ pub(crate) struct TimerEntry {
     /// Start order, to fire same-deadline timers in the order they were started.
     seq: u64,
     started_once: bool,
-    cb: Option<TimerCb>,
+    cb: Option<Callback>,
 }
 
 impl Timer {
@@ -56,6 +64,25 @@ impl Timer {
 
     /// [`Timer::start`] with a callback already boxed (no allocation if it is reused).
     pub fn start_boxed(self, lp: &mut Loop, timeout_ms: u64, repeat_ms: u64, cb: TimerCb) -> Result<()> {
+        self.start_with(lp, timeout_ms, repeat_ms, Callback::Boxed(cb))
+    }
+
+    /// [`Timer::start`] with `f(loop, timer, data)` as the callback: nothing is allocated, so
+    /// a binding that keeps its own per-timer record (the C ABI's handle) starts timers at the
+    /// cost of the wheel alone. What `data` points to must outlive the timer's callbacks: the
+    /// loop never drops or frees it.
+    pub fn start_fn(
+        self,
+        lp: &mut Loop,
+        timeout_ms: u64,
+        repeat_ms: u64,
+        f: TimerFn,
+        data: usize,
+    ) -> Result<()> {
+        self.start_with(lp, timeout_ms, repeat_ms, Callback::Plain(f, data))
+    }
+
+    fn start_with(self, lp: &mut Loop, timeout_ms: u64, repeat_ms: u64, cb: Callback) -> Result<()> {
         let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         if e.common.closing {
             return Err(Error::EBADF);
@@ -158,11 +185,19 @@ impl Loop {
         } else {
             e.common.set_active(&mut self.alive_refs, false);
         }
-        let Some(mut cb) = e.cb.take() else { return };
-        cb(self, Timer { idx, gen });
+        let timer = Timer { idx, gen };
+        let mut cb = match e.cb {
+            // Copied, not taken: the entry keeps it, whatever the function does to the timer.
+            Some(Callback::Plain(f, data)) => return f(self, timer, data),
+            Some(Callback::Boxed(_)) => e.cb.take(),
+            None => return,
+        };
+        if let Some(Callback::Boxed(f)) = cb.as_mut() {
+            f(self, timer);
+        }
         if let Some(e) = self.timers.get_mut(idx, gen) {
             if e.cb.is_none() && !e.common.closing {
-                e.cb = Some(cb);
+                e.cb = cb;
             }
         }
     }
