@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use pyo3::{ffi, intern};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +56,10 @@ pub(crate) struct State {
     /// Readiness of watched fds reported during the last run: (fd, selectors mask).
     fd_events: RefCell<Vec<(RawFd, u32)>>,
     watchers: RefCell<HashMap<RawFd, FdWatcher>>,
+    /// fds owned by open native transports: `add_reader` and the like refuse them, as asyncio
+    /// refuses its transports' fds (a set of fds here, where asyncio keeps a weak reference
+    /// per transport).
+    pub(crate) transport_fds: RefCell<HashSet<RawFd>>,
     /// A `BaseException` raised by a Python call made from inside the core: re-raised when the
     /// run returns.
     pub(crate) escaped: RefCell<Option<PyErr>>,
@@ -300,6 +304,7 @@ impl Core {
             ready: RefCell::new(VecDeque::new()),
             fd_events: RefCell::new(Vec::new()),
             watchers: RefCell::new(HashMap::new()),
+            transport_fds: RefCell::new(HashSet::new()),
             escaped: RefCell::new(None),
             running: Cell::new(false),
             epoch_ns,
@@ -477,6 +482,11 @@ impl Core {
             slf.call_method1(intern!(py, "_process_fd_events"), (list,))?;
         }
         Self::run_ready(slf)
+    }
+
+    /// Whether an open native transport owns `fd`.
+    fn _fd_has_transport(&self, fd: RawFd) -> bool {
+        self.state.transport_fds.borrow().contains(&fd)
     }
 
     /// Watches `fd` for `mask` (selectors.EVENT_READ | EVENT_WRITE); readiness comes back to

@@ -41,6 +41,7 @@ pub struct DatagramTransport {
     protocol: RefCell<PyObject>,
     /// The Python socket; detached (not closed) when the core closes the fd.
     sock: RefCell<Option<PyObject>>,
+    fd: i32,
     /// `socket`, `sockname` and `peername` from creation, as asyncio records them.
     extra: Py<PyDict>,
     /// The connected peer: as given (for comparisons) and as the core sends to it.
@@ -265,6 +266,13 @@ impl DatagramTransport {
         if this.torn_down.replace(true) {
             return;
         }
+        this.core
+            .bind(py)
+            .get()
+            .state
+            .transport_fds
+            .borrow_mut()
+            .remove(&this.fd);
         let sock = this.sock.borrow_mut().take();
         if let Some(sock) = sock {
             let _ = sock.call_method0(py, intern!(py, "detach"));
@@ -315,6 +323,25 @@ impl DatagramTransport {
     }
 }
 
+/// As for `StreamTransport`: dropped while open, it closes its socket.
+impl Drop for DatagramTransport {
+    fn drop(&mut self) {
+        if self.torn_down.get() {
+            return;
+        }
+        let core = self.core.get();
+        core.state.transport_fds.borrow_mut().remove(&self.fd);
+        if let Some(sock) = self.sock.get_mut().take() {
+            Python::with_gil(|py| {
+                let _ = sock.call_method0(py, intern!(py, "detach"));
+            });
+        }
+        if let Ok(lp) = core.lp() {
+            let _ = self.udp.close(lp, None);
+        }
+    }
+}
+
 #[pymethods]
 impl DatagramTransport {
     /// Wraps the UDP socket `sock` (asyncio's `_make_datagram_transport`); `address` is the
@@ -359,11 +386,13 @@ impl DatagramTransport {
             _ => None,
         };
         let udp = Udp::adopt(lp, fd).map_err(os_error)?;
+        core.bind(py).get().state.transport_fds.borrow_mut().insert(fd);
         Ok(DatagramTransport {
             core,
             udp,
             protocol: RefCell::new(protocol),
             sock: RefCell::new(Some(sock)),
+            fd,
             extra,
             address,
             last_sender: RefCell::new(None),

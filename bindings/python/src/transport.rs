@@ -56,8 +56,10 @@ pub struct StreamTransport {
     protocol: RefCell<PyObject>,
     buffered: Cell<bool>,
     /// The Python socket the stream was made from; detached (not closed) when the core closes
-    /// the fd, so the fd is closed once.
+    /// the fd, so the fd is closed once. A connection the loop's own server accepted lets its
+    /// socket object go at once (nothing else refers to it) and makes one on request.
     sock: RefCell<Option<PyObject>>,
+    fd: i32,
     /// Extra information given at creation and what `get_extra_info` has computed since (the
     /// socket's wrapper and addresses are made on first request: an idle connection does not
     /// carry them).
@@ -98,7 +100,7 @@ impl StreamTransport {
         if !SOCKET_EXTRA.contains(&key) {
             return Ok(None);
         }
-        let Some(sock) = self.sock.borrow().as_ref().map(|s| s.clone_ref(py)) else {
+        let Some(sock) = self.socket_object(py)? else {
             return Ok(None);
         };
         let sock = sock.bind(py);
@@ -130,6 +132,26 @@ impl StreamTransport {
         };
         dict.bind(py).set_item(key, &value)?;
         Ok(Some(value))
+    }
+
+    /// The Python socket: the one the transport was made with, or one made now on its fd
+    /// (kept, and detached at close like the original); None once the stream is closed.
+    fn socket_object(&self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        if let Some(sock) = self.sock.borrow().as_ref() {
+            return Ok(Some(sock.clone_ref(py)));
+        }
+        if self.torn_down.get() {
+            return Ok(None);
+        }
+        let kwargs = PyDict::new_bound(py);
+        kwargs.set_item("fileno", self.fd)?;
+        let sock = py
+            .import_bound("socket")?
+            .getattr("socket")?
+            .call((), Some(&kwargs))?
+            .unbind();
+        *self.sock.borrow_mut() = Some(sock.clone_ref(py));
+        Ok(Some(sock))
     }
 
     fn lp(&self, _py: Python<'_>) -> PyResult<&mut Loop> {
@@ -257,6 +279,13 @@ impl StreamTransport {
                 let _ = this.computed_extra(py, key);
             }
         }
+        this.core
+            .bind(py)
+            .get()
+            .state
+            .transport_fds
+            .borrow_mut()
+            .remove(&this.fd);
         // The core closes the fd: the Python socket must not close it again.
         let sock = this.sock.borrow_mut().take();
         if let Some(sock) = sock {
@@ -422,6 +451,27 @@ impl StreamTransport {
     }
 }
 
+/// A transport dropped while open (nothing refers to it: it is not reading, and its protocol
+/// let it go) closes its stream, as asyncio's transports close their sockets when collected;
+/// its fd stops counting as a transport's.
+impl Drop for StreamTransport {
+    fn drop(&mut self) {
+        if self.torn_down.get() {
+            return;
+        }
+        let core = self.core.get();
+        core.state.transport_fds.borrow_mut().remove(&self.fd);
+        if let Some(sock) = self.sock.get_mut().take() {
+            Python::with_gil(|py| {
+                let _ = sock.call_method0(py, intern!(py, "detach"));
+            });
+        }
+        if let Ok(lp) = core.lp() {
+            let _ = self.stream.close(lp, None);
+        }
+    }
+}
+
 /// Sends `err` to the loop's exception handler with the transport and protocol, as asyncio
 /// does for protocol failures; a `BaseException` that is not an `Exception` stops the loop.
 pub(crate) fn report_transport_error(
@@ -529,6 +579,14 @@ impl StreamTransport {
         let lp = core.bind(py).get().lp()?;
         let fd: i32 = sock.call_method0(py, intern!(py, "fileno"))?.extract(py)?;
         let stream = Stream::adopt(lp, fd).map_err(os_error)?;
+        core.bind(py).get().state.transport_fds.borrow_mut().insert(fd);
+        // Accepted by the loop's own server: nothing else refers to this socket object.
+        let sock = if server.is_some() {
+            sock.call_method0(py, intern!(py, "detach"))?;
+            None
+        } else {
+            Some(sock)
+        };
         let buffered = is_buffered(py, protocol.bind(py))?;
         if let Some(server) = &server {
             if py.version_info() < (3, 13) {
@@ -542,7 +600,8 @@ impl StreamTransport {
             ring_writes,
             protocol: RefCell::new(protocol),
             buffered: Cell::new(buffered),
-            sock: RefCell::new(Some(sock)),
+            sock: RefCell::new(sock),
+            fd,
             extra: RefCell::new(extra),
             server: RefCell::new(server),
             made: Cell::new(false),

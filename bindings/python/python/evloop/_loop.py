@@ -150,9 +150,11 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
         # Kept as given (asyncio keeps the caller's dict too); socket, sockname and peername
         # are computed by the transport on first request.
         _set_nodelay(sock)
-        fd = sock.fileno()
+        if server is not None and extra is not None and len(extra) == 1 and "peername" in extra:
+            # asyncio's accept passes only the peer's address; the transport gives the same
+            # answer from the socket on request, and an idle connection does not carry it.
+            extra = None
         transport = _evloop.StreamTransport(self, sock, protocol, extra, server)
-        self._transports[fd] = transport
         self.call_soon(transport._start, waiter)
         return transport
 
@@ -160,11 +162,15 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             # Unix datagram sockets: asyncio's transport, on the core's fd watchers.
             return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
-        fd = sock.fileno()
         transport = _evloop.DatagramTransport(self, sock, protocol, address, extra)
-        self._transports[fd] = transport
         self.call_soon(transport._start, waiter)
         return transport
+
+    def _ensure_fd_no_transport(self, fd):
+        fileno = fd if isinstance(fd, int) else int(fd.fileno())
+        if self._fd_has_transport(fileno):
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport")
+        super()._ensure_fd_no_transport(fd)
 
     async def _sendfile_native(self, transp, file, offset, count):
         if isinstance(transp, _evloop.StreamTransport):
