@@ -42,7 +42,7 @@ const WARMUP: u64 = 200;
 const MEASURED: u64 = 5_000;
 
 #[test]
-fn steady_state_echo_round_trip_allocates_nothing() {
+fn steady_state_echo_round_trip_allocates_nothing_with_plain_and_gathered_writes() {
     each_backend(|lp| {
         let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
         let addr = server.local_addr(lp).unwrap();
@@ -77,7 +77,12 @@ fn steady_state_echo_round_trip_allocates_nothing() {
                     }
                     _ => {}
                 }
-                c.write(lp, &[42u8; 64], None).unwrap();
+                // Every other message as a header and a body (a gathered write).
+                if t.get() % 2 == 0 {
+                    c.write(lp, &[42u8; 64], None).unwrap();
+                } else {
+                    c.write_vectored(lp, &[&[42u8; 16], &[42u8; 48]], None).unwrap();
+                }
             })
             .unwrap();
         // A watchdog that fails the test instead of hanging; it never fires when all is well.

@@ -443,3 +443,51 @@ fn writes_keep_their_order_between_queued_and_direct_sends() {
         lp.run(evloop::RunMode::Default).unwrap();
     });
 }
+
+/// Several buffers written as one: the bytes arrive in order, whole, after what was written
+/// before and before what is written after, and the callback runs once, whether the socket
+/// took them at once, in part (a buffer larger than the socket's) or behind a queue.
+#[test]
+fn write_vectored_keeps_order_and_runs_its_callback_once() {
+    use std::io::Read as _;
+    each_backend(|lp| {
+        let (client, mut peer) = connected_pair(lp);
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut expected = Vec::new();
+        let calls = Rc::new(Cell::new(0));
+        let c = calls.clone();
+        client
+            .write_vectored(lp, &[b"head:", b"", b"body;"], None)
+            .unwrap();
+        expected.extend_from_slice(b"head:body;");
+        client
+            .write_vectored(
+                lp,
+                &[b"<", &big, b">"],
+                Some(Box::new(move |_, _, r| {
+                    r.unwrap();
+                    c.set(c.get() + 1);
+                })),
+            )
+            .unwrap();
+        expected.push(b'<');
+        expected.extend_from_slice(&big);
+        expected.push(b'>');
+        // Behind a queue now (the big buffer cannot all have gone yet).
+        client.write_vectored(lp, &[b"tail", b"!"], None).unwrap();
+        expected.extend_from_slice(b"tail!");
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; expected.len()];
+            peer.read_exact(&mut got).unwrap();
+            assert!(got == expected, "bytes arrived out of order or changed");
+            peer
+        });
+        run_until(lp, LIMIT, |lp| {
+            client.write_queue_size(lp) == 0 && calls.get() == 1
+        });
+        let _peer = reader.join().unwrap();
+        assert_eq!(calls.get(), 1);
+        client.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}

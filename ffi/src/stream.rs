@@ -110,11 +110,16 @@ pub(crate) unsafe fn from_std(a: SocketAddr, out: *mut sockaddr_storage, len: *m
     0
 }
 
-/// The bytes of `bufs`, checked before any is touched: -EINVAL for a NULL array with a count, a
-/// NULL base with a length, or lengths whose total exceeds SSIZE_MAX (what writev(2) refuses).
-pub(crate) unsafe fn slices<'a>(bufs: *const evl_buf_t, nbufs: c_uint) -> Result<Vec<&'a [u8]>, c_int> {
+/// Runs `f` on the bytes of `bufs` as slices, checked before any is touched: -EINVAL for a NULL
+/// array with a count, a NULL base with a length, or lengths whose total exceeds SSIZE_MAX (what
+/// writev(2) refuses). Up to 16 buffers are laid out on the stack, so a write allocates nothing.
+pub(crate) unsafe fn with_slices<'a, R>(
+    bufs: *const evl_buf_t,
+    nbufs: c_uint,
+    f: impl FnOnce(&[&'a [u8]]) -> R,
+) -> Result<R, c_int> {
     if nbufs == 0 {
-        return Ok(Vec::new());
+        return Ok(f(&[]));
     }
     if bufs.is_null() {
         return Err(-libc::EINVAL);
@@ -122,15 +127,23 @@ pub(crate) unsafe fn slices<'a>(bufs: *const evl_buf_t, nbufs: c_uint) -> Result
     // SAFETY: `bufs` holds `nbufs` entries (contract).
     let entries = unsafe { std::slice::from_raw_parts(bufs, nbufs as usize) };
     crate::checked_total(entries.iter().map(|b| b.len))?;
-    entries
-        .iter()
-        .map(|b| match (b.base.is_null(), b.len) {
+    let slice = |b: &evl_buf_t| -> Result<&'a [u8], c_int> {
+        match (b.base.is_null(), b.len) {
             (_, 0) => Ok(&[][..]),
             (true, _) => Err(-libc::EINVAL),
             // SAFETY: each entry names `len` readable bytes (contract); the total is in range.
             (false, n) => Ok(unsafe { std::slice::from_raw_parts(b.base.cast::<u8>(), n) }),
-        })
-        .collect()
+        }
+    };
+    let mut stack: [&[u8]; 16] = [&[]; 16];
+    if entries.len() <= stack.len() {
+        for (slot, b) in stack.iter_mut().zip(entries) {
+            *slot = slice(b)?;
+        }
+        return Ok(f(&stack[..entries.len()]));
+    }
+    let parts = entries.iter().map(slice).collect::<Result<Vec<_>, _>>()?;
+    Ok(f(&parts))
 }
 
 fn status_cb(h: *mut Handle, cb: evl_status_cb, user_data: *mut c_void) -> Option<evloop::DoneCb> {
@@ -354,27 +367,14 @@ pub unsafe extern "C" fn evl_write(
     req_data: *mut c_void,
 ) -> c_int {
     with_open!(s, Stream, |h, lp, Id::Stream(stream)| {
-        // SAFETY: checked by slices.
-        let parts = match unsafe { slices(bufs, nbufs) } {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        let mut done = status_cb(h as *mut Handle, cb, req_data);
-        if parts.is_empty() {
-            return match stream.write(lp, &[], done) {
-                Ok(below) => c_int::from(!below),
-                Err(e) => e.code(),
-            };
+        let done = status_cb(h as *mut Handle, cb, req_data);
+        // SAFETY: checked by with_slices.
+        let written = unsafe { with_slices(bufs, nbufs, |parts| stream.write_vectored(lp, parts, done)) };
+        match written {
+            Ok(Ok(below)) => c_int::from(!below),
+            Ok(Err(e)) => e.code(),
+            Err(e) => e,
         }
-        let last = parts.len() - 1;
-        let mut below = true;
-        for (i, part) in parts.iter().enumerate() {
-            match stream.write(lp, part, if i == last { done.take() } else { None }) {
-                Ok(b) => below = b,
-                Err(e) => return e.code(),
-            }
-        }
-        c_int::from(!below)
     })
 }
 
@@ -383,25 +383,26 @@ pub unsafe extern "C" fn evl_write(
 #[no_mangle]
 pub unsafe extern "C" fn evl_try_write(s: *mut evl_stream_t, bufs: *const evl_buf_t, nbufs: c_uint) -> c_int {
     with_open!(s, Stream, |h, lp, Id::Stream(stream)| {
-        // SAFETY: checked by slices.
-        let parts = match unsafe { slices(bufs, nbufs) } {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        let mut total = 0usize;
-        for part in parts {
-            match stream.try_write(lp, part) {
-                Ok(n) => {
-                    total += n;
-                    if n < part.len() {
-                        break;
+        // SAFETY: checked by with_slices.
+        let tried = unsafe {
+            with_slices(bufs, nbufs, |parts| {
+                let mut total = 0usize;
+                for part in parts {
+                    match stream.try_write(lp, part) {
+                        Ok(n) => {
+                            total += n;
+                            if n < part.len() {
+                                break;
+                            }
+                        }
+                        Err(e) if total == 0 => return e.code(),
+                        Err(_) => break,
                     }
                 }
-                Err(e) if total == 0 => return e.code(),
-                Err(_) => break,
-            }
-        }
-        total.min(c_int::MAX as usize) as c_int
+                total.min(c_int::MAX as usize) as c_int
+            })
+        };
+        tried.unwrap_or_else(|e| e)
     })
 }
 

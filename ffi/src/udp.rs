@@ -2,7 +2,7 @@
 
 use crate::handle::{call_c, create, evl_udp_t, with_open, Handle, Id};
 use crate::loop_::evl_loop_t;
-use crate::stream::{evl_buf_t, from_std, slices, to_std};
+use crate::stream::{evl_buf_t, from_std, to_std, with_slices};
 use evloop::{Udp, UdpBindOptions};
 use libc::{c_char, c_int, c_uint, c_void, sockaddr, sockaddr_storage, socklen_t, ssize_t};
 use std::ffi::CStr;
@@ -78,17 +78,10 @@ pub unsafe extern "C" fn evl_udp_send(
     req_data: *mut c_void,
 ) -> c_int {
     with_open!(u, Udp, |h, lp, Id::Udp(udp)| {
-        // SAFETY: checked by to_std / slices.
-        let (to, parts) = match unsafe { to_std(addr, addrlen).and_then(|a| Ok((a, slices(bufs, nbufs)?))) } {
-            Ok(x) => x,
+        // SAFETY: checked by to_std.
+        let to = match unsafe { to_std(addr, addrlen) } {
+            Ok(a) => a,
             Err(e) => return e,
-        };
-        let joined;
-        let data: &[u8] = if parts.len() == 1 {
-            parts[0]
-        } else {
-            joined = parts.concat();
-            &joined
         };
         let done: Option<evloop::SendCb> = cb.map(|cb| {
             let (raw, rd) = (h as *mut Handle as usize, req_data as usize);
@@ -98,7 +91,17 @@ pub unsafe extern "C" fn evl_udp_send(
                 unsafe { call_c(h, lp, |_| cb(h.cast(), crate::code(r), rd as *mut c_void)) }
             }) as evloop::SendCb
         });
-        crate::code(udp.send_to(lp, data, to, done))
+        // SAFETY: checked by with_slices.
+        let sent = unsafe {
+            with_slices(bufs, nbufs, |parts| match parts {
+                [one] => udp.send_to(lp, one, to, done),
+                _ => udp.send_to(lp, &parts.concat(), to, done),
+            })
+        };
+        match sent {
+            Ok(r) => crate::code(r),
+            Err(e) => e,
+        }
     })
 }
 

@@ -428,3 +428,22 @@ def test_sendfile(loop):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_writelines_of_bytes_keeps_order_with_large_items(loop):
+    async def main():
+        server, port = await _serve(loop, Echo)
+        proto = Collect(loop)
+        tr, _ = await loop.create_connection(lambda: proto, "127.0.0.1", port)
+        big = bytes(range(256)) * 12_000
+        tr.writelines([b"head:", b"", big, b";"])
+        tr.write(b"between")
+        tr.writelines([b"tail", b"!"])
+        tr.writelines([])
+        tr.write_eof()
+        await asyncio.wait_for(proto.lost, 30)
+        assert bytes(proto.data) == b"head:" + big + b";" + b"between" + b"tail!"
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())

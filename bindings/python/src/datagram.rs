@@ -7,7 +7,10 @@
 use crate::core_loop::Core;
 use crate::errors::os_error;
 use crate::handle::{report, Ran};
-use crate::transport::{report_transport_error, set_result_unless_done, with_bytes};
+use crate::transport::{
+    presented_class, release_fd, report_transport_error, settle_waiter, with_bytes, write_buffer_limits,
+    DEFAULT_HIGH_WATER,
+};
 use evloop::{Handle as _, Loop, Udp};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -18,7 +21,6 @@ use pyo3::{PyTraverseError, PyVisit};
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -266,17 +268,8 @@ impl DatagramTransport {
         if this.torn_down.replace(true) {
             return;
         }
-        this.core
-            .bind(py)
-            .get()
-            .state
-            .transport_fds
-            .borrow_mut()
-            .remove(&this.fd);
         let sock = this.sock.borrow_mut().take();
-        if let Some(sock) = sock {
-            let _ = sock.call_method0(py, intern!(py, "detach"));
-        }
+        release_fd(this.core.get(), this.fd, sock);
         if let Ok(lp) = this.lp() {
             let _ = this.udp.close(lp, None);
         }
@@ -330,12 +323,7 @@ impl Drop for DatagramTransport {
             return;
         }
         let core = self.core.get();
-        core.state.transport_fds.borrow_mut().remove(&self.fd);
-        if let Some(sock) = self.sock.get_mut().take() {
-            Python::with_gil(|py| {
-                let _ = sock.call_method0(py, intern!(py, "detach"));
-            });
-        }
+        release_fd(core, self.fd, self.sock.get_mut().take());
         if let Ok(lp) = core.lp() {
             let _ = self.udp.close(lp, None);
         }
@@ -424,13 +412,7 @@ impl DatagramTransport {
         if !this.closing.get() && !this.paused_reading.get() {
             Self::start_reading(slf)?;
         }
-        if let Some(waiter) = waiter {
-            let w = waiter.bind(py);
-            if !w.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
-                set_result_unless_done(py, w)?;
-            }
-        }
-        Ok(())
+        settle_waiter(py, waiter)
     }
 
     #[pyo3(signature = (data, addr = None))]
@@ -516,16 +498,10 @@ impl DatagramTransport {
 
     #[pyo3(signature = (high = None, low = None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let high = high.unwrap_or_else(|| low.map_or(DEFAULT_HIGH_WATER as i64, |l| 4 * l));
-        let low = low.unwrap_or(high / 4);
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!(
-                "high ({high}) must be >= low ({low}) must be >= 0"
-            )));
-        }
+        let (high, low) = write_buffer_limits(high, low)?;
         let this = slf.get();
-        this.high.set(high as usize);
-        this.low.set(low as usize);
+        this.high.set(high);
+        this.low.set(low);
         let queued = this.udp.send_queue_size(this.lp()?);
         Self::maybe_pause_protocol(slf, queued);
         Ok(())
@@ -645,11 +621,7 @@ impl DatagramTransport {
 
     #[getter]
     fn __class__(slf: &Bound<'_, Self>) -> PyObject {
-        let py = slf.py();
-        match PRESENTED_CLASS.get(py) {
-            Some(cls) => cls.clone_ref(py).into_any(),
-            None => slf.get_type().into_any().unbind(),
-        }
+        presented_class(&PRESENTED_CLASS, slf.as_any())
     }
 
     fn __repr__(&self) -> String {

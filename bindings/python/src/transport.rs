@@ -16,7 +16,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 use std::cell::{Cell, RefCell};
 
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+pub(crate) const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
 static BUFFERED_PROTOCOL: GILOnceCell<Py<PyType>> = GILOnceCell::new();
 
@@ -279,18 +279,8 @@ impl StreamTransport {
                 let _ = this.computed_extra(py, key);
             }
         }
-        this.core
-            .bind(py)
-            .get()
-            .state
-            .transport_fds
-            .borrow_mut()
-            .remove(&this.fd);
-        // The core closes the fd: the Python socket must not close it again.
         let sock = this.sock.borrow_mut().take();
-        if let Some(sock) = sock {
-            let _ = sock.call_method0(py, intern!(py, "detach"));
-        }
+        release_fd(this.core.get(), this.fd, sock);
         let _ = this.stream.close(lp, None);
         // As asyncio does, the protocol hears of it from the ready queue: at the latest in the
         // iteration that is running, whatever the backend still has to finish for the close.
@@ -415,7 +405,15 @@ impl StreamTransport {
                 return Ok(());
             }
         }
-        match this.stream.write(lp, bytes, None) {
+        Self::write_parts(slf, std::slice::from_ref(&bytes))
+    }
+
+    /// Hands buffers to the core as one write, then applies flow control to what waits.
+    fn write_parts(slf: &Bound<'_, Self>, parts: &[&[u8]]) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lp = this.lp(py)?;
+        match this.stream.write_vectored(lp, parts, None) {
             Ok(_) => {
                 let queued = this.stream.write_queue_size(lp);
                 if queued > 0 {
@@ -460,15 +458,54 @@ impl Drop for StreamTransport {
             return;
         }
         let core = self.core.get();
-        core.state.transport_fds.borrow_mut().remove(&self.fd);
-        if let Some(sock) = self.sock.get_mut().take() {
-            Python::with_gil(|py| {
-                let _ = sock.call_method0(py, intern!(py, "detach"));
-            });
-        }
+        release_fd(core, self.fd, self.sock.get_mut().take());
         if let Ok(lp) = core.lp() {
             let _ = self.stream.close(lp, None);
         }
+    }
+}
+
+/// Validates asyncio's `set_write_buffer_limits(high, low)` arguments, filling in the
+/// defaults asyncio uses: `(high, low)`.
+pub(crate) fn write_buffer_limits(high: Option<i64>, low: Option<i64>) -> PyResult<(usize, usize)> {
+    let high = high.unwrap_or_else(|| low.map_or(DEFAULT_HIGH_WATER as i64, |l| 4 * l));
+    let low = low.unwrap_or(high / 4);
+    if !(high >= low && low >= 0) {
+        return Err(PyValueError::new_err(format!(
+            "high ({high}) must be >= low ({low}) must be >= 0"
+        )));
+    }
+    Ok((high as usize, low as usize))
+}
+
+/// The core is closing a transport's fd: it stops counting as a transport's, and the Python
+/// socket is detached so that it does not close the fd a second time.
+pub(crate) fn release_fd(core: &Core, fd: i32, sock: Option<PyObject>) {
+    core.state.transport_fds.borrow_mut().remove(&fd);
+    if let Some(sock) = sock {
+        Python::with_gil(|py| {
+            let _ = sock.call_method0(py, intern!(py, "detach"));
+        });
+    }
+}
+
+/// Completes the waiter of `create_connection` and the like, unless it was cancelled.
+pub(crate) fn settle_waiter(py: Python<'_>, waiter: Option<PyObject>) -> PyResult<()> {
+    if let Some(waiter) = waiter {
+        let w = waiter.bind(py);
+        if !w.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+            set_result_unless_done(py, w)?;
+        }
+    }
+    Ok(())
+}
+
+/// The class a native transport presents as `__class__`: the one registered in `cell`, or its
+/// own type before that.
+pub(crate) fn presented_class(cell: &GILOnceCell<Py<PyType>>, slf: &Bound<'_, PyAny>) -> PyObject {
+    match cell.get(slf.py()) {
+        Some(cls) => cls.clone_ref(slf.py()).into_any(),
+        None => slf.get_type().into_any().unbind(),
     }
 }
 
@@ -640,13 +677,7 @@ impl StreamTransport {
         if !this.closing.get() && !this.paused_reading.get() {
             Self::start_reading(slf)?;
         }
-        if let Some(waiter) = waiter {
-            let w = waiter.bind(py);
-            if !w.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
-                set_result_unless_done(py, w)?;
-            }
-        }
-        Ok(())
+        settle_waiter(py, waiter)
     }
 
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -658,9 +689,23 @@ impl StreamTransport {
     }
 
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let items = list_of_data.iter()?.collect::<PyResult<Vec<_>>>()?;
+        // `bytes` items, on a backend that sends at once (epoll): one gathered send from the
+        // objects themselves. Otherwise the items are joined (io_uring copies what it queues
+        // anyway).
+        if !slf.get().ring_writes && items.iter().all(|i| i.is_instance_of::<PyBytes>()) {
+            let parts: Vec<&[u8]> = items
+                .iter()
+                .map(|i| i.downcast::<PyBytes>().map(|b| b.as_bytes()))
+                .collect::<Result<_, _>>()?;
+            if !Self::writable_state(slf)? || parts.iter().all(|p| p.is_empty()) {
+                return Ok(());
+            }
+            return Self::write_parts(slf, &parts);
+        }
         let mut joined = Vec::new();
-        for item in list_of_data.iter()? {
-            with_bytes(&item?, |b| joined.extend_from_slice(b))?;
+        for item in &items {
+            with_bytes(item, |b| joined.extend_from_slice(b))?;
         }
         if !Self::writable_state(slf)? || joined.is_empty() {
             return Ok(());
@@ -763,16 +808,10 @@ impl StreamTransport {
 
     #[pyo3(signature = (high = None, low = None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let high = high.unwrap_or_else(|| low.map_or(DEFAULT_HIGH_WATER as i64, |l| 4 * l));
-        let low = low.unwrap_or(high / 4);
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!(
-                "high ({high}) must be >= low ({low}) must be >= 0"
-            )));
-        }
+        let (high, low) = write_buffer_limits(high, low)?;
         let this = slf.get();
-        this.high.set(high as usize);
-        this.low.set(low as usize);
+        this.high.set(high);
+        this.low.set(low);
         let lp = this.lp(slf.py())?;
         let queued = this.stream.write_queue_size(lp);
         Self::maybe_pause_protocol(slf, queued);
@@ -900,11 +939,7 @@ impl StreamTransport {
 
     #[getter]
     fn __class__(slf: &Bound<'_, Self>) -> PyObject {
-        let py = slf.py();
-        match PRESENTED_CLASS.get(py) {
-            Some(cls) => cls.clone_ref(py).into_any(),
-            None => slf.get_type().into_any().unbind(),
-        }
+        presented_class(&PRESENTED_CLASS, slf.as_any())
     }
 
     fn __repr__(&self) -> String {

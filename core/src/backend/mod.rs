@@ -315,6 +315,15 @@ impl Backend {
         }
     }
 
+    /// `try_send_now` for several buffers sent as one.
+    #[inline]
+    pub(crate) fn try_send_vectored_now(&mut self, fd: RawFd, bufs: &[&[u8]]) -> Option<Result<usize>> {
+        match self {
+            Backend::Epoll(_) => Some(crate::sys::socket::send_vectored(fd, bufs)),
+            Backend::Uring(_) => None,
+        }
+    }
+
     /// `try_send_now` for a datagram to `addr`.
     #[inline]
     pub(crate) fn try_send_to_now(

@@ -341,8 +341,37 @@ impl Stream {
     pub fn write(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
         match self.send_now_if_idle(lp, data, cb.is_none())? {
             None => Ok(true),
-            Some(sent) => self.write_queued(lp, data, cb, sent),
+            Some(sent) => self.write_queued(lp, std::slice::from_ref(&data), cb, sent),
         }
+    }
+
+    /// [`Stream::write`] of several buffers, in order, as one write: `cb` runs once for all of
+    /// them. With nothing queued, a backend that sends at once (epoll) sends them with one
+    /// gathered system call from the caller's memory; what the socket does not take is copied
+    /// and queued, as for `write`.
+    pub fn write_vectored(self, lp: &mut Loop, bufs: &[&[u8]], cb: Option<DoneCb>) -> Result<bool> {
+        match bufs {
+            [] => return self.write(lp, &[], cb),
+            [one] => return self.write(lp, one, cb),
+            _ => {}
+        }
+        let sent = {
+            let Loop { streams, backend, .. } = &mut *lp;
+            let e = self.open_entry(streams)?;
+            const NOT_IDLE: u16 =
+                flag::WRITE_BUSY | flag::CONNECTING | flag::LISTENING | flag::SHUT_REQUESTED;
+            if e.flags & NOT_IDLE != 0 || bufs.len() > sys::socket::MAX_IOVECS {
+                e.check_writable()?;
+                SentNow::Bytes(0)
+            } else {
+                match backend.try_send_vectored_now(e.fd, bufs) {
+                    Some(Ok(n)) => SentNow::Bytes(n),
+                    Some(Err(Error::EAGAIN)) | None => SentNow::Bytes(0),
+                    Some(Err(err)) => SentNow::Failed(err),
+                }
+            }
+        };
+        self.write_queued(lp, bufs, cb, sent)
     }
 
     /// `write`'s first step, kept small so the common case (a reply sent whole at once) costs
@@ -373,13 +402,14 @@ impl Stream {
     /// The rest of `write`: queue what the first step did not send, record a callback, or
     /// record the error the send met.
     #[inline(never)]
-    fn write_queued(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>, sent: SentNow) -> Result<bool> {
+    fn write_queued(self, lp: &mut Loop, parts: &[&[u8]], cb: Option<DoneCb>, sent: SentNow) -> Result<bool> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         let sent_now = match sent {
             SentNow::Bytes(n) => n,
             SentNow::Failed(err) => {
                 let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
                 let w = e.w.get_or_insert_with(WriteState::new);
-                w.queued_total += data.len() as u64;
+                w.queued_total += total as u64;
                 if let Some(cb) = cb {
                     w.reqs.push_back((w.queued_total, Some(cb)));
                 }
@@ -389,8 +419,13 @@ impl Stream {
         };
         let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         let w = e.w.get_or_insert_with(WriteState::new);
-        w.pending.extend_from_slice(&data[sent_now..]);
-        w.queued_total += data.len() as u64;
+        let mut skip = sent_now;
+        for part in parts {
+            let n = skip.min(part.len());
+            skip -= n;
+            w.pending.extend_from_slice(&part[n..]);
+        }
+        w.queued_total += total as u64;
         w.written_total += sent_now as u64;
 
         if let Some(cb) = cb {
@@ -398,7 +433,7 @@ impl Stream {
             w.reqs.push_back((end, Some(cb)));
         }
         e.sync_write_busy();
-        if sent_now == data.len() {
+        if sent_now == total {
             // All sent at once: only the callback is owed, from the deferred queue.
             lp.stream_defer(self.idx, self.gen);
             lp.stream_update_active(self.idx, self.gen);

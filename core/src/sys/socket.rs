@@ -186,6 +186,39 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> Result<usize> {
     raw::cvt_raw(unsafe { raw::syscall6(libc::SYS_sendto, args) })
 }
 
+/// The iovecs one gathered send takes at most (Linux's UIO_MAXIOV); callers send more buffers
+/// in several calls.
+pub(crate) const MAX_IOVECS: usize = 1024;
+
+/// `sendmsg` of several buffers with MSG_NOSIGNAL: one system call (and, with TCP_NODELAY, as
+/// few packets as the bytes need) for a header and a body. At most [`MAX_IOVECS`] buffers.
+pub(crate) fn send_vectored(fd: RawFd, bufs: &[&[u8]]) -> Result<usize> {
+    debug_assert!(bufs.len() <= MAX_IOVECS);
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 64];
+    let mut heap;
+    let iov: &mut [libc::iovec] = if bufs.len() <= iov.len() {
+        &mut iov[..bufs.len()]
+    } else {
+        heap = vec![iov[0]; bufs.len()];
+        &mut heap
+    };
+    for (v, b) in iov.iter_mut().zip(bufs) {
+        *v = libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        };
+    }
+    // SAFETY: an all-zero msghdr is valid; it names `iov`, which outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    // SAFETY: every iovec names a readable region of the caller's buffers.
+    cvt_size(unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })
+}
+
 /// `recv`, made directly for the reason given at [`send`].
 #[inline]
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> Result<usize> {
