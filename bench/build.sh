@@ -9,6 +9,11 @@ mkdir -p bench/bin
 CFLAGS="-O2 -Wall -Wextra -Werror"
 gcc $CFLAGS -o bench/bin/loadgen bench/c/loadgen.c
 gcc $CFLAGS -o bench/bin/bare_echo bench/c/bare_echo.c
+if [ -f /usr/include/liburing.h ]; then
+    gcc $CFLAGS -o bench/bin/uring_echo bench/c/uring_echo.c -luring
+else
+    echo "liburing-dev not found: the bare liburing echo server is skipped" >&2
+fi
 if pkg-config --exists libuv; then
     gcc $CFLAGS -o bench/bin/uv_echo bench/c/uv_echo.c $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -o bench/bin/uv_timers bench/c/timers.c $(pkg-config --cflags --libs libuv)

@@ -10,7 +10,10 @@ so machine drift hits all of them alike; the median of the rounds is reported.
 System calls are counted in a round of their own, since tracing slows each call of the server
 it traces.
 
-usage: bench/echo.py [--conns 100] [--size 64] [--seconds 5] [--rounds 3] [--markdown FILE]
+usage: bench/echo.py [--conns 100] [--size 64] [--seconds 5] [--rounds 3] [--matrix]
+                     [--matrix-seconds 2] [--markdown FILE]
+Servers: evloop's Rust echo server and its C example through libevloop.so (each backend), libuv
+(uv_write, and uv_try_write first), a bare epoll loop and a bare liburing multishot loop.
 Needs the binaries built by bench/build.sh.
 """
 import argparse, os, socket, statistics, subprocess, sys, time
@@ -27,11 +30,74 @@ def servers(port):
     out = []
     for backend in available_backends():
         out.append((f"evloop ({backend})", [echo, str(port)], {"EVLOOP_BACKEND": backend}))
+    c_echo = os.path.join(ROOT, "build", "examples", "echo_server")
+    if os.path.exists(c_echo):
+        for backend in available_backends():
+            out.append((f"evloop ({backend}, C API)", [c_echo, str(port)], {"EVLOOP_BACKEND": backend}))
     uv = os.path.join(BIN, "uv_echo")
     if os.path.exists(uv):
         out.append(("libuv, uv_write", [uv, str(port), "write"], {}))
         out.append(("libuv, uv_try_write first", [uv, str(port), "trywrite"], {}))
+    bare = os.path.join(BIN, "bare_echo")
+    if os.path.exists(bare):
+        out.append(("bare epoll", [bare, str(port), "epoll"], {}))
+    ring = os.path.join(BIN, "uring_echo")
+    if os.path.exists(ring):
+        out.append(("bare liburing (multishot)", [ring, str(port)], {}))
     return out
+
+
+MATRIX_CONNS = (1, 100, 1000)
+MATRIX_SIZES = (64, 4096, 65536)
+
+
+def size_label(size):
+    return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
+
+
+def matrix(args, table):
+    """Every cell of 1, 100, 1,000 connections × 64 B, 4 KiB, 64 KiB but the main one: one
+    round of --matrix-seconds each, servers interleaved; no traced round (syscalls n/a)."""
+    cells = [(c, s) for c in MATRIX_CONNS for s in MATRIX_SIZES if (c, s) != (args.conns, args.size)]
+    results = {}
+    port = args.port + 7000
+    for conns, size in cells:
+        cell_args = argparse.Namespace(conns=conns, size=size, seconds=args.matrix_seconds)
+        for name, cmd, env in table:
+            port += 1
+            cmd = [c if c != str(args.port) else str(port) for c in cmd]
+            results[(conns, size, name)] = one_run(name, cmd, env, port, cell_args, False)
+            r = results[(conns, size, name)]
+            print(f"{conns} × {size_label(size)} {name}: {r['rate']:.0f} msg/s, {r['cpu_us']:.2f} µs CPU/msg "
+                  f"({r['user_us']:.3f} user)", flush=True)
+    names = [n for n, _, _ in table]
+    ref = next((n for n in names if n.startswith("libuv, uv_write")), None)
+    lines = ["", f"Every size: 1, 100 and 1,000 connections × 64 B, 4 KiB and 64 KiB, {args.matrix_seconds} s per "
+             "server and cell, one round, servers interleaved (the main cell is the table above). Server CPU per "
+             "message against libuv's (`uv_write`), and its user-space part against libuv's:", "",
+             "| server | " + " | ".join(f"{c} × {size_label(s)}" for c, s in cells) + " |",
+             "|---|" + "---:|" * len(cells)]
+    for n in names:
+        if n == ref:
+            continue
+        row = []
+        for c, s in cells:
+            mine, theirs = results[(c, s, n)], results[(c, s, ref)] if ref else None
+            if not theirs:
+                row.append("–")
+                continue
+            user = f"{mine['user_us'] / theirs['user_us']:.2f}×" if theirs["user_us"] else "–"
+            row.append(f"{mine['cpu_us'] / theirs['cpu_us']:.2f}× ({user})")
+        lines.append(f"| {n} | " + " | ".join(row) + " |")
+    lines += ["", "The same cells, raw:", "",
+              "| cell | server | msg/s | CPU µs/msg | user µs/msg | system µs/msg | p50 µs | p99 µs | reply spread |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for c, s in cells:
+        for n in names:
+            r = results[(c, s, n)]
+            lines.append(f"| {c} × {size_label(s)} | {n} | {r['rate']:.0f} | {r['cpu_us']:.2f} | {r['user_us']:.3f} | "
+                         f"{r['cpu_us'] - r['user_us']:.2f} | {r['p50']} | {r['p99']} | {r['spread']:.2f} |")
+    return lines
 
 
 def available_backends():
@@ -160,6 +226,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--port", type=int, default=7100)
+    ap.add_argument("--matrix", action="store_true", help="also every size and connection count, briefly")
+    ap.add_argument("--matrix-seconds", type=int, default=2)
     ap.add_argument("--markdown", help="write the table to this file")
     args = ap.parse_args()
     use_perf = perf_works()
@@ -207,6 +275,8 @@ def main():
         lines.append(f"| {n} | {m['rate']:.0f} | {m['cpu_us']:.2f} | {m['user_us']:.3f} | {sc} | {m['p50']:.0f} | "
                      f"{m['p99']:.0f} | {ratio} | {paired(n, 'cpu_us')} | {paired(n, 'user_us')} | "
                      f"{paired(n, 'p99')} | {m['spread']:.2f} |")
+    if args.matrix:
+        lines += matrix(args, table)
     emit(lines, args.markdown)
 
 

@@ -2,7 +2,7 @@
 # Runs every benchmark and rewrites BENCHMARKS.md and bench/results/ from the results (about 40
 # minutes). `--quick` runs each scenario once and briefly (a few minutes, for development) and
 # writes bench/results/QUICK.md instead, leaving BENCHMARKS.md alone. Installs the peers the
-# scenarios use where missing: libuv1-dev (scripts/setup.sh), wrk and nginx (Debian), uvloop,
+# scenarios use where missing: libuv1-dev (scripts/setup.sh), wrk, nginx and liburing-dev (Debian), uvloop,
 # rloop, aiohttp, aiofiles and matplotlib from PyPI, Node with npm (the addon is built by npm
 # install).
 set -euo pipefail
@@ -14,10 +14,11 @@ export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -c "import uvloop, rloop, aiohttp, aiofiles, matplotlib" 2>/dev/null ||
     python3 -m pip install --quiet uvloop rloop aiohttp aiofiles matplotlib 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages uvloop rloop aiohttp aiofiles matplotlib
-if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then
+if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } ||
+    [ ! -f /usr/include/liburing.h ]; then
     sudo=$([ "$(id -u)" = 0 ] || echo sudo)
     $sudo apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk nginx-light >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk nginx-light liburing-dev >/dev/null
 fi
 out=BENCHMARKS.md
 idle_busy_args=(--plot bench/results/idle_busy.png)
@@ -27,10 +28,11 @@ if [ $quick = 1 ]; then
     idle_busy_args=(--quick --plot bench/results/idle_busy-quick.png)
 fi
 py_seconds=$([ $quick = 1 ] && echo 1 || echo 3)
+http_conns=$([ $quick = 1 ] && echo 50 || echo 1,50,500)
 bench/build.sh
 make --quiet examples
 tmp=$(mktemp -d)
-python3 bench/echo.py --rounds "${ECHO_ROUNDS:-7}" --seconds "${SECONDS_PER_RUN:-4}" --markdown "$tmp/echo.md"
+python3 bench/echo.py --rounds "${ECHO_ROUNDS:-5}" --seconds "${SECONDS_PER_RUN:-4}" $([ $quick = 1 ] || echo --matrix --matrix-seconds 2) --markdown "$tmp/echo.md"
 bench/instructions.sh 20 4 > "$tmp/instructions.md"
 python3 bench/timers.py --rounds "${ROUNDS:-3}" --markdown "$tmp/timers.md"
 if [ $quick = 1 ]; then
@@ -42,15 +44,15 @@ python3 bench/files.py --rounds "${FILES_ROUNDS:-7}" --passes $([ $quick = 1 ] &
 python3 bench/poll.py --rounds "${POLL_ROUNDS:-5}" --markdown "$tmp/poll.md"
 python3 bench/idle_busy.py --rounds "${IDLE_ROUNDS:-3}" --markdown "$tmp/idle_busy.md" "${idle_busy_args[@]}"
 python3 bench/wakeup.py --rounds "${ROUNDS:-3}" --seconds "$([ $quick = 1 ] && echo 1 || echo 2)" --markdown "$tmp/wakeup.md"
-python3 bench/http.py --suite c --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/http_c.md"
+python3 bench/http.py --suite c --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --conns "$http_conns" --markdown "$tmp/http_c.md"
 # Python: the package as users install it.
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-build-isolation ./bindings/python
 python3 bench/python_scheduling.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_scheduling.md"
 python3 bench/python_files.py --rounds "${PY_ROUNDS:-5}" --markdown "$tmp/python_files.md"
-python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds "$py_seconds" --matrix --matrix-seconds "$([ $quick = 1 ] && echo 1 || echo 2)" --markdown "$tmp/python_echo.md"
+python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds "$py_seconds" $([ $quick = 1 ] || echo --matrix --matrix-seconds 1) --markdown "$tmp/python_echo.md"
 python3 bench/python_profile.py --seconds "$py_seconds" --markdown "$tmp/python_profile.md"
 python3 bench/python_idle.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_idle.md"
-python3 bench/http.py --suite python --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/http_python.md"
+python3 bench/http.py --suite python --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --conns "$http_conns" --markdown "$tmp/http_python.md"
 # Node: the addon as users build it.
 (cd bindings/node && npm install --no-audit --no-fund --loglevel=error)
 python3 bench/node_echo.py --rounds "${NODE_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/node_echo.md"

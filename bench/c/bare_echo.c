@@ -55,7 +55,15 @@ static int echo_once(int fd) {
         ssize_t off = 0;
         while (off < n) {
             ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
-            if (w <= 0) return w < 0 && errno == EAGAIN; /* a ping-pong peer never fills it */
+            if (w < 0 && errno == EAGAIN) {
+                /* A large message can outgrow the socket's send buffer; the ping-pong peer is
+                 * reading it, so wait here for room rather than keep a queue (small messages
+                 * never get here). */
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                if (poll(&p, 1, 5000) <= 0) return 0;
+                continue;
+            }
+            if (w <= 0) return 0;
             off += w;
         }
         return 1;
