@@ -83,11 +83,6 @@ def c_servers():
 def python_servers():
     server = os.path.join(HERE, "python", "http_server.py")
     kinds = python_loops()
-    try:
-        import rloop  # noqa: F401
-        kinds.insert(kinds.index("asyncio"), "rloop")
-    except ImportError:
-        pass
     return [(f"aiohttp on {k}", lambda port, _d, k=k: [sys.executable, server, str(port), k], {}) for k in kinds]
 
 
@@ -122,14 +117,18 @@ def one_run(name, cmd, env, port, conns, seconds):
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if load.returncode != 0 or not total or not rate or int(total.group(1)) == 0:
         raise RuntimeError(f"{name}: wrk failed: {out} {load.stderr}")
-    if errors or non2xx:
-        raise RuntimeError(f"{name}: wrk saw errors: {errors.group(0) if errors else non2xx.group(0)}")
+    if non2xx:
+        raise RuntimeError(f"{name}: wrk saw wrong answers: {non2xx.group(0)}")
+    # Socket errors (a request unanswered within wrk's 2 s timeout, a reset) are counted and
+    # reported, not fatal: under 500 connections a slow server can let a few time out.
+    err_count = sum(int(n) for n in re.findall(r"\d+", errors.group(1))) if errors else 0
     reqs = int(total.group(1))
     return {
         "rate": float(rate.group(1)),
         "cpu_us": (u1 - u0 + s1 - s0) / echo.HZ * 1e6 / reqs,
         "user_us": (u1 - u0) / echo.HZ * 1e6 / reqs,
         "p99": to_us(p99.group(1)) if p99 else None,
+        "errors": err_count,
     }
 
 
@@ -164,8 +163,9 @@ def main():
     lines = [f"`wrk -t1` against {what}; {args.seconds} s per run, median of {args.rounds} rounds, rounds "
              f"interleaved; server on CPU 0, wrk on CPU 1. Ratios: medians of per-round ratios against {ref}.", ""]
     extra_ref = "nginx (1 worker)" if args.suite == "c" and any(n.startswith("nginx") for n, _, _ in servers) else None
-    header = f"| server | req/s | CPU µs/req | user µs/req | p99 µs | CPU/req vs {ref} | user/req vs {ref} |"
-    rule = "|---|---:|---:|---:|---:|---:|---:|"
+    header = (f"| server | req/s | CPU µs/req | user µs/req | p99 µs | socket errors (all rounds) | CPU/req vs {ref} | "
+              f"user/req vs {ref} |")
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
     if extra_ref:
         header += " CPU/req vs nginx |"
         rule += "---:|"
@@ -179,7 +179,7 @@ def main():
             vs = median_ratio(runs, refs, "cpu_us") if refs and name != ref else "–"
             vs_user = median_ratio(runs, refs, "user_us") if refs and name != ref else "–"
             row = (f"| {name} | {med['rate']:.0f} | {med['cpu_us']:.2f} | {med['user_us']:.2f} | "
-                   f"{statistics.median(p99s):.0f} | {vs} | {vs_user} |")
+                   f"{statistics.median(p99s):.0f} | {sum(x['errors'] for x in runs)} | {vs} | {vs_user} |")
             if extra_ref:
                 nginx_runs = results[(conns, extra_ref)]
                 row += f" {median_ratio(runs, nginx_runs, 'cpu_us') if name != extra_ref else '–'} |"
