@@ -7,7 +7,7 @@ For evloop the native code splits further into the core (`evloop::` symbols: the
 streams) and the binding's glue (`_evloop::` and `pyo3::` symbols, and the rest of the extension
 module); for uvloop into libuv and the Cython loop, which share one extension module.
 
-usage: bench/python_profile.py [--loops evloop-uring,evloop-epoll,uvloop] [--mode protocol]
+usage: bench/python_profile.py [--loops evloop-uring,evloop-epoll,uvloop] [--mode protocol|buffered|streams|http]
                                [--conns 100] [--size 64] [--seconds 4] [--markdown FILE]
 """
 import argparse
@@ -29,8 +29,11 @@ LINE = re.compile(r"^\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)$")
 def category(dso, symbol):
     if dso.startswith("[kernel") or dso == "[unknown]" and symbol.startswith("0xffff"):
         return "kernel"
-    if "libpython" in dso or dso.startswith("python3"):
+    if "libpython" in dso or dso.startswith(("python3", "_asyncio.")):
         return "Python interpreter"
+    if dso.startswith(("_http_parser", "_http_writer", "_websocket", "_multidict", "_quoting", "_frozenlist",
+                       "_helpers", "_propcache")) or "aiohttp" in dso or "multidict" in dso or "yarl" in dso:
+        return "aiohttp's C parts"
     if dso.startswith("_evloop"):
         return "evloop core" if symbol.startswith(("evloop::", "io_uring::", "<evloop::")) else "evloop binding (pyo3 glue)"
     if "uvloop" in dso or dso.startswith("loop.cpython"):
@@ -40,16 +43,24 @@ def category(dso, symbol):
     return "other"
 
 
+HTTP_SERVER = os.path.join(HERE, "python", "http_server.py")
+
+
 def profile(kind, args, port):
+    http = args.mode == "http"
     with tempfile.TemporaryDirectory() as d:
         data = os.path.join(d, "perf.data")
-        proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, SERVER, str(port), kind, args.mode],
+        server = [HTTP_SERVER, str(port), kind] if http else [SERVER, str(port), kind, args.mode]
+        proc = subprocess.Popen(["taskset", "-c", "0", sys.executable] + server,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             echo.wait_port(port, proc)
-            load = subprocess.Popen(["taskset", "-c", "1", os.path.join(HERE, "bin", "loadgen"), str(port), "-c",
-                                     str(args.conns), "-s", str(args.size), "-d", str(args.seconds + 2)],
-                                    stdout=subprocess.PIPE, text=True)
+            if http:
+                cmd = ["wrk", "-t1", f"-c{args.conns}", f"-d{args.seconds + 2}s", f"http://127.0.0.1:{port}/"]
+            else:
+                cmd = [os.path.join(HERE, "bin", "loadgen"), str(port), "-c", str(args.conns), "-s", str(args.size),
+                       "-d", str(args.seconds + 2)]
+            load = subprocess.Popen(["taskset", "-c", "1"] + cmd, stdout=subprocess.PIPE, text=True)
             time.sleep(1)
             u0, s0 = echo.cpu_ticks(proc.pid)
             t0 = time.time()
@@ -61,8 +72,10 @@ def profile(kind, args, port):
         finally:
             proc.send_signal(15)
             proc.wait(timeout=10)
-        fields = dict(kv.split("=") for kv in out.split()[1:])
-        msgs = float(fields["rate"]) * elapsed
+        if http:
+            msgs = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)) * elapsed
+        else:
+            msgs = float(dict(kv.split("=") for kv in out.split()[1:])["rate"]) * elapsed
         cpu_us = (u1 - u0 + s1 - s0) / echo.HZ * 1e6 / msgs
         report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym",
                                  "-g", "none", "--percent-limit", "0"], capture_output=True, text=True).stdout
@@ -86,16 +99,17 @@ def main():
     ap.add_argument("--port", type=int, default=7900)
     ap.add_argument("--markdown")
     args = ap.parse_args()
-    cats = ["kernel", "Python interpreter", "evloop core", "evloop binding (pyo3 glue)", "uvloop (libuv + Cython)",
+    cats = ["kernel", "Python interpreter", "aiohttp's C parts", "evloop core", "evloop binding (pyo3 glue)", "uvloop (libuv + Cython)",
             "libc", "other"]
     rows = {}
     for i, kind in enumerate(args.loops.split(",")):
         rows[kind] = profile(kind, args, args.port + i)
         print(kind, rows[kind], flush=True)
     used = [c for c in cats if any(r[1].get(c, 0) > 0.0005 for r in rows.values())]
-    lines = [f"`perf record -e cpu-clock` of each {args.mode} echo server for {args.seconds} s under {args.conns} "
-             f"connections × {args.size} B; each cell is µs of server CPU per message (share of the samples × "
-             "CPU per message from /proc).", "",
+    what = (f"aiohttp hello-world server under `wrk -t1 -c{args.conns}`" if args.mode == "http" else
+            f"{args.mode} echo server under {args.conns} connections × {args.size} B")
+    lines = [f"`perf record -e cpu-clock` of each {what}, {args.seconds} s; each cell is µs of server CPU per "
+             "message or request (share of the samples × CPU per message from /proc).", "",
              "| server | CPU µs/msg | " + " | ".join(used) + " | user space |",
              "|---|---:|" + "---:|" * (len(used) + 1)]
     for kind, (cpu, shares) in rows.items():

@@ -53,6 +53,7 @@ python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds "$py_seconds" 
 python3 bench/python_profile.py --seconds "$py_seconds" --markdown "$tmp/python_profile.md"
 python3 bench/python_idle.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_idle.md"
 python3 bench/http.py --suite python --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --conns "$http_conns" --markdown "$tmp/http_python.md"
+python3 bench/python_profile.py --mode http --conns 50 --seconds "$py_seconds" --markdown "$tmp/python_profile_http.md"
 # Node: the addon as users build it.
 (cd bindings/node && npm install --no-audit --no-fund --loglevel=error)
 python3 bench/node_echo.py --rounds "${NODE_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/node_echo.md"
@@ -122,6 +123,10 @@ python3 bench/node_files.py --rounds "${NODE_ROUNDS:-5}" --markdown "$tmp/node_f
     echo "## Python: HTTP, aiohttp (\`bench/http.py --suite python\`)"
     echo
     cat "$tmp/http_python.md"
+    echo
+    echo "Where the aiohttp servers' time goes (\`bench/python_profile.py --mode http\`):"
+    echo
+    cat "$tmp/python_profile_http.md"
     echo
     echo "## Python: scheduling (\`bench/python_scheduling.py\`)"
     echo
