@@ -82,3 +82,25 @@ test('misuse: bad type, bad port, binding twice, using a closed socket, EADDRINU
   assert.throws(() => s.send('x', 1, '127.0.0.1'), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
   assert.throws(() => s.close(), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
 });
+
+test('datagrams of every size up to 65,507 bytes arrive whole, both ways with Node dgram', async () => {
+  const ours = evloop.createSocket('udp4');
+  const theirs = nodeDgram.createSocket('udp4');
+  ours.bind(0, '127.0.0.1');
+  theirs.bind(0, '127.0.0.1');
+  await Promise.all([once(ours, 'listening'), once(theirs, 'listening')]);
+  for (const size of [1, 16 * 1024 - 100, 16 * 1024 + 100, 40000, 65507]) {
+    const payload = Buffer.alloc(size, size % 251);
+    const toUs = once(ours, 'message');
+    theirs.send(payload, ours.address().port, '127.0.0.1');
+    const [got] = await within(toUs);
+    assert.strictEqual(got.length, size);
+    assert.ok(got.equals(payload), `datagram of ${size} bytes changed`);
+    const toThem = once(theirs, 'message');
+    ours.send(payload, theirs.address().port, '127.0.0.1');
+    const [back] = await within(toThem);
+    assert.ok(back.equals(payload), `datagram of ${size} bytes changed on the way out`);
+  }
+  ours.close();
+  theirs.close();
+});
