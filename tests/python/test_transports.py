@@ -447,3 +447,32 @@ def test_writelines_of_bytes_keeps_order_with_large_items(loop):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_accepted_connection_answers_extra_info_before_and_after_close(loop):
+    async def main():
+        seen = loop.create_future()
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.tr = tr
+                seen.set_result(self)
+
+            def connection_lost(self, exc):
+                self.lost_info = (self.tr.get_extra_info("peername"), self.tr.get_extra_info("sockname"))
+
+        server, port = await _serve(loop, Server)
+        proto = Collect(loop)
+        tr, _ = await loop.create_connection(lambda: proto, "127.0.0.1", port)
+        srv = await asyncio.wait_for(seen, 10)
+        assert srv.tr.get_extra_info("peername") == tr.get_extra_info("sockname")
+        assert srv.tr.get_extra_info("sockname") == ("127.0.0.1", port)
+        assert srv.tr.get_extra_info("socket").fileno() >= 0
+        srv.tr.close()
+        await asyncio.wait_for(proto.lost, 10)
+        await asyncio.sleep(0.05)
+        assert srv.lost_info == (tr.get_extra_info("sockname"), ("127.0.0.1", port))
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())

@@ -7,10 +7,8 @@
 use crate::core_loop::Core;
 use crate::errors::os_error;
 use crate::handle::{report, Ran};
-use crate::transport::{
-    presented_class, release_fd, report_transport_error, settle_waiter, with_bytes, write_buffer_limits,
-    DEFAULT_HIGH_WATER,
-};
+use crate::transport::{presented_class, report_transport_error, settle_waiter, with_bytes};
+use crate::transport_state::TransportState;
 use evloop::{Handle as _, Loop, Udp};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -18,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
@@ -38,12 +36,9 @@ pub(crate) fn _set_datagram_transport_class(py: Python<'_>, cls: Bound<'_, PyTyp
 /// A transport over a UDP socket, connected (`address` given) or not.
 #[pyclass(frozen, weakref, module = "evloop._evloop")]
 pub struct DatagramTransport {
-    core: Py<Core>,
+    /// The life cycle, protocol, socket and flow control every native transport has.
+    t: TransportState,
     udp: Udp,
-    protocol: RefCell<PyObject>,
-    /// The Python socket; detached (not closed) when the core closes the fd.
-    sock: RefCell<Option<PyObject>>,
-    fd: i32,
     /// `socket`, `sockname` and `peername` from creation, as asyncio records them.
     extra: Py<PyDict>,
     /// The connected peer: as given (for comparisons) and as the core sends to it.
@@ -51,16 +46,6 @@ pub struct DatagramTransport {
     /// The last sender and its Python address tuple: a conversation with one peer makes one
     /// tuple, not one per datagram.
     last_sender: RefCell<Option<(SocketAddr, PyObject)>>,
-    made: Cell<bool>,
-    closing: Cell<bool>,
-    /// Sends attempted on a connected transport after it closed (asyncio warns from the fifth).
-    conn_lost: Cell<u32>,
-    torn_down: Cell<bool>,
-    lost_exc: RefCell<Option<PyObject>>,
-    paused_reading: Cell<bool>,
-    protocol_paused: Cell<bool>,
-    high: Cell<usize>,
-    low: Cell<usize>,
 }
 
 // SAFETY: as for `StreamTransport`: every method reaches the loop through `Core::lp`, which
@@ -121,11 +106,7 @@ fn to_py_addr(py: Python<'_>, addr: &SocketAddr) -> PyObject {
 
 impl DatagramTransport {
     fn lp(&self) -> PyResult<&mut Loop> {
-        self.core.get().lp()
-    }
-
-    fn protocol(&self, py: Python<'_>) -> PyObject {
-        self.protocol.borrow().clone_ref(py)
+        self.t.core.get().lp()
     }
 
     /// Calls a protocol method; what it raises goes to the exception handler, as an exception
@@ -137,10 +118,10 @@ impl DatagramTransport {
     ) {
         let py = slf.py();
         let this = slf.get();
-        if let Err(e) = this.protocol(py).call_method1(py, method, args) {
-            let owner = this.core.clone_ref(py).into_any();
+        if let Err(e) = this.t.protocol(py).call_method1(py, method, args) {
+            let owner = this.t.core.clone_ref(py).into_any();
             if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
-                this.core.bind(py).get().state.escape(e);
+                this.t.core.bind(py).get().state.escape(e);
             }
         }
     }
@@ -158,7 +139,7 @@ impl DatagramTransport {
     fn on_datagram(slf: &Bound<'_, Self>, r: evloop::Result<(&[u8], SocketAddr)>) {
         let py = slf.py();
         let this = slf.get();
-        if this.torn_down.get() {
+        if this.t.torn_down.get() {
             return;
         }
         match r {
@@ -186,7 +167,7 @@ impl DatagramTransport {
     fn on_sent(slf: &Bound<'_, Self>, r: evloop::Result<()>) {
         let py = slf.py();
         let this = slf.get();
-        if this.torn_down.get() {
+        if this.t.torn_down.get() {
             return;
         }
         if let Err(e) = r {
@@ -194,20 +175,23 @@ impl DatagramTransport {
         }
         let Ok(lp) = this.lp() else { return };
         let queued = this.udp.send_queue_size(lp);
-        if this.protocol_paused.get() && queued <= this.low.get() {
-            this.protocol_paused.set(false);
-            if let Err(e) = this.protocol(py).call_method0(py, intern!(py, "resume_writing")) {
+        if this.t.should_resume(queued) {
+            if let Err(e) = this
+                .t
+                .protocol(py)
+                .call_method0(py, intern!(py, "resume_writing"))
+            {
                 report_transport_error(
                     py,
-                    &this.core,
+                    &this.t.core,
                     slf.as_any(),
-                    &this.protocol(py),
+                    &this.t.protocol(py),
                     e,
                     "protocol.resume_writing() failed",
                 );
             }
         }
-        if this.closing.get() && this.udp.send_queue_count(lp) == 0 {
+        if this.t.closing.get() && this.udp.send_queue_count(lp) == 0 {
             Self::close_udp(slf);
         }
     }
@@ -215,16 +199,15 @@ impl DatagramTransport {
     fn maybe_pause_protocol(slf: &Bound<'_, Self>, queued: usize) {
         let py = slf.py();
         let this = slf.get();
-        if queued <= this.high.get() || this.protocol_paused.get() {
+        if !this.t.should_pause(queued) {
             return;
         }
-        this.protocol_paused.set(true);
-        if let Err(e) = this.protocol(py).call_method0(py, intern!(py, "pause_writing")) {
+        if let Err(e) = this.t.protocol(py).call_method0(py, intern!(py, "pause_writing")) {
             report_transport_error(
                 py,
-                &this.core,
+                &this.t.core,
                 slf.as_any(),
-                &this.protocol(py),
+                &this.t.protocol(py),
                 e,
                 "protocol.pause_writing() failed",
             );
@@ -239,9 +222,9 @@ impl DatagramTransport {
         if !err.is_instance_of::<pyo3::exceptions::PyOSError>(py) {
             report_transport_error(
                 py,
-                &this.core,
+                &this.t.core,
                 slf.as_any(),
-                &this.protocol(py),
+                &this.t.protocol(py),
                 err.clone_ref(py),
                 message,
             );
@@ -250,14 +233,9 @@ impl DatagramTransport {
     }
 
     fn force_close(slf: &Bound<'_, Self>, exc: Option<PyObject>) {
-        let this = slf.get();
-        if this.torn_down.get() {
-            return;
+        if slf.get().t.begin_force_close(exc) {
+            Self::close_udp(slf);
         }
-        this.closing.set(true);
-        let old = this.lost_exc.replace(exc);
-        drop(old);
-        Self::close_udp(slf);
     }
 
     /// Closes the core socket (which closes the fd, dropping what still waits) and schedules
@@ -265,17 +243,15 @@ impl DatagramTransport {
     fn close_udp(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        if this.torn_down.replace(true) {
+        if !this.t.tear_down() {
             return;
         }
-        let sock = this.sock.borrow_mut().take();
-        release_fd(this.core.get(), this.fd, sock);
         if let Ok(lp) = this.lp() {
             let _ = this.udp.close(lp, None);
         }
         let scheduled = slf
             .getattr(intern!(py, "_call_connection_lost"))
-            .and_then(|cb| this.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)));
+            .and_then(|cb| this.t.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)));
         if scheduled.is_err() {
             Self::connection_lost(slf);
         }
@@ -284,12 +260,11 @@ impl DatagramTransport {
     fn connection_lost(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        let exc = this.lost_exc.borrow_mut().take().unwrap_or_else(|| py.None());
-        if this.made.get() {
+        let exc = this.t.take_lost_exc(py);
+        if this.t.made.get() {
             Self::call_protocol(slf, intern!(py, "connection_lost"), (exc,));
         }
-        let old = std::mem::replace(&mut *this.protocol.borrow_mut(), py.None());
-        drop(old);
+        this.t.drop_protocol(py);
     }
 
     fn send(slf: &Bound<'_, Self>, data: &[u8], to: SocketAddr) -> PyResult<()> {
@@ -319,13 +294,10 @@ impl DatagramTransport {
 /// As for `StreamTransport`: dropped while open, it closes its socket.
 impl Drop for DatagramTransport {
     fn drop(&mut self) {
-        if self.torn_down.get() {
-            return;
-        }
-        let core = self.core.get();
-        release_fd(core, self.fd, self.sock.get_mut().take());
-        if let Ok(lp) = core.lp() {
-            let _ = self.udp.close(lp, None);
+        if self.t.tear_down() {
+            if let Ok(lp) = self.t.core.get().lp() {
+                let _ = self.udp.close(lp, None);
+            }
         }
     }
 }
@@ -376,23 +348,11 @@ impl DatagramTransport {
         let udp = Udp::adopt(lp, fd).map_err(os_error)?;
         core.bind(py).get().state.transport_fds.borrow_mut().insert(fd);
         Ok(DatagramTransport {
-            core,
+            t: TransportState::new(core, protocol, Some(sock), fd),
             udp,
-            protocol: RefCell::new(protocol),
-            sock: RefCell::new(Some(sock)),
-            fd,
             extra,
             address,
             last_sender: RefCell::new(None),
-            made: Cell::new(false),
-            closing: Cell::new(false),
-            conn_lost: Cell::new(0),
-            torn_down: Cell::new(false),
-            lost_exc: RefCell::new(None),
-            paused_reading: Cell::new(false),
-            protocol_paused: Cell::new(false),
-            high: Cell::new(DEFAULT_HIGH_WATER),
-            low: Cell::new(DEFAULT_HIGH_WATER / 4),
         })
     }
 
@@ -407,9 +367,9 @@ impl DatagramTransport {
                 Python::with_gil(|py| DatagramTransport::on_sent(me.bind(py), r));
             })
             .map_err(os_error)?;
-        this.made.set(true);
+        this.t.made.set(true);
         Self::call_protocol(slf, intern!(py, "connection_made"), (slf.clone(),));
-        if !this.closing.get() && !this.paused_reading.get() {
+        if !this.t.closing.get() && !this.t.paused_reading.get() {
             Self::start_reading(slf)?;
         }
         settle_waiter(py, waiter)
@@ -448,7 +408,7 @@ impl DatagramTransport {
                 *to
             }
             (None, Some(a)) => {
-                let family: i32 = match this.sock.borrow().as_ref() {
+                let family: i32 = match this.t.sock.borrow().as_ref() {
                     Some(s) => s.bind(py).getattr(intern!(py, "family"))?.extract()?,
                     None => 0,
                 };
@@ -471,17 +431,17 @@ impl DatagramTransport {
                 return Ok(());
             }
         };
-        if this.closing.get() {
+        if this.t.closing.get() {
             if this.address.is_some() {
-                let lost = this.conn_lost.get();
+                let lost = this.t.conn_lost.get();
                 if lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
                     let log = py.import_bound("asyncio.log")?.getattr("logger")?;
                     log.call_method1("warning", ("socket.send() raised exception.",))?;
                 }
-                this.conn_lost.set(lost + 1);
+                this.t.conn_lost.set(lost + 1);
                 return Ok(());
             }
-            if this.torn_down.get() {
+            if this.t.torn_down.get() {
                 return Ok(());
             }
         }
@@ -493,15 +453,13 @@ impl DatagramTransport {
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (self.low.get(), self.high.get())
+        self.t.limits()
     }
 
     #[pyo3(signature = (high = None, low = None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (high, low) = write_buffer_limits(high, low)?;
         let this = slf.get();
-        this.high.set(high);
-        this.low.set(low);
+        this.t.set_limits(high, low)?;
         let queued = this.udp.send_queue_size(this.lp()?);
         Self::maybe_pause_protocol(slf, queued);
         Ok(())
@@ -511,10 +469,10 @@ impl DatagramTransport {
     /// follows.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
-        if this.closing.get() {
+        if this.t.closing.get() {
             return Ok(());
         }
-        this.closing.set(true);
+        this.t.closing.set(true);
         let lp = this.lp()?;
         let _ = this.udp.recv_stop(lp);
         if this.udp.send_queue_count(lp) == 0 {
@@ -528,44 +486,34 @@ impl DatagramTransport {
     }
 
     fn is_closing(&self) -> bool {
-        self.closing.get()
+        self.t.closing.get()
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
-        if this.closing.get() || this.paused_reading.get() {
-            return Ok(());
-        }
-        this.paused_reading.set(true);
-        if this.made.get() {
+        if this.t.pause_reading() {
             this.udp.recv_stop(this.lp()?).map_err(os_error)?;
         }
         Ok(())
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        if this.closing.get() || !this.paused_reading.get() {
-            return Ok(());
-        }
-        this.paused_reading.set(false);
-        if this.made.get() {
+        if slf.get().t.resume_reading() {
             Self::start_reading(slf)?;
         }
         Ok(())
     }
 
     fn is_reading(&self) -> bool {
-        !self.paused_reading.get() && !self.closing.get()
+        self.t.is_reading()
     }
 
     fn set_protocol(&self, protocol: PyObject) {
-        let old = self.protocol.replace(protocol);
-        drop(old);
+        self.t.set_protocol(protocol);
     }
 
     fn get_protocol(&self, py: Python<'_>) -> PyObject {
-        self.protocol(py)
+        self.t.protocol(py)
     }
 
     #[pyo3(signature = (name, default = None))]
@@ -587,29 +535,19 @@ impl DatagramTransport {
 
     #[getter]
     fn _loop(&self, py: Python<'_>) -> PyObject {
-        self.core.clone_ref(py).into_any()
+        self.t.core.clone_ref(py).into_any()
     }
 
     #[getter]
     fn _protocol_paused(&self) -> bool {
-        self.protocol_paused.get()
+        self.t.protocol_paused.get()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.core)?;
+        self.t.traverse(&visit)?;
         visit.call(&self.extra)?;
         if let Some((given, _)) = &self.address {
             visit.call(given)?;
-        }
-        if let Ok(p) = self.protocol.try_borrow() {
-            visit.call(&*p)?;
-        }
-        for cell in [&self.sock, &self.lost_exc] {
-            if let Ok(obj) = cell.try_borrow() {
-                if let Some(obj) = obj.as_ref() {
-                    visit.call(obj)?;
-                }
-            }
         }
         if let Ok(last) = self.last_sender.try_borrow() {
             if let Some((_, obj)) = last.as_ref() {
@@ -625,7 +563,7 @@ impl DatagramTransport {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.closing.get() { " closing" } else { "" };
+        let state = if self.t.closing.get() { " closing" } else { "" };
         format!("<evloop.DatagramTransport{state}>")
     }
 }

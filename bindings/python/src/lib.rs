@@ -11,6 +11,7 @@ mod errors;
 mod fs;
 mod handle;
 mod transport;
+mod transport_state;
 
 use pyo3::prelude::*;
 

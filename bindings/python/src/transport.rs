@@ -6,6 +6,7 @@
 use crate::core_loop::Core;
 use crate::errors::os_error;
 use crate::handle::{report, Ran};
+use crate::transport_state::TransportState;
 use evloop::{Handle as _, Loop, Read, Stream};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -48,35 +49,19 @@ fn is_buffered(py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// A transport over a connected stream socket.
 #[pyclass(frozen, weakref, module = "evloop._evloop")]
 pub struct StreamTransport {
-    /// The loop (a `Core` subclass instance).
-    core: Py<Core>,
+    /// The life cycle, protocol, socket and flow control every native transport has.
+    t: TransportState,
     stream: Stream,
     /// The backend sends through the ring (io_uring): see `write_bytes`.
     ring_writes: bool,
-    protocol: RefCell<PyObject>,
     buffered: Cell<bool>,
-    /// The Python socket the stream was made from; detached (not closed) when the core closes
-    /// the fd, so the fd is closed once. A connection the loop's own server accepted lets its
-    /// socket object go at once (nothing else refers to it) and makes one on request.
-    sock: RefCell<Option<PyObject>>,
-    fd: i32,
     /// Extra information given at creation and what `get_extra_info` has computed since (the
     /// socket's wrapper and addresses are made on first request: an idle connection does not
-    /// carry them).
+    /// carry them). A connection the loop's own server accepted does not keep its Python
+    /// socket object (nothing else refers to it): one is made on request.
     extra: RefCell<Option<Py<PyDict>>>,
     server: RefCell<Option<PyObject>>,
-    made: Cell<bool>,
-    closing: Cell<bool>,
-    /// Writes attempted after the transport closed (asyncio warns from the fifth on).
-    conn_lost: Cell<u32>,
-    /// The core stream is closing: `connection_lost` follows from its close callback.
-    torn_down: Cell<bool>,
-    lost_exc: RefCell<Option<PyObject>>,
-    paused_reading: Cell<bool>,
     eof_written: Cell<bool>,
-    protocol_paused: Cell<bool>,
-    high: Cell<usize>,
-    low: Cell<usize>,
     empty_waiter: RefCell<Option<PyObject>>,
 }
 
@@ -137,29 +122,29 @@ impl StreamTransport {
     /// The Python socket: the one the transport was made with, or one made now on its fd
     /// (kept, and detached at close like the original); None once the stream is closed.
     fn socket_object(&self, py: Python<'_>) -> PyResult<Option<PyObject>> {
-        if let Some(sock) = self.sock.borrow().as_ref() {
+        if let Some(sock) = self.t.sock.borrow().as_ref() {
             return Ok(Some(sock.clone_ref(py)));
         }
-        if self.torn_down.get() {
+        if self.t.torn_down.get() {
             return Ok(None);
         }
         let kwargs = PyDict::new_bound(py);
-        kwargs.set_item("fileno", self.fd)?;
+        kwargs.set_item("fileno", self.t.fd)?;
         let sock = py
             .import_bound("socket")?
             .getattr("socket")?
             .call((), Some(&kwargs))?
             .unbind();
-        *self.sock.borrow_mut() = Some(sock.clone_ref(py));
+        *self.t.sock.borrow_mut() = Some(sock.clone_ref(py));
         Ok(Some(sock))
     }
 
     fn lp(&self, _py: Python<'_>) -> PyResult<&mut Loop> {
-        self.core.get().lp()
+        self.t.core.get().lp()
     }
 
     fn loop_obj(&self, py: Python<'_>) -> PyObject {
-        self.core.clone_ref(py).into_any()
+        self.t.core.clone_ref(py).into_any()
     }
 
     fn start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -182,7 +167,7 @@ impl StreamTransport {
                 if this.buffered.get() {
                     Self::feed_buffered(slf, data)
                 } else {
-                    let protocol = this.protocol.borrow().clone_ref(py);
+                    let protocol = this.t.protocol.borrow().clone_ref(py);
                     protocol
                         .call_method1(py, intern!(py, "data_received"), (PyBytes::new_bound(py, data),))
                         .map(drop)
@@ -201,7 +186,7 @@ impl StreamTransport {
         let py = slf.py();
         let this = slf.get();
         while !data.is_empty() {
-            let protocol = this.protocol.borrow().clone_ref(py);
+            let protocol = this.t.protocol.borrow().clone_ref(py);
             let buf = protocol
                 .call_method1(py, intern!(py, "get_buffer"), (data.len(),))
                 .map_err(|e| (e, "Fatal error: protocol.get_buffer() call failed."))?;
@@ -213,7 +198,7 @@ impl StreamTransport {
             data = &data[n..];
             // The rest was read already: it goes to the protocol even if it paused reading,
             // unless it closed the transport.
-            if this.closing.get() {
+            if this.t.closing.get() {
                 break;
             }
         }
@@ -223,7 +208,7 @@ impl StreamTransport {
     fn on_eof(slf: &Bound<'_, Self>) -> Result<(), (PyErr, &'static str)> {
         let py = slf.py();
         let this = slf.get();
-        let protocol = this.protocol.borrow().clone_ref(py);
+        let protocol = this.t.protocol.borrow().clone_ref(py);
         let keep_open = protocol
             .call_method0(py, intern!(py, "eof_received"))
             .map_err(|e| (e, "Fatal error: protocol.eof_received() call failed."))?;
@@ -242,7 +227,7 @@ impl StreamTransport {
         let py = slf.py();
         let this = slf.get();
         if !err.is_instance_of::<pyo3::exceptions::PyException>(py) {
-            this.core.bind(py).get().state.escape(err);
+            this.t.core.bind(py).get().state.escape(err);
             return;
         }
         if !err.is_instance_of::<PyOSError>(py) {
@@ -253,21 +238,16 @@ impl StreamTransport {
 
     /// Tears the connection down now, dropping queued writes; `connection_lost(exc)` follows.
     fn force_close(slf: &Bound<'_, Self>, exc: Option<PyObject>) {
-        let this = slf.get();
-        if this.torn_down.get() {
-            return;
+        if slf.get().t.begin_force_close(exc) {
+            Self::close_stream(slf);
         }
-        this.closing.set(true);
-        let old = this.lost_exc.replace(exc);
-        drop(old);
-        Self::close_stream(slf);
     }
 
     /// Closes the core stream (which closes the fd) and schedules `connection_lost`.
     fn close_stream(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        if this.torn_down.replace(true) {
+        if this.t.torn_down.get() {
             return;
         }
         let Ok(lp) = this.lp(py) else { return };
@@ -279,14 +259,13 @@ impl StreamTransport {
                 let _ = this.computed_extra(py, key);
             }
         }
-        let sock = this.sock.borrow_mut().take();
-        release_fd(this.core.get(), this.fd, sock);
+        this.t.tear_down();
         let _ = this.stream.close(lp, None);
         // As asyncio does, the protocol hears of it from the ready queue: at the latest in the
         // iteration that is running, whatever the backend still has to finish for the close.
         let scheduled = slf
             .getattr(intern!(py, "_call_connection_lost"))
-            .and_then(|cb| this.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)));
+            .and_then(|cb| this.t.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)));
         if scheduled.is_err() {
             // The loop is closed: report the loss now.
             Self::connection_lost(slf);
@@ -296,13 +275,13 @@ impl StreamTransport {
     fn connection_lost(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        let exc = this.lost_exc.borrow_mut().take().unwrap_or_else(|| py.None());
-        if this.made.get() {
-            let protocol = this.protocol.borrow().clone_ref(py);
+        let exc = this.t.take_lost_exc(py);
+        if this.t.made.get() {
+            let protocol = this.t.protocol(py);
             if let Err(e) = protocol.call_method1(py, intern!(py, "connection_lost"), (exc,)) {
                 let owner = this.loop_obj(py);
                 if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
-                    this.core.bind(py).get().state.escape(e);
+                    this.t.core.bind(py).get().state.escape(e);
                 }
             }
         }
@@ -310,10 +289,7 @@ impl StreamTransport {
         if let Some(waiter) = waiter {
             let _ = set_result_unless_done(py, waiter.bind(py));
         }
-        // As asyncio does: the transport lets go of its protocol once the connection is lost, so
-        // the two do not keep each other alive.
-        let old = std::mem::replace(&mut *this.protocol.borrow_mut(), py.None());
-        drop(old);
+        this.t.drop_protocol(py);
         let server = this.server.borrow_mut().take();
         if let Some(server) = server {
             let detached = if py.version_info() >= (3, 13) {
@@ -330,12 +306,10 @@ impl StreamTransport {
     fn maybe_pause_protocol(slf: &Bound<'_, Self>, queued: usize) {
         let py = slf.py();
         let this = slf.get();
-        if queued <= this.high.get() || this.protocol_paused.get() {
+        if !this.t.should_pause(queued) {
             return;
         }
-        this.protocol_paused.set(true);
-        let protocol = this.protocol.borrow().clone_ref(py);
-        if let Err(e) = protocol.call_method0(py, intern!(py, "pause_writing")) {
+        if let Err(e) = this.t.protocol(py).call_method0(py, intern!(py, "pause_writing")) {
             Self::report_protocol_error(slf, e, "protocol.pause_writing() failed");
         }
         // Resumed when what is queued now has been handed to the kernel.
@@ -346,18 +320,27 @@ impl StreamTransport {
 
     fn report_protocol_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) {
         let this = slf.get();
-        let protocol = this.protocol.borrow().clone_ref(slf.py());
-        report_transport_error(slf.py(), &this.core, slf.as_any(), &protocol, err, message);
+        report_transport_error(
+            slf.py(),
+            &this.t.core,
+            slf.as_any(),
+            &this.t.protocol(slf.py()),
+            err,
+            message,
+        );
     }
 
     /// The write queue emptied after the protocol was paused.
     fn on_drain(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        if this.protocol_paused.get() && !this.closing.get() {
-            this.protocol_paused.set(false);
-            let protocol = this.protocol.borrow().clone_ref(py);
-            if let Err(e) = protocol.call_method0(py, intern!(py, "resume_writing")) {
+        // Everything queued when the protocol paused has gone; a closing transport keeps it paused.
+        if !this.t.closing.get() && this.t.should_resume(0) {
+            if let Err(e) = this
+                .t
+                .protocol(py)
+                .call_method0(py, intern!(py, "resume_writing"))
+            {
                 Self::report_protocol_error(slf, e, "protocol.resume_writing() failed");
             }
         }
@@ -392,7 +375,7 @@ impl StreamTransport {
         // entry per iteration). A write that would take the buffer over the high-water mark is
         // offered to the socket first, as epoll's path and asyncio do: what the kernel takes at
         // once is neither copied nor counted against the protocol's flow control.
-        if this.ring_writes && this.stream.write_queue_size(lp) + bytes.len() > this.high.get() {
+        if this.ring_writes && this.stream.write_queue_size(lp) + bytes.len() > this.t.high.get() {
             match this.stream.try_write(lp, bytes) {
                 Ok(n) => bytes = &bytes[n..],
                 Err(evloop::Error::EAGAIN) => {}
@@ -436,13 +419,13 @@ impl StreamTransport {
                 "unable to write; sendfile is in progress",
             ));
         }
-        if this.closing.get() {
-            let lost = this.conn_lost.get();
+        if this.t.closing.get() {
+            let lost = this.t.conn_lost.get();
             if lost >= 5 {
                 let log = py.import_bound("asyncio.log")?.getattr("logger")?;
                 log.call_method1("warning", ("socket.send() raised exception.",))?;
             }
-            this.conn_lost.set(lost + 1);
+            this.t.conn_lost.set(lost + 1);
             return Ok(false);
         }
         Ok(true)
@@ -454,13 +437,10 @@ impl StreamTransport {
 /// its fd stops counting as a transport's.
 impl Drop for StreamTransport {
     fn drop(&mut self) {
-        if self.torn_down.get() {
-            return;
-        }
-        let core = self.core.get();
-        release_fd(core, self.fd, self.sock.get_mut().take());
-        if let Ok(lp) = core.lp() {
-            let _ = self.stream.close(lp, None);
+        if self.t.tear_down() {
+            if let Ok(lp) = self.t.core.get().lp() {
+                let _ = self.stream.close(lp, None);
+            }
         }
     }
 }
@@ -632,25 +612,13 @@ impl StreamTransport {
         }
         let ring_writes = lp.backend_name() == "uring";
         Ok(StreamTransport {
-            core,
+            t: TransportState::new(core, protocol, sock, fd),
             stream,
             ring_writes,
-            protocol: RefCell::new(protocol),
             buffered: Cell::new(buffered),
-            sock: RefCell::new(sock),
-            fd,
             extra: RefCell::new(extra),
             server: RefCell::new(server),
-            made: Cell::new(false),
-            closing: Cell::new(false),
-            conn_lost: Cell::new(0),
-            torn_down: Cell::new(false),
-            lost_exc: RefCell::new(None),
-            paused_reading: Cell::new(false),
             eof_written: Cell::new(false),
-            protocol_paused: Cell::new(false),
-            high: Cell::new(DEFAULT_HIGH_WATER),
-            low: Cell::new(DEFAULT_HIGH_WATER / 4),
             empty_waiter: RefCell::new(None),
         })
     }
@@ -666,15 +634,15 @@ impl StreamTransport {
                 server.call_method1(py, intern!(py, "_attach"), (slf,))?;
             }
         }
-        this.made.set(true);
-        let protocol = this.protocol.borrow().clone_ref(py);
+        this.t.made.set(true);
+        let protocol = this.t.protocol.borrow().clone_ref(py);
         if let Err(e) = protocol.call_method1(py, intern!(py, "connection_made"), (slf,)) {
             let owner = this.loop_obj(py);
             if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
                 return Err(e);
             }
         }
-        if !this.closing.get() && !this.paused_reading.get() {
+        if !this.t.closing.get() && !this.t.paused_reading.get() {
             Self::start_reading(slf)?;
         }
         settle_waiter(py, waiter)
@@ -716,7 +684,7 @@ impl StreamTransport {
     fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if this.closing.get() || this.eof_written.get() {
+        if this.t.closing.get() || this.eof_written.get() {
             return Ok(());
         }
         this.eof_written.set(true);
@@ -735,10 +703,10 @@ impl StreamTransport {
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if this.closing.get() {
+        if this.t.closing.get() {
             return Ok(());
         }
-        this.closing.set(true);
+        this.t.closing.set(true);
         let lp = this.lp(py)?;
         let _ = this.stream.read_stop(lp);
         if this.stream.write_queue_size(lp) == 0 {
@@ -747,11 +715,12 @@ impl StreamTransport {
         }
         Self::when_flushed(slf, |tr, r| {
             let this = tr.get();
-            if this.torn_down.get() {
+            if this.t.torn_down.get() {
                 return;
             }
             if let Err(e) = r {
                 let old = this
+                    .t
                     .lost_exc
                     .replace(Some(os_error(e).value_bound(tr.py()).clone().into_any().unbind()));
                 drop(old);
@@ -765,36 +734,26 @@ impl StreamTransport {
     }
 
     fn is_closing(&self) -> bool {
-        self.closing.get()
+        self.t.closing.get()
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
-        if this.closing.get() || this.paused_reading.get() {
-            return Ok(());
-        }
-        this.paused_reading.set(true);
-        if this.made.get() {
-            let lp = this.lp(slf.py())?;
-            this.stream.read_stop(lp).map_err(os_error)?;
+        if this.t.pause_reading() {
+            this.stream.read_stop(this.lp(slf.py())?).map_err(os_error)?;
         }
         Ok(())
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        if this.closing.get() || !this.paused_reading.get() {
-            return Ok(());
-        }
-        this.paused_reading.set(false);
-        if this.made.get() {
+        if slf.get().t.resume_reading() {
             Self::start_reading(slf)?;
         }
         Ok(())
     }
 
     fn is_reading(&self) -> bool {
-        !self.paused_reading.get() && !self.closing.get()
+        self.t.is_reading()
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
@@ -803,15 +762,13 @@ impl StreamTransport {
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (self.low.get(), self.high.get())
+        self.t.limits()
     }
 
     #[pyo3(signature = (high = None, low = None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (high, low) = write_buffer_limits(high, low)?;
         let this = slf.get();
-        this.high.set(high);
-        this.low.set(low);
+        this.t.set_limits(high, low)?;
         let lp = this.lp(slf.py())?;
         let queued = this.stream.write_queue_size(lp);
         Self::maybe_pause_protocol(slf, queued);
@@ -820,14 +777,12 @@ impl StreamTransport {
 
     fn set_protocol(&self, py: Python<'_>, protocol: PyObject) -> PyResult<()> {
         self.buffered.set(is_buffered(py, protocol.bind(py))?);
-        // The old protocol is dropped after the cell is released: its finalizer may call back.
-        let old = self.protocol.replace(protocol);
-        drop(old);
+        self.t.set_protocol(protocol);
         Ok(())
     }
 
     fn get_protocol(&self, py: Python<'_>) -> PyObject {
-        self.protocol.borrow().clone_ref(py)
+        self.t.protocol(py)
     }
 
     #[pyo3(signature = (name, default = None))]
@@ -858,9 +813,9 @@ impl StreamTransport {
         if this.empty_waiter.borrow().is_some() {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
-        let fut = this.core.bind(py).call_method0(intern!(py, "create_future"))?;
+        let fut = this.t.core.bind(py).call_method0(intern!(py, "create_future"))?;
         let lp = this.lp(py)?;
-        if this.stream.write_queue_size(lp) == 0 || this.torn_down.get() {
+        if this.stream.write_queue_size(lp) == 0 || this.t.torn_down.get() {
             fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
             return Ok(fut.unbind());
         }
@@ -885,7 +840,7 @@ impl StreamTransport {
     /// state, which its sendfile fallback reads).
     #[getter]
     fn _protocol_paused(&self) -> bool {
-        self.protocol_paused.get()
+        self.t.protocol_paused.get()
     }
 
     fn _call_connection_lost(slf: &Bound<'_, Self>) {
@@ -898,18 +853,13 @@ impl StreamTransport {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.core)?;
+        self.t.traverse(&visit)?;
         if let Ok(extra) = self.extra.try_borrow() {
             if let Some(extra) = extra.as_ref() {
                 visit.call(extra)?;
             }
         }
-        for cell in [&self.protocol] {
-            if let Ok(obj) = cell.try_borrow() {
-                visit.call(&*obj)?;
-            }
-        }
-        for cell in [&self.sock, &self.server, &self.lost_exc, &self.empty_waiter] {
+        for cell in [&self.server, &self.empty_waiter] {
             if let Ok(obj) = cell.try_borrow() {
                 if let Some(obj) = obj.as_ref() {
                     visit.call(obj)?;
@@ -943,7 +893,7 @@ impl StreamTransport {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.closing.get() { " closing" } else { "" };
+        let state = if self.t.closing.get() { " closing" } else { "" };
         format!("<evloop.StreamTransport{state}>")
     }
 }

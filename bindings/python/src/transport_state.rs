@@ -1,0 +1,164 @@
+//! What every native transport keeps of asyncio's transport life cycle (made → closing → torn
+//! down → connection lost), its protocol and its flow-control state: the stream and datagram
+//! transports embed one each and differ only in the core handle they drive.
+
+use crate::core_loop::Core;
+use crate::transport::{release_fd, write_buffer_limits, DEFAULT_HIGH_WATER};
+use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
+use std::cell::{Cell, RefCell};
+
+pub(crate) struct TransportState {
+    /// The loop (a `Core` subclass instance).
+    pub(crate) core: Py<Core>,
+    pub(crate) protocol: RefCell<PyObject>,
+    /// The Python socket the transport was made from, if it is kept: detached (not closed) when
+    /// the core closes the fd, so the fd is closed once.
+    pub(crate) sock: RefCell<Option<PyObject>>,
+    pub(crate) fd: i32,
+    /// `connection_made` was called.
+    pub(crate) made: Cell<bool>,
+    pub(crate) closing: Cell<bool>,
+    /// Writes attempted after the transport closed (asyncio warns from the fifth on).
+    pub(crate) conn_lost: Cell<u32>,
+    /// The core handle is closing: `connection_lost` is scheduled.
+    pub(crate) torn_down: Cell<bool>,
+    pub(crate) lost_exc: RefCell<Option<PyObject>>,
+    pub(crate) paused_reading: Cell<bool>,
+    pub(crate) protocol_paused: Cell<bool>,
+    pub(crate) high: Cell<usize>,
+    pub(crate) low: Cell<usize>,
+}
+
+impl TransportState {
+    pub(crate) fn new(core: Py<Core>, protocol: PyObject, sock: Option<PyObject>, fd: i32) -> TransportState {
+        TransportState {
+            core,
+            protocol: RefCell::new(protocol),
+            sock: RefCell::new(sock),
+            fd,
+            made: Cell::new(false),
+            closing: Cell::new(false),
+            conn_lost: Cell::new(0),
+            torn_down: Cell::new(false),
+            lost_exc: RefCell::new(None),
+            paused_reading: Cell::new(false),
+            protocol_paused: Cell::new(false),
+            high: Cell::new(DEFAULT_HIGH_WATER),
+            low: Cell::new(DEFAULT_HIGH_WATER / 4),
+        }
+    }
+
+    pub(crate) fn protocol(&self, py: Python<'_>) -> PyObject {
+        self.protocol.borrow().clone_ref(py)
+    }
+
+    /// Replaces the protocol; the old one is dropped after the cell is released (its finalizer
+    /// may call back).
+    pub(crate) fn set_protocol(&self, protocol: PyObject) {
+        let old = self.protocol.replace(protocol);
+        drop(old);
+    }
+
+    /// The first step of an abort: false if the transport is torn down already; otherwise it is
+    /// closing, and `exc` is what `connection_lost` will get.
+    pub(crate) fn begin_force_close(&self, exc: Option<PyObject>) -> bool {
+        if self.torn_down.get() {
+            return false;
+        }
+        self.closing.set(true);
+        let old = self.lost_exc.replace(exc);
+        drop(old);
+        true
+    }
+
+    /// Marks the transport torn down (false if it already was) and lets its fd and Python
+    /// socket go, before the core closes the fd.
+    pub(crate) fn tear_down(&self) -> bool {
+        if self.torn_down.replace(true) {
+            return false;
+        }
+        let sock = self.sock.borrow_mut().take();
+        release_fd(self.core.get(), self.fd, sock);
+        true
+    }
+
+    /// What `connection_lost` gets, taken once.
+    pub(crate) fn take_lost_exc(&self, py: Python<'_>) -> PyObject {
+        self.lost_exc.borrow_mut().take().unwrap_or_else(|| py.None())
+    }
+
+    /// As asyncio does: a transport lets go of its protocol once the connection is lost, so
+    /// the two do not keep each other alive.
+    pub(crate) fn drop_protocol(&self, py: Python<'_>) {
+        self.set_protocol(py.None());
+    }
+
+    pub(crate) fn set_limits(&self, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        let (high, low) = write_buffer_limits(high, low)?;
+        self.high.set(high);
+        self.low.set(low);
+        Ok(())
+    }
+
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        (self.low.get(), self.high.get())
+    }
+
+    /// `queued` bytes wait: whether the protocol must be told to pause writing now (it is then
+    /// marked paused).
+    pub(crate) fn should_pause(&self, queued: usize) -> bool {
+        if queued <= self.high.get() || self.protocol_paused.get() {
+            return false;
+        }
+        self.protocol_paused.set(true);
+        true
+    }
+
+    /// Whether a paused protocol must be told to resume now that `queued` bytes wait (it is
+    /// then marked resumed).
+    pub(crate) fn should_resume(&self, queued: usize) -> bool {
+        if !self.protocol_paused.get() || queued > self.low.get() {
+            return false;
+        }
+        self.protocol_paused.set(false);
+        true
+    }
+
+    /// `pause_reading`: whether the core must stop reading now.
+    pub(crate) fn pause_reading(&self) -> bool {
+        if self.closing.get() || self.paused_reading.get() {
+            return false;
+        }
+        self.paused_reading.set(true);
+        self.made.get()
+    }
+
+    /// `resume_reading`: whether the core must start reading again now.
+    pub(crate) fn resume_reading(&self) -> bool {
+        if self.closing.get() || !self.paused_reading.get() {
+            return false;
+        }
+        self.paused_reading.set(false);
+        self.made.get()
+    }
+
+    pub(crate) fn is_reading(&self) -> bool {
+        !self.paused_reading.get() && !self.closing.get()
+    }
+
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.core)?;
+        if let Ok(p) = self.protocol.try_borrow() {
+            visit.call(&*p)?;
+        }
+        for cell in [&self.sock, &self.lost_exc] {
+            if let Ok(obj) = cell.try_borrow() {
+                if let Some(obj) = obj.as_ref() {
+                    visit.call(obj)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
