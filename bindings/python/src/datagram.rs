@@ -241,7 +241,6 @@ impl DatagramTransport {
     /// Closes the core socket (which closes the fd, dropping what still waits) and schedules
     /// `connection_lost`.
     fn close_udp(slf: &Bound<'_, Self>) {
-        let py = slf.py();
         let this = slf.get();
         if !this.t.tear_down() {
             return;
@@ -249,10 +248,7 @@ impl DatagramTransport {
         if let Ok(lp) = this.lp() {
             let _ = this.udp.close(lp, None);
         }
-        let scheduled = slf
-            .getattr(intern!(py, "_call_connection_lost"))
-            .and_then(|cb| this.t.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)));
-        if scheduled.is_err() {
+        if !this.t.schedule_connection_lost(slf.as_any()) {
             Self::connection_lost(slf);
         }
     }

@@ -261,13 +261,7 @@ impl StreamTransport {
         }
         this.t.tear_down();
         let _ = this.stream.close(lp, None);
-        // As asyncio does, the protocol hears of it from the ready queue: at the latest in the
-        // iteration that is running, whatever the backend still has to finish for the close.
-        let scheduled = slf
-            .getattr(intern!(py, "_call_connection_lost"))
-            .and_then(|cb| this.t.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)));
-        if scheduled.is_err() {
-            // The loop is closed: report the loss now.
+        if !this.t.schedule_connection_lost(slf.as_any()) {
             Self::connection_lost(slf);
         }
     }

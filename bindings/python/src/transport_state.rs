@@ -4,6 +4,7 @@
 
 use crate::core_loop::Core;
 use crate::transport::{release_fd, write_buffer_limits, DEFAULT_HIGH_WATER};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 use std::cell::{Cell, RefCell};
@@ -81,6 +82,17 @@ impl TransportState {
         let sock = self.sock.borrow_mut().take();
         release_fd(self.core.get(), self.fd, sock);
         true
+    }
+
+    /// Schedules the transport's `_call_connection_lost` on the ready queue, as asyncio does
+    /// (at the latest in the iteration that is running, whatever the core still has to finish
+    /// for the close); false if the loop is closed and the caller must report the loss now.
+    pub(crate) fn schedule_connection_lost(&self, transport: &Bound<'_, PyAny>) -> bool {
+        let py = transport.py();
+        transport
+            .getattr(intern!(py, "_call_connection_lost"))
+            .and_then(|cb| self.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)))
+            .is_ok()
     }
 
     /// What `connection_lost` gets, taken once.
