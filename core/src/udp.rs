@@ -159,7 +159,7 @@ impl Udp {
         }
         if e.queue.is_empty() && !e.sending {
             let to = RawAddr::from_inet(&addr);
-            match backend.try_send_to_now(e.fd, data, &to) {
+            match backend.send_now(|| socket::send_to(e.fd, data, &to)) {
                 None | Some(Err(Error::EAGAIN)) => {}
                 Some(r) => {
                     lp.udp_done(self.idx, self.gen, cb, r.map(drop));

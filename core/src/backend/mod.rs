@@ -305,35 +305,13 @@ impl Backend {
         }
     }
 
-    /// Sends from a borrowed buffer now, if this backend does sends synchronously (epoll).
-    /// `None`: it does not; submit an `Op::Send` with owned memory instead.
+    /// Runs `send` (a send from a borrowed buffer: a stream write, a gathered write, a datagram)
+    /// now, if this backend does sends synchronously (epoll). `None`: it does not; submit a send
+    /// operation with owned memory instead.
     #[inline]
-    pub(crate) fn try_send_now(&mut self, fd: RawFd, data: &[u8]) -> Option<Result<usize>> {
+    pub(crate) fn send_now<T>(&mut self, send: impl FnOnce() -> Result<T>) -> Option<Result<T>> {
         match self {
-            Backend::Epoll(_) => Some(crate::sys::socket::send(fd, data)),
-            Backend::Uring(_) => None,
-        }
-    }
-
-    /// `try_send_now` for several buffers sent as one.
-    #[inline]
-    pub(crate) fn try_send_vectored_now(&mut self, fd: RawFd, bufs: &[&[u8]]) -> Option<Result<usize>> {
-        match self {
-            Backend::Epoll(_) => Some(crate::sys::socket::send_vectored(fd, bufs)),
-            Backend::Uring(_) => None,
-        }
-    }
-
-    /// `try_send_now` for a datagram to `addr`.
-    #[inline]
-    pub(crate) fn try_send_to_now(
-        &mut self,
-        fd: RawFd,
-        data: &[u8],
-        addr: &RawAddr,
-    ) -> Option<Result<usize>> {
-        match self {
-            Backend::Epoll(_) => Some(crate::sys::socket::send_to(fd, data, addr)),
+            Backend::Epoll(_) => Some(send()),
             Backend::Uring(_) => None,
         }
     }

@@ -364,7 +364,7 @@ impl Stream {
                 e.check_writable()?;
                 SentNow::Bytes(0)
             } else {
-                match backend.try_send_vectored_now(e.fd, bufs) {
+                match backend.send_now(|| sys::socket::send_vectored(e.fd, bufs)) {
                     Some(Ok(n)) => SentNow::Bytes(n),
                     Some(Err(Error::EAGAIN)) | None => SentNow::Bytes(0),
                     Some(Err(err)) => SentNow::Failed(err),
@@ -389,7 +389,7 @@ impl Stream {
             e.check_writable()?;
             return Ok(Some(SentNow::Bytes(0)));
         }
-        Ok(Some(match backend.try_send_now(e.fd, data) {
+        Ok(Some(match backend.send_now(|| sys::socket::send(e.fd, data)) {
             // Nothing queued before, nothing after: the write state's totals, which only
             // matter relative to each other, need no update.
             Some(Ok(n)) if n == data.len() && no_callback => return Ok(None),
