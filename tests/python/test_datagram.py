@@ -226,3 +226,24 @@ def test_sock_argument_and_closing_twice(loop):
         assert sock.fileno() == -1  # the transport closed the socket
 
     run(loop, main())
+
+
+def test_sendto_alternating_destinations_reach_each(loop):
+    async def main():
+        a_tr, a = await loop.create_datagram_endpoint(lambda: Collector(loop, want=6), local_addr=("127.0.0.1", 0))
+        b_tr, b = await loop.create_datagram_endpoint(lambda: Collector(loop, want=6), local_addr=("127.0.0.1", 0))
+        tr, _ = await loop.create_datagram_endpoint(lambda: Collector(loop), local_addr=("127.0.0.1", 0))
+        to_a, to_b = a_tr.get_extra_info("sockname"), b_tr.get_extra_info("sockname")
+        for i in range(3):
+            tr.sendto(b"a%d" % i, to_a)  # the same tuple object each time
+            tr.sendto(b"b%d" % i, to_b)
+            tr.sendto(b"a-fresh%d" % i, ("127.0.0.1", to_a[1]))  # an equal tuple, not the same one
+            tr.sendto(b"b-fresh%d" % i, ("127.0.0.1", to_b[1]))
+        await asyncio.wait_for(asyncio.gather(a.enough, b.enough), 10)
+        assert sorted(d for d, _ in a.datagrams) == sorted([b"a%d" % i for i in range(3)] + [b"a-fresh%d" % i for i in range(3)])
+        assert sorted(d for d, _ in b.datagrams) == sorted([b"b%d" % i for i in range(3)] + [b"b-fresh%d" % i for i in range(3)])
+        for t in (tr, a_tr, b_tr):
+            t.close()
+        await asyncio.sleep(0)
+
+    run(loop, main())

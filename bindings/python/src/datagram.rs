@@ -46,6 +46,11 @@ pub struct DatagramTransport {
     /// The last sender and its Python address tuple: a conversation with one peer makes one
     /// tuple, not one per datagram.
     last_sender: RefCell<Option<(SocketAddr, PyObject)>>,
+    /// The last address `sendto` was given that was not the last sender's tuple, as given and
+    /// as parsed: a reply to the sender, or a stream of datagrams to one place, parses nothing.
+    last_destination: RefCell<Option<(PyObject, SocketAddr)>>,
+    /// The socket's family, for resolving names given to `sendto`.
+    family: i32,
 }
 
 // SAFETY: as for `StreamTransport`: every method reaches the loop through `Core::lp`, which
@@ -263,6 +268,25 @@ impl DatagramTransport {
         this.t.drop_protocol(py);
     }
 
+    /// Where `sendto(data, addr)` goes on an unconnected socket: the sender's or the last
+    /// destination's address when `addr` is that very object, else `addr` parsed (and kept).
+    fn destination(&self, py: Python<'_>, addr: &Bound<'_, PyAny>) -> PyResult<SocketAddr> {
+        if let Some((to, obj)) = self.last_sender.borrow().as_ref() {
+            if addr.is(obj) {
+                return Ok(*to);
+            }
+        }
+        if let Some((obj, to)) = self.last_destination.borrow().as_ref() {
+            if addr.is(obj) {
+                return Ok(*to);
+            }
+        }
+        let to = to_socket_addr(py, addr, self.family)?;
+        let old = self.last_destination.replace(Some((addr.clone().unbind(), to)));
+        drop(old);
+        Ok(to)
+    }
+
     fn send(slf: &Bound<'_, Self>, data: &[u8], to: SocketAddr) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -349,6 +373,8 @@ impl DatagramTransport {
             extra,
             address,
             last_sender: RefCell::new(None),
+            last_destination: RefCell::new(None),
+            family,
         })
     }
 
@@ -388,7 +414,7 @@ impl DatagramTransport {
                 data.get_type().name()?.to_string()
             )));
         }
-        if with_bytes(data, |b| b.is_empty())? {
+        if data.len()? == 0 {
             return Ok(());
         }
         let addr = addr.filter(|a| !a.is_none());
@@ -403,23 +429,17 @@ impl DatagramTransport {
                 }
                 *to
             }
-            (None, Some(a)) => {
-                let family: i32 = match this.t.sock.borrow().as_ref() {
-                    Some(s) => s.bind(py).getattr(intern!(py, "family"))?.extract()?,
-                    None => 0,
-                };
-                match to_socket_addr(py, a, family) {
-                    Ok(to) => to,
-                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyOSError>(py) => {
-                        Self::call_protocol(slf, intern!(py, "error_received"), (e.value_bound(py),));
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        Self::fatal_error(slf, e, "Fatal write error on datagram transport");
-                        return Ok(());
-                    }
+            (None, Some(a)) => match this.destination(py, a) {
+                Ok(to) => to,
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyOSError>(py) => {
+                    Self::call_protocol(slf, intern!(py, "error_received"), (e.value_bound(py),));
+                    return Ok(());
                 }
-            }
+                Err(e) => {
+                    Self::fatal_error(slf, e, "Fatal write error on datagram transport");
+                    return Ok(());
+                }
+            },
             (None, None) => {
                 // What socket.sendto(data, None) raises in asyncio's transport.
                 let err = PyTypeError::new_err("'NoneType' object is not subscriptable");
@@ -547,6 +567,11 @@ impl DatagramTransport {
         }
         if let Ok(last) = self.last_sender.try_borrow() {
             if let Some((_, obj)) = last.as_ref() {
+                visit.call(obj)?;
+            }
+        }
+        if let Ok(last) = self.last_destination.try_borrow() {
+            if let Some((obj, _)) = last.as_ref() {
                 visit.call(obj)?;
             }
         }
