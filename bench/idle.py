@@ -54,6 +54,19 @@ def measure(name, cmd, env, port, first, second):
         proc.wait(timeout=10)
 
 
+def table(res, ref, what):
+    """The bytes-per-connection table of `res` ({server: [bytes per connection per round]}): the
+    median, min–max and the ratio against server `ref`; `what` describes the measurement."""
+    import statistics
+
+    med = {k: statistics.median(v) for k, v in res.items()}
+    lines = [what, "", f"| server | bytes per idle connection | min–max | vs {ref} |", "|---|---:|---:|---:|"]
+    for k, m in med.items():
+        ratio = f"{m / med[ref]:.2f}×" if ref in med and k != ref else "–"
+        lines.append(f"| {k} | {m:,.0f} | {min(res[k]):,.0f}–{max(res[k]):,.0f} | {ratio} |")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--first", type=int, default=10000)

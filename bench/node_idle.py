@@ -6,7 +6,6 @@ server in its own process, the idle clients in the load generator's processes.
 usage: bench/node_idle.py [--rounds 3] [--markdown FILE]
 """
 import argparse
-import statistics
 import subprocess
 
 import idle
@@ -27,15 +26,9 @@ def main():
             port += 1
             cmd = ["node", SERVER, str(port), impl]
             res.setdefault(name, []).append(idle.measure(name, cmd, env, port, 1000, 10000))
-    med = {k: statistics.median(v) for k, v in res.items()}
-    ref = med.get("node net")
     version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    lines = [f"Server RSS growth per idle, reading connection, from 1,000 to 10,000 connections; "
-             f"median of {args.rounds} rounds (min–max), Node {version}.", "",
-             "| server | bytes per idle connection | min–max | vs net |", "|---|---:|---:|---:|"]
-    for k, m in med.items():
-        ratio = f"{m / ref:.2f}×" if ref and k != "node net" else "–"
-        lines.append(f"| {k} | {m:,.0f} | {min(res[k]):,.0f}–{max(res[k]):,.0f} | {ratio} |")
+    lines = idle.table(res, "node net", f"Server RSS growth per idle, reading connection, from 1,000 to 10,000 "
+                       f"connections; median of {args.rounds} rounds (min–max), Node {version}.")
     emit(lines, args.markdown)
 
 

@@ -7,7 +7,6 @@ usage: bench/python_idle.py [--rounds 3] [--markdown FILE]
 """
 import argparse
 import os
-import statistics
 import sys
 
 import idle
@@ -30,14 +29,8 @@ def main():
             port += 1
             cmd = [sys.executable, SERVER, str(port), kind, "protocol"]
             res.setdefault(kind, []).append(idle.measure(kind, cmd, {}, port, 1000, 10000))
-    med = {k: statistics.median(v) for k, v in res.items()}
-    uv = med.get("uvloop")
-    lines = [f"Server RSS growth per idle, reading Protocol connection, from 1,000 to 10,000 connections; "
-             f"median of {args.rounds} rounds (min–max), Python {sys.version.split()[0]}.", "",
-             "| server | bytes per idle connection | min–max | vs uvloop |", "|---|---:|---:|---:|"]
-    for k, m in med.items():
-        ratio = f"{m / uv:.2f}×" if uv and k != "uvloop" else "–"
-        lines.append(f"| {k} | {m:,.0f} | {min(res[k]):,.0f}–{max(res[k]):,.0f} | {ratio} |")
+    lines = idle.table(res, "uvloop", f"Server RSS growth per idle, reading Protocol connection, from 1,000 to "
+                       f"10,000 connections; median of {args.rounds} rounds (min–max), Python {sys.version.split()[0]}.")
     emit(lines, args.markdown)
 
 

@@ -39,6 +39,25 @@ export interface IpcConnectOptions extends SocketOptions {
   timeout?: number;
 }
 
+/** What a Socket and its stream.Duplex view (`toDuplex()`) both answer: options, addresses, counts. */
+export interface SocketCommon {
+  setNoDelay(noDelay?: boolean): this;
+  setKeepAlive(enable?: boolean, initialDelay?: number): this;
+  setTimeout(timeout: number, callback?: () => void): this;
+  ref(): this;
+  unref(): this;
+  address(): AddressInfo | {};
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly remoteFamily?: string;
+  readonly localAddress?: string;
+  readonly localPort?: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+}
+
+export interface Socket extends SocketCommon {}
+
 export class Socket extends EventEmitter {
   constructor(options?: SocketOptions);
   connect(options: TcpConnectOptions | IpcConnectOptions, connectListener?: () => void): this;
@@ -63,19 +82,6 @@ export class Socket extends EventEmitter {
   setEncoding(encoding: BufferEncoding): this;
   /** This socket as a stream.Duplex, for code that needs a Node stream (http, pipeline…). */
   toDuplex(options?: import('stream').DuplexOptions): SocketDuplex;
-  setNoDelay(noDelay?: boolean): this;
-  setKeepAlive(enable?: boolean, initialDelay?: number): this;
-  setTimeout(timeout: number, callback?: () => void): this;
-  ref(): this;
-  unref(): this;
-  address(): AddressInfo | {};
-  readonly remoteAddress?: string;
-  readonly remotePort?: number;
-  readonly remoteFamily?: string;
-  readonly localAddress?: string;
-  readonly localPort?: number;
-  readonly bytesRead: number;
-  readonly bytesWritten: number;
   readonly writableLength: number;
   readonly bufferSize: number;
   readonly writableNeedDrain: boolean;
@@ -99,22 +105,11 @@ export class Socket extends EventEmitter {
 }
 
 /** A stream.Duplex over an evloop Socket. */
+export interface SocketDuplex extends SocketCommon {}
+
 export class SocketDuplex extends Duplex {
   constructor(socket: Socket, options?: import('stream').DuplexOptions);
   readonly socket: Socket;
-  setNoDelay(noDelay?: boolean): this;
-  setKeepAlive(enable?: boolean, initialDelay?: number): this;
-  setTimeout(timeout: number, callback?: () => void): this;
-  ref(): this;
-  unref(): this;
-  address(): AddressInfo | {};
-  readonly remoteAddress?: string;
-  readonly remotePort?: number;
-  readonly remoteFamily?: string;
-  readonly localAddress?: string;
-  readonly localPort?: number;
-  readonly bytesRead: number;
-  readonly bytesWritten: number;
   readonly connecting: boolean;
   readonly pending: boolean;
 }

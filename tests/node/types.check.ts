@@ -10,3 +10,8 @@ const u = createSocket('udp4'); u.on('message', (m, r) => r.port);
 console.log(evloop.backend);
 const d = c.toDuplex();
 d.pipe(process.stdout);
+// The members a Socket and its Duplex share (SocketCommon), with `this` kept for chaining.
+const chained: Socket = c.setNoDelay(true).setKeepAlive(true, 1000).ref();
+const port: number | undefined = d.setNoDelay().unref().remotePort;
+const counts: number = c.bytesRead + d.bytesWritten + (d.localPort ?? 0);
+console.log(chained.remoteAddress, port, counts, d.address(), d.connecting, c.pending);
