@@ -945,6 +945,17 @@ int evl_unix_connect(evl_loop_t *l,
 int evl_stream_adopt(evl_loop_t *l, evl_stream_t **out, int fd, void *user_data);
 
 /**
+ * Takes ownership of `fd`, a pipe end, FIFO or terminal (made non-blocking), as a stream
+ * (libuv's `uv_pipe_open`); a stream socket is taken as `evl_stream_adopt` takes it. Regular
+ * files and directories give -EINVAL. Reading the write end of a pipe delivers no data, only
+ * `EVL_EOF` once the read end has closed. `evl_shutdown` of a pipe fails with -ENOTSOCK (its
+ * reader sees the end when the handle closes). A write to a pipe without a reader fails with
+ * -EPIPE: opening a writable pipe sets SIGPIPE to be ignored if it still had its default
+ * action (which kills the process); a handler of the program's own stays.
+ */
+int evl_pipe_open(evl_loop_t *l, evl_stream_t **out, int fd, void *user_data);
+
+/**
  * Starts accepting connections; `cb` receives each one.
  */
 int evl_listen(evl_stream_t *s, int backlog, evl_connection_cb cb);

@@ -13,6 +13,8 @@ make --quiet all
 echo "== Rust tests (core, ffi header freshness)"
 cargo test --quiet --workspace 2>&1 | tee /tmp/evloop-cargo-test.log
 grep -q "test result: ok" /tmp/evloop-cargo-test.log
+echo "== pipes on io_uring's single-shot read (kernels before 6.7)"
+EVLOOP_NO_MULTISHOT_READ=1 cargo test --quiet -p evloop-core --test pipes
 echo "== C ABI: header, symbols, C tests on both backends, valgrind"
 make --quiet test-c
 scripts/model_checks.sh

@@ -303,6 +303,23 @@ pub unsafe extern "C" fn evl_stream_adopt(
     create_stream(l, out, user_data, |lp| Stream::adopt(lp, fd))
 }
 
+/// Takes ownership of `fd`, a pipe end, FIFO or terminal (made non-blocking), as a stream
+/// (libuv's `uv_pipe_open`); a stream socket is taken as `evl_stream_adopt` takes it. Regular
+/// files and directories give -EINVAL. Reading the write end of a pipe delivers no data, only
+/// `EVL_EOF` once the read end has closed. `evl_shutdown` of a pipe fails with -ENOTSOCK (its
+/// reader sees the end when the handle closes). A write to a pipe without a reader fails with
+/// -EPIPE: opening a writable pipe sets SIGPIPE to be ignored if it still had its default
+/// action (which kills the process); a handler of the program's own stays.
+#[no_mangle]
+pub unsafe extern "C" fn evl_pipe_open(
+    l: *mut evl_loop_t,
+    out: *mut *mut evl_stream_t,
+    fd: c_int,
+    user_data: *mut c_void,
+) -> c_int {
+    create_stream(l, out, user_data, |lp| Stream::pipe_open(lp, fd))
+}
+
 /// Starts accepting connections; `cb` receives each one.
 #[no_mangle]
 pub unsafe extern "C" fn evl_listen(s: *mut evl_stream_t, backlog: c_int, cb: evl_connection_cb) -> c_int {

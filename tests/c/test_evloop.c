@@ -1280,6 +1280,86 @@ static void test_resets_end_every_connection(void) {
     finish_loop(l);
 }
 
+/* ---- pipes ---- */
+
+struct pipe_reading {
+    char bytes[64];
+    size_t len;
+    int ended; /* 1: EVL_EOF, or the error */
+};
+static void on_pipe_read(evl_stream_t *s, ssize_t n, const char *buf, void *d) {
+    (void)d;
+    struct pipe_reading *r = evl_handle_get_data((evl_handle_t *)s);
+    if (n > 0) {
+        size_t room = sizeof r->bytes - r->len;
+        size_t take = (size_t)n < room ? (size_t)n : room;
+        memcpy(r->bytes + r->len, buf, take);
+        r->len += take;
+    } else if (n < 0) {
+        r->ended = n == EVL_EOF ? 1 : (int)n;
+    }
+}
+static void on_pipe_status(evl_stream_t *s, int status, void *d) {
+    (void)s;
+    int *out = d;
+    out[0] = 1;
+    out[1] = status;
+}
+static void test_pipes(void) {
+    evl_loop_t *l = new_loop();
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    struct pipe_reading got = {0}, heard = {0};
+    evl_stream_t *reader, *writer;
+    CHECK_EQ(evl_pipe_open(l, &reader, fds[0], &got), 0);
+    CHECK_EQ(evl_pipe_open(l, &writer, fds[1], &heard), 0);
+    CHECK((fcntl(fds[0], F_GETFL) & O_NONBLOCK) != 0);
+    CHECK_EQ(evl_read_start(reader, on_pipe_read), 0);
+    evl_buf_t parts[2] = {{"through ", 8}, {"a pipe", 6}};
+    CHECK_EQ(evl_write(writer, parts, 2, NULL, NULL), 0);
+    int shut[2] = {0, 0};
+    CHECK_EQ(evl_shutdown(writer, on_pipe_status, shut), 0);
+    run_until(l, &shut[0]);
+    CHECK_EQ(shut[1], -ENOTSOCK);
+    evl_close((evl_handle_t *)writer, NULL);
+    run_until(l, &got.ended);
+    CHECK_EQ(got.ended, 1);
+    CHECK_EQ(got.len, 14);
+    CHECK(memcmp(got.bytes, "through a pipe", 14) == 0);
+    evl_close((evl_handle_t *)reader, NULL);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+
+    /* The write end hears its reader leave; a write after that fails with -EPIPE, and SIGPIPE
+       (default in this program until the first writable pipe) does not kill the process. */
+    CHECK_EQ(pipe(fds), 0);
+    memset(&heard, 0, sizeof heard);
+    CHECK_EQ(evl_pipe_open(l, &writer, fds[1], &heard), 0);
+    struct sigaction act;
+    CHECK_EQ(sigaction(SIGPIPE, NULL, &act), 0);
+    CHECK(act.sa_handler == SIG_IGN);
+    CHECK_EQ(evl_read_start(writer, on_pipe_read), 0);
+    evl_run(l, EVL_RUN_NOWAIT);
+    CHECK_EQ(heard.ended, 0);
+    close(fds[0]);
+    run_until(l, &heard.ended);
+    CHECK_EQ(heard.ended, 1);
+    CHECK_EQ(heard.len, 0);
+    int wrote[2] = {0, 0};
+    evl_buf_t b = {"lost", 4};
+    CHECK_EQ(evl_write(writer, &b, 1, on_pipe_status, wrote), 0);
+    run_until(l, &wrote[0]);
+    CHECK_EQ(wrote[1], -EPIPE);
+    evl_close((evl_handle_t *)writer, NULL);
+
+    /* What is not a pipe. */
+    int file = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    CHECK_EQ(evl_pipe_open(l, &reader, file, NULL), -EINVAL);
+    close(file);
+    CHECK_EQ(evl_pipe_open(l, &reader, -1, NULL), -EBADF);
+    CHECK_EQ(evl_pipe_open(l, NULL, 0, NULL), -EINVAL);
+    finish_loop(l);
+}
+
 struct file_result {
     int done, status;
     size_t len;
@@ -1501,6 +1581,7 @@ static const struct test tests[] = {
     {"tcp_echo", test_tcp_echo},
     {"tcp_connect_refused_and_bad_addresses", test_tcp_connect_refused_and_bad_addresses},
     {"backpressure_and_adopt", test_backpressure_and_adopt},
+    {"pipes", test_pipes},
     {"unix_echo", test_unix_echo},
     {"udp_echo", test_udp_echo},
     {"udp_adopt", test_udp_adopt},

@@ -87,6 +87,11 @@ impl BufRing {
         self.count
     }
 
+    /// Bytes in each buffer.
+    pub(crate) fn buffer_size(&self) -> u32 {
+        self.size
+    }
+
     /// Bytes of buffer `bid`.
     pub(crate) fn buffer(&self, bid: u16) -> *const u8 {
         debug_assert!(bid < self.count);

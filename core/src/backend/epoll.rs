@@ -26,6 +26,7 @@ const ACCEPT_BURST: u32 = 64;
 enum Reader {
     Accept,
     Recv,
+    Read,
     RecvFrom,
     Poll(u32),
     Wake,
@@ -34,6 +35,10 @@ enum Reader {
 #[derive(Clone, Copy)]
 enum Writer {
     Send {
+        ptr: *const u8,
+        len: usize,
+    },
+    Write {
         ptr: *const u8,
         len: usize,
     },
@@ -133,6 +138,7 @@ impl EpollBackend {
                 self.arm_reader(fd, token, Reader::Accept)
             }
             Op::Recv { fd } => self.arm_reader(fd, token, Reader::Recv),
+            Op::Read { fd } => self.arm_reader(fd, token, Reader::Read),
             Op::RecvFrom { fd } => self.arm_reader(fd, token, Reader::RecvFrom),
             Op::Poll { fd, events } => self.arm_reader(fd, token, Reader::Poll(events)),
             Op::Wake { fd } => self.arm_reader(fd, token, Reader::Wake),
@@ -142,6 +148,14 @@ impl EpollBackend {
                 let buf = unsafe { std::slice::from_raw_parts(ptr, len) };
                 match socket::send(fd, buf) {
                     Err(Error::EAGAIN) => self.arm_writer(fd, token, Writer::Send { ptr, len }),
+                    r => Some(to_res(r)),
+                }
+            }
+            Op::Write { fd, ptr, len } => {
+                // SAFETY: as for Send.
+                let buf = unsafe { std::slice::from_raw_parts(ptr, len) };
+                match sys::write(fd, buf) {
+                    Err(Error::EAGAIN) => self.arm_writer(fd, token, Writer::Write { ptr, len }),
                     r => Some(to_res(r)),
                 }
             }
@@ -400,7 +414,11 @@ impl EpollBackend {
                 (bits != 0).then(|| Completion::new(token, bits as i32, true))
             }
             _ if !readable => None,
-            Reader::Recv => match socket::recv(fd, &mut self.recv_buf) {
+            Reader::Recv | Reader::Read => match if reader == Reader::Recv {
+                socket::recv(fd, &mut self.recv_buf)
+            } else {
+                sys::read(fd, &mut self.recv_buf)
+            } {
                 Err(Error::EAGAIN) | Err(Error::EINTR) => None,
                 Ok(0) => {
                     self.finish_reader(fd);
@@ -473,6 +491,13 @@ impl EpollBackend {
             Writer::Send { ptr, len } => {
                 // SAFETY: the submitter keeps the buffer valid until completion.
                 match socket::send(fd, unsafe { std::slice::from_raw_parts(ptr, len) }) {
+                    Err(Error::EAGAIN) => return None,
+                    r => to_res(r),
+                }
+            }
+            Writer::Write { ptr, len } => {
+                // SAFETY: as above.
+                match sys::write(fd, unsafe { std::slice::from_raw_parts(ptr, len) }) {
                     Err(Error::EAGAIN) => return None,
                     r => to_res(r),
                 }

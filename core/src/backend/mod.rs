@@ -128,6 +128,9 @@ pub(crate) enum Op {
     /// Multishot: each completion is a chunk of received bytes in a backend buffer; `0` is EOF
     /// (final). Errors are final.
     Recv { fd: RawFd },
+    /// As `Recv`, for a file that is not a socket (a pipe, a FIFO, a terminal): `read` instead
+    /// of `recv`. Its kind is `Recv`'s.
+    Read { fd: RawFd },
     /// Multishot: each completion is one datagram with its source address.
     RecvFrom { fd: RawFd },
     /// Multishot, level-triggered: each completion is the readiness bits (`ready::*`) seen for
@@ -137,6 +140,9 @@ pub(crate) enum Op {
     Wake { fd: RawFd },
     /// One-shot: send `len` bytes from `ptr`; the result may be short.
     Send { fd: RawFd, ptr: *const u8, len: usize },
+    /// As `Send`, for a file that is not a socket: `write` instead of `send`. Its kind is
+    /// `Send`'s.
+    Write { fd: RawFd, ptr: *const u8, len: usize },
     /// One-shot: send one datagram to `addr`.
     SendTo {
         fd: RawFd,
@@ -154,11 +160,11 @@ impl Op {
     pub(crate) fn kind(&self) -> OpKind {
         match self {
             Op::Accept { .. } => OpKind::Accept,
-            Op::Recv { .. } => OpKind::Recv,
+            Op::Recv { .. } | Op::Read { .. } => OpKind::Recv,
             Op::RecvFrom { .. } => OpKind::RecvFrom,
             Op::Poll { .. } => OpKind::Poll,
             Op::Wake { .. } => OpKind::Wake,
-            Op::Send { .. } => OpKind::Send,
+            Op::Send { .. } | Op::Write { .. } => OpKind::Send,
             Op::SendTo { .. } => OpKind::SendTo,
             Op::Connect { .. } => OpKind::Connect,
             Op::Shutdown { .. } => OpKind::Shutdown,

@@ -113,6 +113,11 @@ pub(crate) struct UringBackend {
     reserve: FdReserve,
     /// File operations this kernel runs in the ring, as bits by `FileOp::index`.
     file_ops: u16,
+    /// The kernel has multishot `read` (Linux 6.7) for pipes; older ones get a single-shot
+    /// read with buffer selection, which the stream re-arms after each completion.
+    multishot_read: bool,
+    /// The size of each receive buffer (a single-shot read asks for this much).
+    buffer_size: u32,
     /// Free slots of the registered (direct) descriptor table that whole-file reads use to
     /// link open → read → close; empty if the kernel refused the table.
     direct_slots: Vec<u32>,
@@ -238,6 +243,7 @@ impl UringBackend {
         let _ = ring.submitter().register_ring_fd();
         let count = config.buffers.clamp(1, 32768).next_power_of_two();
         let buffers = BufRing::new(count, config.buffer_size.max(64))?;
+        let buffer_size = buffers.buffer_size();
         // SAFETY: the ring memory lives in `buffers`, which outlives the registration (the ring
         // is dropped first).
         unsafe {
@@ -285,6 +291,9 @@ impl UringBackend {
             polls: HashMap::new(),
             reserve: FdReserve::empty(),
             file_ops: probe_file_ops(&probe),
+            multishot_read: probe.is_supported(opcode::ReadMulti::CODE)
+                && std::env::var_os("EVLOOP_NO_MULTISHOT_READ").is_none(),
+            buffer_size,
             direct_slots,
             offload: if config.file_offload && two_cpus() {
                 Offload::NotYet
@@ -381,6 +390,15 @@ impl UringBackend {
                     .build()
             }
             Op::Recv { fd } => opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP).build(),
+            // The position -1 reads at the file's own position, which a pipe ignores.
+            Op::Read { fd } if self.multishot_read => opcode::ReadMulti::new(types::Fd(fd), 0, BUFFER_GROUP)
+                .offset(u64::MAX)
+                .build(),
+            Op::Read { fd } => opcode::Read::new(types::Fd(fd), std::ptr::null_mut(), self.buffer_size)
+                .offset(u64::MAX)
+                .buf_group(BUFFER_GROUP)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT),
             Op::RecvFrom { fd } => {
                 if let Err(e) = self.register_datagram_buffers() {
                     return Some(e.code());
@@ -404,6 +422,11 @@ impl UringBackend {
             Op::Send { fd, ptr, len } => {
                 opcode::Send::new(types::Fd(fd), ptr, len.min(u32::MAX as usize) as u32)
                     .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
+            Op::Write { fd, ptr, len } => {
+                opcode::Write::new(types::Fd(fd), ptr, len.min(u32::MAX as usize) as u32)
+                    .offset(u64::MAX)
                     .build()
             }
             Op::SendTo { fd, ptr, len, addr } => {

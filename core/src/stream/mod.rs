@@ -1,4 +1,5 @@
-//! Stream sockets (TCP and Unix): accept, connect, read, write, shutdown, close.
+//! Streams: TCP and Unix sockets (accept, connect, read, write, shutdown, close), and pipes,
+//! FIFOs and terminals with the same reading and writing ([`pipe`]).
 //!
 //! Reads arrive as slices of a loop-owned buffer, valid during the callback: no allocation and
 //! no allocation callback per read. Writes are copied into a per-stream queue of two reused
@@ -6,6 +7,7 @@
 //! allocates nothing once the vectors have grown. On epoll the send is tried at once and usually
 //! finishes inside `write`; only `EAGAIN` arms writability.
 
+pub mod pipe;
 pub mod tcp;
 pub mod unix;
 
@@ -51,6 +53,9 @@ pub(crate) const OP_RECV: u8 = 2;
 pub(crate) const OP_SEND: u8 = 3;
 pub(crate) const OP_CONNECT: u8 = 4;
 pub(crate) const OP_SHUTDOWN: u8 = 5;
+/// The readiness poll that stands for reading on the write end of a pipe: it reports the read
+/// end's closing (POLLERR), the only event that end has to read.
+pub(crate) const OP_HANGUP: u8 = 6;
 
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
@@ -70,6 +75,10 @@ mod flag {
     pub const WRITE_BUSY: u16 = 512;
     /// Received bytes wait in the stash (reads arrived while reading was stopped).
     pub const STASHED: u16 = 1024;
+    /// Not a socket (a pipe, FIFO or terminal): `read`/`write` instead of `recv`/`send`.
+    pub const PIPE: u16 = 2048;
+    /// The write end of a pipe: reading watches for its reader's departure.
+    pub const WRITE_ONLY: u16 = 4096;
 }
 
 /// What `write`'s first step sent before anything was queued.
@@ -163,6 +172,54 @@ impl StreamEntry {
 
     fn has(&self, f: u16) -> bool {
         self.flags & f != 0
+    }
+
+    /// The operation that brings this stream's incoming events (connections, data, or a pipe
+    /// reader's departure), with its token code.
+    fn incoming_op(&self) -> Option<(Op, u8)> {
+        let fd = self.fd;
+        Some(if self.has(flag::LISTENING) {
+            (Op::Accept { fd }, OP_ACCEPT)
+        } else if !self.has(flag::READING) {
+            return None;
+        } else if self.has(flag::WRITE_ONLY) {
+            let events = crate::backend::ready::READABLE;
+            (Op::Poll { fd, events }, OP_HANGUP)
+        } else if self.has(flag::PIPE) {
+            (Op::Read { fd }, OP_RECV)
+        } else {
+            (Op::Recv { fd }, OP_RECV)
+        })
+    }
+
+    /// The token code and kind of the armed incoming operation, to cancel it.
+    fn incoming_kind(&self) -> (u8, OpKind) {
+        if self.has(flag::LISTENING) {
+            (OP_ACCEPT, OpKind::Accept)
+        } else if self.has(flag::WRITE_ONLY) {
+            (OP_HANGUP, OpKind::Poll)
+        } else {
+            (OP_RECV, OpKind::Recv)
+        }
+    }
+
+    /// Sends from the caller's memory now: `send` on a socket, `write` on a pipe.
+    #[inline]
+    fn send_now(&self, data: &[u8]) -> Result<usize> {
+        if self.has(flag::PIPE) {
+            sys::write(self.fd, data)
+        } else {
+            sys::socket::send(self.fd, data)
+        }
+    }
+
+    /// [`StreamEntry::send_now`] of several buffers in one system call.
+    fn send_vectored_now(&self, bufs: &[&[u8]]) -> Result<usize> {
+        if self.has(flag::PIPE) {
+            sys::write_vectored(self.fd, bufs)
+        } else {
+            sys::socket::send_vectored(self.fd, bufs)
+        }
     }
 
     /// After a failed send nothing more goes out: a requested shutdown not yet handed to the
@@ -318,9 +375,9 @@ impl Stream {
         let e = self.entry(lp)?;
         e.flags &= !flag::READING;
         if e.has(flag::RECV_ARMED) {
-            let fd = e.fd;
+            let (fd, (code, kind)) = (e.fd, e.incoming_kind());
             lp.backend
-                .cancel(token(Kind::Stream, OP_RECV, self.idx, self.gen), fd, OpKind::Recv);
+                .cancel(token(Kind::Stream, code, self.idx, self.gen), fd, kind);
         }
         lp.stream_update_active(self.idx, self.gen);
         Ok(())
@@ -364,7 +421,7 @@ impl Stream {
                 e.check_writable()?;
                 SentNow::Bytes(0)
             } else {
-                match backend.send_now(|| sys::socket::send_vectored(e.fd, bufs)) {
+                match backend.send_now(|| e.send_vectored_now(bufs)) {
                     Some(Ok(n)) => SentNow::Bytes(n),
                     Some(Err(Error::EAGAIN)) | None => SentNow::Bytes(0),
                     Some(Err(err)) => SentNow::Failed(err),
@@ -389,7 +446,7 @@ impl Stream {
             e.check_writable()?;
             return Ok(Some(SentNow::Bytes(0)));
         }
-        Ok(Some(match backend.send_now(|| sys::socket::send(e.fd, data)) {
+        Ok(Some(match backend.send_now(|| e.send_now(data)) {
             // Nothing queued before, nothing after: the write state's totals, which only
             // matter relative to each other, need no update.
             Some(Ok(n)) if n == data.len() && no_callback => return Ok(None),
@@ -460,7 +517,7 @@ impl Stream {
         if e.has(flag::CONNECTING) || e.w.as_ref().is_some_and(|w| w.queue_size() > 0 || w.sending) {
             return Err(Error::EAGAIN);
         }
-        let n = sys::socket::send(e.fd, data)?;
+        let n = e.send_now(data)?;
         if let Some(w) = e.w.as_mut() {
             w.queued_total += n as u64;
             w.written_total += n as u64;
@@ -532,11 +589,7 @@ impl Loop {
         if e.common.closing || e.has(flag::RECV_ARMED) || e.has(flag::EOF) {
             return;
         }
-        let (op, code) = if e.has(flag::LISTENING) {
-            (Op::Accept { fd: e.fd }, OP_ACCEPT)
-        } else if e.has(flag::READING) {
-            (Op::Recv { fd: e.fd }, OP_RECV)
-        } else {
+        let Some((op, code)) = e.incoming_op() else {
             return;
         };
         match self.backend.submit(token(Kind::Stream, code, idx, gen), op) {
@@ -593,7 +646,7 @@ impl Loop {
             if e.common.closing || e.has(flag::CONNECTING) {
                 return;
             }
-            let fd = e.fd;
+            let (fd, pipe) = (e.fd, e.has(flag::PIPE));
             if e.fail_waiting_shutdown() {
                 self.stream_defer(idx, gen);
                 return;
@@ -612,10 +665,11 @@ impl Loop {
                 std::mem::swap(&mut w.inflight, &mut w.pending);
             }
             let rest = &w.inflight[w.sent..];
-            let op = Op::Send {
-                fd,
-                ptr: rest.as_ptr(),
-                len: rest.len(),
+            let (ptr, len) = (rest.as_ptr(), rest.len());
+            let op = if pipe {
+                Op::Write { fd, ptr, len }
+            } else {
+                Op::Send { fd, ptr, len }
             };
             match self.backend.submit(token(Kind::Stream, OP_SEND, idx, gen), op) {
                 Some(res) => self.stream_sent(idx, gen, res),
@@ -653,7 +707,7 @@ impl Loop {
         let Some(e) = streams.get_mut(idx, gen) else {
             return;
         };
-        let (fd, flags) = (e.fd, e.flags);
+        let (fd, flags, (incoming, kind)) = (e.fd, e.flags, e.incoming_kind());
         let Some(w) = e.w.as_mut() else { return };
         w.sending = false;
         if res < 0 && w.error.is_none() && flags & (flag::RECV_ARMED | flag::LISTENING) == flag::RECV_ARMED {
@@ -661,7 +715,7 @@ impl Loop {
             // pending error, which a receive armed in io_uring then waits on for good (seen
             // with resets). A fresh receive reads what is left, then the end: cancel this one,
             // which re-arms when its cancellation lands.
-            backend.cancel(token(Kind::Stream, OP_RECV, idx, gen), fd, OpKind::Recv);
+            backend.cancel(token(Kind::Stream, incoming, idx, gen), fd, kind);
         }
         if res < 0 {
             let err = Error::from_errno(-res);
@@ -818,7 +872,7 @@ impl Loop {
                 self.maybe_finish_close(handle);
                 return self.stream_refuse_accepted(op, c);
             }
-            if op == OP_RECV || op == OP_ACCEPT {
+            if op == OP_RECV || op == OP_ACCEPT || op == OP_HANGUP {
                 e.flags &= !flag::RECV_ARMED;
             }
         }
@@ -828,6 +882,7 @@ impl Loop {
         match op {
             // Reads keep their state unless they end, which stream_received handles.
             OP_RECV => return self.stream_received(idx, c),
+            OP_HANGUP => return self.stream_reader_gone(idx, gen, c),
             OP_ACCEPT => self.stream_accepted(idx, gen, c),
 
             OP_SEND => {
@@ -924,6 +979,24 @@ impl Loop {
         }
     }
 
+    /// A pipe's write end polled ready: its reader has gone (the poll asks for nothing else
+    /// that end can report), which reading reports as the end. The poll is cancelled, as
+    /// nothing more can follow.
+    fn stream_reader_gone(&mut self, idx: u32, gen: u32, c: &Completion) {
+        let mut end = Completion::new(c.token, c.res, false);
+        if c.res >= 0 {
+            end.res = 0;
+            if c.more {
+                if let Some(e) = self.streams.get_mut(idx, gen) {
+                    let fd = e.fd;
+                    self.backend
+                        .cancel(token(Kind::Stream, OP_HANGUP, idx, gen), fd, OpKind::Poll);
+                }
+            }
+        }
+        self.stream_received(idx, &end);
+    }
+
     /// Closes a connection the kernel accepted for a listener that is closing or gone (a
     /// multishot accept can post several before its cancellation lands).
     fn stream_refuse_accepted(&mut self, op: u8, c: &Completion) {
@@ -996,11 +1069,7 @@ impl Loop {
         };
         let fd = e.fd;
         if e.has(flag::RECV_ARMED) {
-            let (op, kind) = if e.has(flag::LISTENING) {
-                (OP_ACCEPT, OpKind::Accept)
-            } else {
-                (OP_RECV, OpKind::Recv)
-            };
+            let (op, kind) = e.incoming_kind();
             self.backend.cancel(token(Kind::Stream, op, idx, gen), fd, kind);
         }
         if let Some(w) = e.w.as_ref() {

@@ -49,6 +49,55 @@ pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize> {
     cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
+pub(crate) fn write(fd: RawFd, buf: &[u8]) -> Result<usize> {
+    // SAFETY: `buf` is a valid readable region of `buf.len()` bytes.
+    cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
+/// `writev` of up to [`socket::MAX_IOVECS`] buffers: one system call for several buffers, as
+/// [`socket::send_vectored`] is for sockets.
+pub(crate) fn write_vectored(fd: RawFd, bufs: &[&[u8]]) -> Result<usize> {
+    socket::with_iovecs(bufs, |iov| {
+        // SAFETY: every iovec names a readable region of the caller's buffers.
+        cvt_size(unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) })
+    })
+}
+
+/// Two non-blocking, close-on-exec ends of a new pipe: `(read, write)`.
+pub(crate) fn pipe() -> Result<(RawFd, RawFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`) an fd was opened with.
+pub(crate) fn access_mode(fd: RawFd) -> Result<libc::c_int> {
+    // SAFETY: fcntl on a caller-provided fd; a bad fd gives EBADF.
+    Ok(cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })? & libc::O_ACCMODE)
+}
+
+/// Makes SIGPIPE ignored if it has its default action (which kills the process), so that a write
+/// to a pipe whose reader has gone fails with `EPIPE` instead. Pipes have no `MSG_NOSIGNAL`, and
+/// io_uring writes give no chance to block the signal around the call. A handler the program
+/// installed, or an explicit ignore, is left as it is.
+pub(crate) fn ignore_sigpipe_if_default() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        // SAFETY: sigaction with a null new action only reads the current one into `old`;
+        // installing SIG_IGN touches no memory of ours. Another thread changing the action
+        // between the two calls would be overridden only if it set SIG_DFL again.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_DFL
+            {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            }
+        }
+    });
+}
+
 /// A non-blocking, close-on-exec eventfd counter.
 pub(crate) fn eventfd() -> Result<RawFd> {
     // SAFETY: plain syscall with constant flags.

@@ -193,6 +193,18 @@ pub(crate) const MAX_IOVECS: usize = 1024;
 /// `sendmsg` of several buffers with MSG_NOSIGNAL: one system call (and, with TCP_NODELAY, as
 /// few packets as the bytes need) for a header and a body. At most [`MAX_IOVECS`] buffers.
 pub(crate) fn send_vectored(fd: RawFd, bufs: &[&[u8]]) -> Result<usize> {
+    with_iovecs(bufs, |iov| {
+        // SAFETY: an all-zero msghdr is valid; it names `iov`, which outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = iov.len();
+        // SAFETY: every iovec names a readable region of the caller's buffers.
+        cvt_size(unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })
+    })
+}
+
+/// Runs `f` on iovecs naming `bufs` (at most [`MAX_IOVECS`]): on the stack for up to 64.
+pub(crate) fn with_iovecs<R>(bufs: &[&[u8]], f: impl FnOnce(&[libc::iovec]) -> R) -> R {
     debug_assert!(bufs.len() <= MAX_IOVECS);
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -211,12 +223,7 @@ pub(crate) fn send_vectored(fd: RawFd, bufs: &[&[u8]]) -> Result<usize> {
             iov_len: b.len(),
         };
     }
-    // SAFETY: an all-zero msghdr is valid; it names `iov`, which outlives the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = iov.len();
-    // SAFETY: every iovec names a readable region of the caller's buffers.
-    cvt_size(unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })
+    f(iov)
 }
 
 /// `recv`, made directly for the reason given at [`send`].
