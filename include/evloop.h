@@ -973,10 +973,12 @@ int evl_read_stop(evl_stream_t *s);
 /**
  * Writes `nbufs` buffers in order. What the socket does not take at once is queued; `cb(stream,
  * status, req_data)` (may be NULL) runs once all of it has been handed to the kernel, or with
- * the error that stopped it, never inside this call. As with libuv, keep the buffers until `cb`
- * (this version copies what it queues, but do not rely on that). Returns 0, or 1 when the write
- * queue has reached the high-water mark (wait for the drain callback), or a negative errno
- * (-EPIPE after evl_shutdown, -EBADF after evl_close, the connection's error after a failure).
+ * the error that stopped it, never inside this call. As with libuv, keep the buffers until `cb`:
+ * a single buffer of 16 KiB or more written with a callback is sent from where it is, without
+ * a copy (smaller ones, and any written without a callback, are copied into the queue).
+ * Returns 0, or 1 when the write queue has reached the high-water mark (wait for the drain
+ * callback), or a negative errno (-EPIPE after evl_shutdown, -EBADF after evl_close, the
+ * connection's error after a failure).
  */
 int evl_write(evl_stream_t *s,
               const evl_buf_t *bufs,

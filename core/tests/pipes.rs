@@ -135,6 +135,7 @@ fn writing_after_the_reader_left_fails_with_epipe() {
             .unwrap();
         run_until(lp, LIMIT, |_| result.borrow().is_some());
         assert_eq!(*result.borrow(), Some(Err(Error::EPIPE)));
+        assert_eq!(writer.write_error(lp), Some(Error::EPIPE));
         // The error is sticky, as on sockets.
         assert_eq!(writer.write(lp, b"again", None), Err(Error::EPIPE));
         writer.close(lp, None).unwrap();
@@ -194,6 +195,7 @@ fn gathered_and_immediate_writes_work_on_pipes() {
     each_backend(|lp| {
         let (reader, writer) = Stream::pipe_pair(lp).unwrap();
         let got = collect(lp, reader);
+        assert_eq!(writer.write_error(lp), None);
         assert_eq!(writer.try_write(lp, b"try "), Ok(4));
         writer
             .write_vectored(lp, &[b"head ", b"body ", b"tail"], None)

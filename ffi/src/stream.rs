@@ -369,12 +369,36 @@ pub unsafe extern "C" fn evl_read_stop(s: *mut evl_stream_t) -> c_int {
     ))
 }
 
+/// A caller's buffer that `evl_write` sends from where it is: the caller keeps it until the
+/// write's callback (libuv's rule for `uv_write`).
+struct LentByCaller {
+    base: *const u8,
+    len: usize,
+}
+
+// SAFETY: `evl_write` lends only when the caller gave a callback, and its contract makes the
+// caller keep the buffer, unchanged, until that callback has run; the stream reads it no more
+// by then (every send from it has completed, failed or been cancelled). Dropping the value
+// does not touch the buffer.
+unsafe impl evloop::KeptBytes for LentByCaller {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: see the impl.
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+    }
+}
+
+/// From this size a buffer written with a callback is lent to the stream rather than copied
+/// into its queue: copying it costs more than the small allocation that records the loan.
+const LEND_MIN: usize = 16 * 1024;
+
 /// Writes `nbufs` buffers in order. What the socket does not take at once is queued; `cb(stream,
 /// status, req_data)` (may be NULL) runs once all of it has been handed to the kernel, or with
-/// the error that stopped it, never inside this call. As with libuv, keep the buffers until `cb`
-/// (this version copies what it queues, but do not rely on that). Returns 0, or 1 when the write
-/// queue has reached the high-water mark (wait for the drain callback), or a negative errno
-/// (-EPIPE after evl_shutdown, -EBADF after evl_close, the connection's error after a failure).
+/// the error that stopped it, never inside this call. As with libuv, keep the buffers until `cb`:
+/// a single buffer of 16 KiB or more written with a callback is sent from where it is, without
+/// a copy (smaller ones, and any written without a callback, are copied into the queue).
+/// Returns 0, or 1 when the write queue has reached the high-water mark (wait for the drain
+/// callback), or a negative errno (-EPIPE after evl_shutdown, -EBADF after evl_close, the
+/// connection's error after a failure).
 #[no_mangle]
 pub unsafe extern "C" fn evl_write(
     s: *mut evl_stream_t,
@@ -386,7 +410,18 @@ pub unsafe extern "C" fn evl_write(
     with_open!(s, Stream, |h, lp, Id::Stream(stream)| {
         let done = status_cb(h as *mut Handle, cb, req_data);
         // SAFETY: checked by with_slices.
-        let written = unsafe { with_slices(bufs, nbufs, |parts| stream.write_vectored(lp, parts, done)) };
+        let written = unsafe {
+            with_slices(bufs, nbufs, |parts| match parts {
+                [one] if one.len() >= LEND_MIN && done.is_some() => {
+                    let lent = Box::new(LentByCaller {
+                        base: one.as_ptr(),
+                        len: one.len(),
+                    });
+                    stream.write_kept(lp, lent, done)
+                }
+                _ => stream.write_vectored(lp, parts, done),
+            })
+        };
         match written {
             Ok(Ok(below)) => c_int::from(!below),
             Ok(Err(e)) => e.code(),

@@ -476,3 +476,42 @@ def test_accepted_connection_answers_extra_info_before_and_after_close(loop):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_large_bytes_that_must_wait_are_kept_not_copied(evloop_loop):
+    """evloop only (asyncio copies into a bytearray): a large `bytes` the socket cannot take at
+    once stays referenced by the transport until sent, and a bytearray (mutable) is copied."""
+    import sys
+
+    loop = evloop_loop
+
+    async def main():
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        proto = Collect(loop)
+        tr, _ = await loop.create_connection(lambda: proto, sock=a)
+        tr.set_write_buffer_limits(high=64 << 20)
+        big = os.urandom(8 << 20)  # far more than the socket pair's buffers
+        before = sys.getrefcount(big)
+        tr.write(big)
+        assert tr.get_write_buffer_size() > 0
+        assert sys.getrefcount(big) == before + 1, "queued bytes are the caller's object, kept"
+        mutable = bytearray(os.urandom(4 << 20))
+        expected = big + bytes(mutable)
+        tr.write(mutable)
+        mutable[:] = bytes(len(mutable))  # changing it after write() must not change what is sent
+        got = bytearray()
+        while len(got) < len(expected):
+            try:
+                got += b.recv(1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        assert got == expected
+        while tr.get_write_buffer_size():
+            await asyncio.sleep(0.001)
+        assert sys.getrefcount(big) == before, "released once sent"
+        tr.close()
+        b.close()
+        await asyncio.wait_for(proto.lost, 30)
+
+    loop.run_until_complete(main())

@@ -10,6 +10,7 @@ mod datagram;
 mod errors;
 mod fs;
 mod handle;
+mod pipe;
 mod transport;
 mod transport_state;
 
@@ -22,6 +23,8 @@ fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::TimerHandle>()?;
     m.add_class::<transport::StreamTransport>()?;
     m.add_function(wrap_pyfunction!(transport::_set_transport_class, m)?)?;
+    m.add_class::<pipe::PipeTransport>()?;
+    m.add_function(wrap_pyfunction!(pipe::_set_pipe_transport_classes, m)?)?;
     m.add_class::<datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(datagram::_set_datagram_transport_class, m)?)?;
     m.add_function(wrap_pyfunction!(fs::fs_read_file, m)?)?;

@@ -19,6 +19,39 @@ use std::cell::{Cell, RefCell};
 
 pub(crate) const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
+/// From this size, what a write of `bytes` must queue is lent to the core (the object kept
+/// alive) instead of copied: the copy costs more than the small box that records the loan.
+pub(crate) const KEEP_MIN: usize = 16 * 1024;
+
+/// A `bytes` object's memory lent to a core stream's write queue.
+pub(crate) struct KeptPyBytes {
+    _owner: Py<PyBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+impl KeptPyBytes {
+    /// The part of `owner`'s bytes that starts at `from`.
+    pub(crate) fn new(owner: &Bound<'_, PyBytes>, from: usize) -> Box<KeptPyBytes> {
+        let all = owner.as_bytes();
+        let rest = &all[from.min(all.len())..];
+        Box::new(KeptPyBytes {
+            _owner: owner.clone().unbind(),
+            ptr: rest.as_ptr(),
+            len: rest.len(),
+        })
+    }
+}
+
+// SAFETY: a `bytes` object is immutable and never moves; `_owner` keeps it alive as long as
+// this value lives (dropping it without the GIL defers the decref, which pyo3 allows).
+unsafe impl evloop::KeptBytes for KeptPyBytes {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: see the impl.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
 static BUFFERED_PROTOCOL: GILOnceCell<Py<PyType>> = GILOnceCell::new();
 
 /// The class stream transports present as `__class__`: `evloop.StreamTransportType`, an
@@ -361,10 +394,17 @@ impl StreamTransport {
             .map_err(os_error)
     }
 
-    fn write_bytes(slf: &Bound<'_, Self>, mut bytes: &[u8]) -> PyResult<()> {
+    /// Writes `bytes`; `owner`, the `bytes` object they are, if they are one, lets a large
+    /// remainder be lent to the core instead of copied.
+    fn write_bytes(
+        slf: &Bound<'_, Self>,
+        mut bytes: &[u8],
+        owner: Option<&Bound<'_, PyBytes>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let lp = this.lp(py)?;
+        let whole = bytes.len();
         // io_uring queues every write for the next submission (a copy, batched into one kernel
         // entry per iteration). A write that would take the buffer over the high-water mark is
         // offered to the socket first, as epoll's path and asyncio do: what the kernel takes at
@@ -382,6 +422,11 @@ impl StreamTransport {
                 return Ok(());
             }
         }
+        if let Some(owner) = owner.filter(|_| bytes.len() >= KEEP_MIN) {
+            let kept = KeptPyBytes::new(owner, whole - bytes.len());
+            let written = this.stream.write_kept(lp, kept, None);
+            return Self::after_write(slf, written.map(drop));
+        }
         Self::write_parts(slf, std::slice::from_ref(&bytes))
     }
 
@@ -390,9 +435,15 @@ impl StreamTransport {
         let py = slf.py();
         let this = slf.get();
         let lp = this.lp(py)?;
-        match this.stream.write_vectored(lp, parts, None) {
-            Ok(_) => {
-                let queued = this.stream.write_queue_size(lp);
+        let written = this.stream.write_vectored(lp, parts, None);
+        Self::after_write(slf, written.map(drop))
+    }
+
+    /// Flow control after a write, or the write's failure.
+    fn after_write(slf: &Bound<'_, Self>, written: evloop::Result<()>) -> PyResult<()> {
+        match written {
+            Ok(()) => {
+                let queued = slf.get().stream.write_queue_size(slf.get().lp(slf.py())?);
                 if queued > 0 {
                     Self::maybe_pause_protocol(slf, queued);
                 }
@@ -647,7 +698,10 @@ impl StreamTransport {
         if !Self::writable_state(slf)? || empty {
             return Ok(());
         }
-        with_bytes(data, |b| Self::write_bytes(slf, b))?
+        if let Ok(b) = data.downcast::<PyBytes>() {
+            return Self::write_bytes(slf, b.as_bytes(), Some(b));
+        }
+        with_bytes(data, |b| Self::write_bytes(slf, b, None))?
     }
 
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -672,7 +726,7 @@ impl StreamTransport {
         if !Self::writable_state(slf)? || joined.is_empty() {
             return Ok(());
         }
-        Self::write_bytes(slf, &joined)
+        Self::write_bytes(slf, &joined, None)
     }
 
     fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {

@@ -2,10 +2,11 @@
 //! FIFOs and terminals with the same reading and writing ([`pipe`]).
 //!
 //! Reads arrive as slices of a loop-owned buffer, valid during the callback: no allocation and
-//! no allocation callback per read. Writes are copied into a per-stream queue of two reused
-//! vectors: one is being sent while the other collects new writes, so a steady stream of writes
-//! allocates nothing once the vectors have grown. On epoll the send is tried at once and usually
-//! finishes inside `write`; only `EAGAIN` arms writability.
+//! no allocation callback per read. What a write cannot send at once is copied into a per-stream
+//! queue of reused vectors: one is being sent while another collects new writes, so a steady
+//! stream of writes allocates nothing once the vectors have grown. A large buffer can instead be
+//! lent to the queue ([`Stream::write_kept`]) and sent from where it is. On epoll the send is
+//! tried at once and usually finishes inside `write`; only `EAGAIN` arms writability.
 
 pub mod pipe;
 pub mod tcp;
@@ -81,6 +82,12 @@ mod flag {
     pub const WRITE_ONLY: u16 = 4096;
 }
 
+/// What `write_queued` queues: copies of the caller's buffers, or a lent buffer.
+enum Queued<'a> {
+    Copy(&'a [&'a [u8]]),
+    Kept(Box<dyn KeptBytes>),
+}
+
 /// What `write`'s first step sent before anything was queued.
 enum SentNow {
     Bytes(usize),
@@ -103,13 +110,60 @@ pub(crate) struct StreamEntry {
     w: Option<Box<WriteState>>,
 }
 
+/// Memory a write lends to a stream instead of having it copied ([`Stream::write_kept`]): the
+/// stream sends from it and drops the value once every byte has gone (or the write failed or
+/// the stream closed).
+///
+/// # Safety
+/// `bytes` must return the same memory on every call, unchanged, for as long as the value
+/// lives, even after the value itself has moved (the kernel may be reading it).
+pub unsafe trait KeptBytes {
+    /// The bytes to send.
+    fn bytes(&self) -> &[u8];
+}
+
+// SAFETY: a vector's heap buffer stays where it is when the vector moves, and nothing else can
+// change it while the stream owns it.
+unsafe impl KeptBytes for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+// SAFETY: as for Vec.
+unsafe impl KeptBytes for Box<[u8]> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// A run of queued bytes: copied into one of the stream's reused vectors, or lent.
+enum Chunk {
+    Copied(Vec<u8>),
+    /// Lent memory, and how much of it went out before it was queued.
+    Kept(Box<dyn KeptBytes>, usize),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Copied(v) => v,
+            Chunk::Kept(b, _) => b.bytes(),
+        }
+    }
+}
+
 struct WriteState {
     /// Bytes handed to the backend (from `sent` on); stable while a send is in flight.
-    inflight: Vec<u8>,
+    inflight: Chunk,
     sent: usize,
     sending: bool,
-    /// Bytes written while a send was in flight.
-    pending: Vec<u8>,
+    /// Bytes written while a send was in flight, in order: small writes extend the last copied
+    /// chunk, a lent buffer is a chunk of its own.
+    pending: VecDeque<Chunk>,
+    /// A copy vector that was sent, kept (cleared) for the next one: with `inflight`'s, the two
+    /// vectors a steady stream of writes takes turns with.
+    spare: Vec<u8>,
     /// Write callbacks and the stream offset at which each write is complete.
     reqs: VecDeque<(u64, Option<DoneCb>)>,
     queued_total: u64,
@@ -132,10 +186,11 @@ struct WriteState {
 impl WriteState {
     fn new() -> Box<WriteState> {
         Box::new(WriteState {
-            inflight: Vec::new(),
+            inflight: Chunk::Copied(Vec::new()),
             sent: 0,
             sending: false,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
+            spare: Vec::new(),
             reqs: VecDeque::new(),
             queued_total: 0,
             written_total: 0,
@@ -155,6 +210,49 @@ impl WriteState {
 
     fn queue_size(&self) -> usize {
         (self.queued_total - self.written_total) as usize
+    }
+
+    /// Queues a copy of `bytes` behind everything else.
+    fn queue_copy(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(Chunk::Copied(v)) = self.pending.back_mut() {
+            v.extend_from_slice(bytes);
+            return;
+        }
+        let mut v = std::mem::take(&mut self.spare);
+        v.extend_from_slice(bytes);
+        self.pending.push_back(Chunk::Copied(v));
+    }
+
+    /// The in-flight chunk has gone: keep its vector for reuse (a lent buffer is dropped), and
+    /// make the next queued chunk the one in flight. False if nothing is queued.
+    fn next_chunk(&mut self) -> bool {
+        let done = std::mem::replace(&mut self.inflight, Chunk::Copied(Vec::new()));
+        if let Chunk::Copied(mut v) = done {
+            if v.capacity() > self.spare.capacity() {
+                v.clear();
+                self.spare = v;
+            }
+        }
+        self.sent = 0;
+        match self.pending.pop_front() {
+            Some(next) => {
+                if let Chunk::Kept(_, already_sent) = next {
+                    self.sent = already_sent;
+                }
+                self.inflight = next;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops everything queued (after an error).
+    fn drop_queue(&mut self) {
+        self.pending.clear();
+        self.next_chunk();
     }
 }
 
@@ -398,7 +496,7 @@ impl Stream {
     pub fn write(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
         match self.send_now_if_idle(lp, data, cb.is_none())? {
             None => Ok(true),
-            Some(sent) => self.write_queued(lp, std::slice::from_ref(&data), cb, sent),
+            Some(sent) => self.write_queued(lp, Queued::Copy(std::slice::from_ref(&data)), cb, sent),
         }
     }
 
@@ -428,7 +526,7 @@ impl Stream {
                 }
             }
         };
-        self.write_queued(lp, bufs, cb, sent)
+        self.write_queued(lp, Queued::Copy(bufs), cb, sent)
     }
 
     /// `write`'s first step, kept small so the common case (a reply sent whole at once) costs
@@ -456,11 +554,32 @@ impl Stream {
         }))
     }
 
+    /// [`Stream::write`] of memory lent rather than copied: what the first step does not send
+    /// is sent from `buf` itself, which the stream drops once it has gone (or failed, or the
+    /// stream closed). For large buffers, where the copy costs more than the box; the callback
+    /// and the return value are `write`'s.
+    pub fn write_kept(self, lp: &mut Loop, buf: Box<dyn KeptBytes>, cb: Option<DoneCb>) -> Result<bool> {
+        let sent = self.send_now_if_idle(lp, buf.bytes(), cb.is_none())?;
+        match sent {
+            None => Ok(true),
+            Some(sent) => self.write_queued(lp, Queued::Kept(buf), cb, sent),
+        }
+    }
+
     /// The rest of `write`: queue what the first step did not send, record a callback, or
     /// record the error the send met.
     #[inline(never)]
-    fn write_queued(self, lp: &mut Loop, parts: &[&[u8]], cb: Option<DoneCb>, sent: SentNow) -> Result<bool> {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
+    fn write_queued(
+        self,
+        lp: &mut Loop,
+        queued: Queued<'_>,
+        cb: Option<DoneCb>,
+        sent: SentNow,
+    ) -> Result<bool> {
+        let total: usize = match &queued {
+            Queued::Copy(parts) => parts.iter().map(|p| p.len()).sum(),
+            Queued::Kept(buf) => buf.bytes().len(),
+        };
         let sent_now = match sent {
             SentNow::Bytes(n) => n,
             SentNow::Failed(err) => {
@@ -476,11 +595,17 @@ impl Stream {
         };
         let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         let w = e.w.get_or_insert_with(WriteState::new);
-        let mut skip = sent_now;
-        for part in parts {
-            let n = skip.min(part.len());
-            skip -= n;
-            w.pending.extend_from_slice(&part[n..]);
+        match queued {
+            Queued::Copy(parts) => {
+                let mut skip = sent_now;
+                for part in parts {
+                    let n = skip.min(part.len());
+                    skip -= n;
+                    w.queue_copy(&part[n..]);
+                }
+            }
+            Queued::Kept(buf) if sent_now < total => w.pending.push_back(Chunk::Kept(buf, sent_now)),
+            Queued::Kept(_) => {}
         }
         w.queued_total += total as u64;
         w.written_total += sent_now as u64;
@@ -531,6 +656,16 @@ impl Stream {
             .get(self.idx, self.gen)
             .and_then(|e| e.w.as_ref())
             .map_or(0, |w| w.queue_size())
+    }
+
+    /// The error that stopped writing, if a send failed. It is sticky (later writes fail with
+    /// it, and what was queued was dropped); this tells a caller that gives `write` no callback
+    /// of a failure `write` itself does not report (callbacks never run inside it).
+    pub fn write_error(self, lp: &Loop) -> Option<Error> {
+        lp.streams
+            .get(self.idx, self.gen)
+            .and_then(|e| e.w.as_ref())
+            .and_then(|w| w.error)
     }
 
     /// Sets the write-queue size at which `write` starts returning `false` (default 64 KiB).
@@ -655,16 +790,11 @@ impl Loop {
             if w.sending || w.error.is_some() {
                 return;
             }
-            if w.sent == w.inflight.len() {
-                w.inflight.clear();
-                w.sent = 0;
-                if w.pending.is_empty() {
-                    e.sync_write_busy();
-                    break;
-                }
-                std::mem::swap(&mut w.inflight, &mut w.pending);
+            if w.sent == w.inflight.bytes().len() && !w.next_chunk() {
+                e.sync_write_busy();
+                break;
             }
-            let rest = &w.inflight[w.sent..];
+            let rest = &w.inflight.bytes()[w.sent..];
             let (ptr, len) = (rest.as_ptr(), rest.len());
             let op = if pipe {
                 Op::Write { fd, ptr, len }
@@ -722,9 +852,7 @@ impl Loop {
             w.error = Some(err);
             // Nothing more will be sent: the queue is dropped and its writes fail.
             w.written_total = w.queued_total;
-            w.inflight.clear();
-            w.pending.clear();
-            w.sent = 0;
+            w.drop_queue();
         } else {
             w.sent += res as usize;
             w.written_total += res as u64;

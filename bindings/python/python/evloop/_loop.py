@@ -1,8 +1,8 @@
 """evloop's asyncio event loop.
 
-`EventLoop` puts evloop's native `Core` (scheduling, timers, fd readiness, stream and UDP
+`EventLoop` puts evloop's native `Core` (scheduling, timers, fd readiness, stream, UDP and pipe
 transports, in Rust) in front of asyncio's own Unix loop in the method resolution order: what the
-core does not provide (servers' accept loop, Unix datagram and pipe transports, TLS, signals, the
+core does not provide (servers' accept loop, Unix datagram transports, TLS, signals, the
 executor, name resolution) is asyncio's code running on the core's fd watchers.
 """
 
@@ -10,6 +10,7 @@ import asyncio
 import os
 import selectors
 import socket
+import stat
 import sys
 import weakref
 from asyncio import base_events, exceptions, transports, unix_events
@@ -99,6 +100,27 @@ class DatagramTransportType(transports._FlowControlMixin, asyncio.DatagramTransp
 _evloop._set_datagram_transport_class(DatagramTransportType)
 
 
+class ReadPipeTransportType(asyncio.ReadTransport):
+    """What evloop's native read pipe transports (`_evloop.PipeTransport`) present as their class."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("pipe transports are made by the event loop")
+
+
+class WritePipeTransportType(transports._FlowControlMixin, asyncio.WriteTransport):
+    """What evloop's native write pipe transports (`_evloop.PipeTransport`) present as their class."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("pipe transports are made by the event loop")
+
+
+_evloop._set_pipe_transport_classes(ReadPipeTransportType, WritePipeTransportType)
+
+
 def _set_nodelay(sock):
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
         try:
@@ -163,6 +185,32 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
             # Unix datagram sockets: asyncio's transport, on the core's fd watchers.
             return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
         transport = _evloop.DatagramTransport(self, sock, protocol, address, extra)
+        self.call_soon(transport._start, waiter)
+        return transport
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return self._make_pipe_transport(pipe, protocol, waiter, extra, writes=False)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return self._make_pipe_transport(pipe, protocol, waiter, extra, writes=True)
+
+    def _make_pipe_transport(self, pipe, protocol, waiter, extra, *, writes):
+        mode = os.fstat(pipe.fileno()).st_mode
+        is_fifo, is_socket = stat.S_ISFIFO(mode), stat.S_ISSOCK(mode)
+        if not (is_fifo or is_socket or stat.S_ISCHR(mode)):
+            if writes:
+                raise ValueError("Pipe transport is only for pipes, sockets and character devices")
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        # The core owns (and closes) a duplicate; the pipe object is closed after
+        # connection_lost, as asyncio closes it.
+        fd = os.dup(pipe.fileno())
+        try:
+            transport = _evloop.PipeTransport(
+                self, pipe, fd, protocol, dict(extra or {}), writes, writes and (is_fifo or is_socket)
+            )
+        except BaseException:
+            os.close(fd)
+            raise
         self.call_soon(transport._start, waiter)
         return transport
 
