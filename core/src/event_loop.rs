@@ -49,6 +49,9 @@ pub struct Stats {
     /// io_uring: file operations (each step of a linked chain counts) handed to the offload
     /// ring, whose kernel thread runs them on another core.
     pub offloaded_file_ops: u64,
+    /// io_uring: writes sent straight from the receive buffer their bytes arrived in (held
+    /// until sent) instead of being copied into the write queue.
+    pub sends_from_receive_buffers: u64,
 }
 
 /// Code run around each wait in the kernel that may block (see [`Loop::set_wait_hook`]).
@@ -156,6 +159,11 @@ pub struct Loop {
     closing_now: Vec<RawHandle>,
     close_cbs: Vec<CloseCb>,
     wait_hook: Option<Box<dyn WaitHook>>,
+    /// The received bytes a read callback is being given, while it runs: a write of them from
+    /// that callback may hold the backend's buffer instead of copying it (`stream_lend_read`).
+    pub(crate) lendable: crate::stream::Lendable,
+    /// The completion being dispatched lent its buffer to a write: it is not recycled now.
+    pub(crate) read_lent: bool,
     iterations: u64,
     completions: u64,
     _not_send: PhantomData<*mut ()>,
@@ -221,6 +229,8 @@ impl Loop {
             closing_now: Vec::new(),
             close_cbs: Vec::new(),
             wait_hook: None,
+            lendable: crate::stream::Lendable::NONE,
+            read_lent: false,
             iterations: 0,
             completions: 0,
             _not_send: PhantomData,
@@ -268,6 +278,7 @@ impl Loop {
             receive_buffer_exhaustions: c.buffer_exhaustions,
             completion_overflow_flushes: c.overflow_flushes,
             offloaded_file_ops: c.offloaded_file_ops,
+            sends_from_receive_buffers: c.read_buffer_loans,
         }
     }
 
@@ -438,7 +449,7 @@ impl Loop {
         while let Some(c) = self.backend.next_completion() {
             self.completions += 1;
             self.dispatch(&c);
-            if !c.data.is_null() {
+            if !c.data.is_null() && !std::mem::take(&mut self.read_lent) {
                 self.backend.recycle(&c);
             }
         }

@@ -222,6 +222,7 @@ pub(crate) struct Counters {
     pub(crate) buffer_exhaustions: u64,
     pub(crate) overflow_flushes: u64,
     pub(crate) offloaded_file_ops: u64,
+    pub(crate) read_buffer_loans: u64,
 }
 
 /// Which kernel interface a loop uses.
@@ -410,6 +411,32 @@ impl Backend {
         match self {
             Backend::Epoll(b) => b.recycle(c),
             Backend::Uring(b) => b.recycle(c),
+        }
+    }
+
+    /// Marks the receive buffer `buf_id` as held by a write (not recycled after its callback);
+    /// false if this backend cannot (epoll reuses one buffer) or enough are held already that
+    /// receives could run short.
+    #[inline]
+    pub(crate) fn lend_read_buffer(&mut self, buf_id: u32) -> bool {
+        match self {
+            Backend::Epoll(_) => false,
+            Backend::Uring(b) => b.lend_read_buffer(buf_id),
+        }
+    }
+
+    /// Gives back a buffer `lend_read_buffer` held, for reuse.
+    pub(crate) fn return_read_buffer(&mut self, buf_id: u32) {
+        if let Backend::Uring(b) = self {
+            b.return_read_buffer(buf_id, true);
+        }
+    }
+
+    /// Undoes `lend_read_buffer` while the buffer's completion is still being dispatched (it
+    /// recycles the buffer itself).
+    pub(crate) fn return_read_buffer_unused(&mut self, buf_id: u32) {
+        if let Backend::Uring(b) = self {
+            b.return_read_buffer(buf_id, false);
         }
     }
 

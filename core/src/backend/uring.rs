@@ -118,6 +118,8 @@ pub(crate) struct UringBackend {
     multishot_read: bool,
     /// The size of each receive buffer (a single-shot read asks for this much).
     buffer_size: u32,
+    /// Receive buffers held by writes that send from them (see `lend_read_buffer`).
+    lent_read_buffers: u16,
     /// Free slots of the registered (direct) descriptor table that whole-file reads use to
     /// link open → read → close; empty if the kernel refused the table.
     direct_slots: Vec<u32>,
@@ -294,6 +296,7 @@ impl UringBackend {
             multishot_read: probe.is_supported(opcode::ReadMulti::CODE)
                 && std::env::var_os("EVLOOP_NO_MULTISHOT_READ").is_none(),
             buffer_size,
+            lent_read_buffers: 0,
             direct_slots,
             offload: if config.file_offload && two_cpus() {
                 Offload::NotYet
@@ -766,6 +769,25 @@ impl UringBackend {
             NO_BUFFER => {}
             id if id & DATAGRAM_BUF != 0 => self.recycle_datagram_buffer(id as u16),
             id => self.buffers.recycle(id as u16),
+        }
+    }
+
+    pub(crate) fn lend_read_buffer(&mut self, buf_id: u32) -> bool {
+        // Stream buffers only (datagram ones are few and large), and at most half of them: the
+        // rest keep multishot receives supplied while sends from the lent ones wait.
+        if buf_id >= DATAGRAM_BUF || self.lent_read_buffers >= self.buffers.count() / 2 {
+            return false;
+        }
+        self.lent_read_buffers += 1;
+        self.counters.read_buffer_loans += 1;
+        true
+    }
+
+    pub(crate) fn return_read_buffer(&mut self, buf_id: u32, recycle: bool) {
+        debug_assert!(buf_id < DATAGRAM_BUF && self.lent_read_buffers > 0);
+        self.lent_read_buffers -= 1;
+        if recycle {
+            self.buffers.recycle(buf_id as u16);
         }
     }
 

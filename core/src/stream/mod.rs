@@ -12,7 +12,7 @@ pub mod pipe;
 pub mod tcp;
 pub mod unix;
 
-use crate::backend::{Completion, Op, OpKind};
+use crate::backend::{Backend, Completion, Op, OpKind};
 use crate::error::{Error, Result};
 use crate::event_loop::{gen_matches, token, Deferred, Loop};
 use crate::handle::{handle_type, CloseCb, Common, Kind};
@@ -86,6 +86,8 @@ mod flag {
 enum Queued<'a> {
     Copy(&'a [&'a [u8]]),
     Kept(Box<dyn KeptBytes>),
+    /// Bytes of the receive buffer being dispatched, held for this write.
+    Received(Chunk),
 }
 
 /// What `write`'s first step sent before anything was queued.
@@ -137,11 +139,45 @@ unsafe impl KeptBytes for Box<[u8]> {
     }
 }
 
+/// Received bytes that a read callback is being given (see `Loop::lendable`).
+#[derive(Clone, Copy)]
+pub(crate) struct Lendable {
+    ptr: *const u8,
+    len: usize,
+    buf_id: u32,
+}
+
+impl Lendable {
+    pub(crate) const NONE: Lendable = Lendable {
+        ptr: std::ptr::null(),
+        len: 0,
+        buf_id: crate::backend::NO_BUFFER,
+    };
+
+    /// Whether `data` lies within these bytes.
+    fn holds(&self, data: &[u8]) -> bool {
+        let (start, end) = (self.ptr as usize, self.ptr as usize + self.len);
+        let at = data.as_ptr() as usize;
+        !self.ptr.is_null() && at >= start && at + data.len() <= end
+    }
+}
+
+/// From this size, a write of bytes a read callback was given sends them from the backend's
+/// receive buffer (held until sent) instead of copying them; smaller writes are copied, so
+/// that consecutive small replies still leave in one send.
+const LEND_READ_MIN: usize = 4096;
+
 /// A run of queued bytes: copied into one of the stream's reused vectors, or lent.
 enum Chunk {
     Copied(Vec<u8>),
     /// Lent memory, and how much of it went out before it was queued.
     Kept(Box<dyn KeptBytes>, usize),
+    /// Part of a receive buffer the backend holds for this send (`Backend::lend_read_buffer`).
+    ReadBuffer {
+        ptr: *const u8,
+        len: usize,
+        buf_id: u32,
+    },
 }
 
 impl Chunk {
@@ -149,6 +185,9 @@ impl Chunk {
         match self {
             Chunk::Copied(v) => v,
             Chunk::Kept(b, _) => b.bytes(),
+            // SAFETY: the backend does not recycle the buffer until this chunk gives it back
+            // (`WriteState::finish_chunk`), so its bytes stay as they were received.
+            Chunk::ReadBuffer { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
         }
     }
 }
@@ -226,16 +265,26 @@ impl WriteState {
         self.pending.push_back(Chunk::Copied(v));
     }
 
-    /// The in-flight chunk has gone: keep its vector for reuse (a lent buffer is dropped), and
-    /// make the next queued chunk the one in flight. False if nothing is queued.
-    fn next_chunk(&mut self) -> bool {
-        let done = std::mem::replace(&mut self.inflight, Chunk::Copied(Vec::new()));
-        if let Chunk::Copied(mut v) = done {
-            if v.capacity() > self.spare.capacity() {
-                v.clear();
-                self.spare = v;
+    /// Lets go of a chunk that was sent or dropped: its vector is kept for reuse, a lent buffer
+    /// is dropped, a receive buffer goes back to the backend.
+    fn finish_chunk(&mut self, done: Chunk, backend: &mut Backend) {
+        match done {
+            Chunk::Copied(mut v) => {
+                if v.capacity() > self.spare.capacity() {
+                    v.clear();
+                    self.spare = v;
+                }
             }
+            Chunk::Kept(..) => {}
+            Chunk::ReadBuffer { buf_id, .. } => backend.return_read_buffer(buf_id),
         }
+    }
+
+    /// The in-flight chunk has gone: let go of it and make the next queued chunk the one in
+    /// flight. False if nothing is queued.
+    fn next_chunk(&mut self, backend: &mut Backend) -> bool {
+        let done = std::mem::replace(&mut self.inflight, Chunk::Copied(Vec::new()));
+        self.finish_chunk(done, backend);
         self.sent = 0;
         match self.pending.pop_front() {
             Some(next) => {
@@ -249,10 +298,12 @@ impl WriteState {
         }
     }
 
-    /// Drops everything queued (after an error).
-    fn drop_queue(&mut self) {
-        self.pending.clear();
-        self.next_chunk();
+    /// Drops everything queued (after an error, or when the stream is freed).
+    fn drop_queue(&mut self, backend: &mut Backend) {
+        while let Some(chunk) = self.pending.pop_front() {
+            self.finish_chunk(chunk, backend);
+        }
+        self.next_chunk(backend);
     }
 }
 
@@ -576,13 +627,24 @@ impl Stream {
         cb: Option<DoneCb>,
         sent: SentNow,
     ) -> Result<bool> {
+        let queued = match queued {
+            Queued::Copy([one]) if one.len() >= LEND_READ_MIN && lp.lendable.holds(one) => {
+                lp.lend_read(one).map_or(queued, Queued::Received)
+            }
+            other => other,
+        };
         let total: usize = match &queued {
             Queued::Copy(parts) => parts.iter().map(|p| p.len()).sum(),
             Queued::Kept(buf) => buf.bytes().len(),
+            Queued::Received(chunk) => chunk.bytes().len(),
         };
         let sent_now = match sent {
             SentNow::Bytes(n) => n,
             SentNow::Failed(err) => {
+                if let Queued::Received(chunk) = queued {
+                    // Not queued after all: the buffer goes back with its completion.
+                    lp.unlend_read(chunk);
+                }
                 let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
                 let w = e.w.get_or_insert_with(WriteState::new);
                 w.queued_total += total as u64;
@@ -606,6 +668,8 @@ impl Stream {
             }
             Queued::Kept(buf) if sent_now < total => w.pending.push_back(Chunk::Kept(buf, sent_now)),
             Queued::Kept(_) => {}
+            // Only io_uring lends, and it sends nothing inside `write`: all of it is queued.
+            Queued::Received(chunk) => w.pending.push_back(chunk),
         }
         w.queued_total += total as u64;
         w.written_total += sent_now as u64;
@@ -702,6 +766,29 @@ impl Stream {
 }
 
 impl Loop {
+    /// Holds the receive buffer being dispatched for a write of `data` (part of it), if the
+    /// backend can spare it: the completion will not recycle it, the chunk gives it back.
+    fn lend_read(&mut self, data: &[u8]) -> Option<Chunk> {
+        let buf_id = self.lendable.buf_id;
+        if self.read_lent || !self.backend.lend_read_buffer(buf_id) {
+            return None;
+        }
+        self.read_lent = true;
+        Some(Chunk::ReadBuffer {
+            ptr: data.as_ptr(),
+            len: data.len(),
+            buf_id,
+        })
+    }
+
+    /// Undoes `lend_read` for a chunk that was not queued.
+    fn unlend_read(&mut self, chunk: Chunk) {
+        if let Chunk::ReadBuffer { buf_id, .. } = chunk {
+            self.read_lent = false;
+            self.backend.return_read_buffer_unused(buf_id);
+        }
+    }
+
     pub(crate) fn stream_insert(&mut self, fd: RawFd, family: i32) -> Stream {
         let (idx, gen) = self.streams.insert(StreamEntry::new(fd, family));
         Stream { idx, gen }
@@ -790,7 +877,7 @@ impl Loop {
             if w.sending || w.error.is_some() {
                 return;
             }
-            if w.sent == w.inflight.bytes().len() && !w.next_chunk() {
+            if w.sent == w.inflight.bytes().len() && !w.next_chunk(&mut self.backend) {
                 e.sync_write_busy();
                 break;
             }
@@ -852,7 +939,7 @@ impl Loop {
             w.error = Some(err);
             // Nothing more will be sent: the queue is dropped and its writes fail.
             w.written_total = w.queued_total;
-            w.drop_queue();
+            w.drop_queue(backend);
         } else {
             w.sent += res as usize;
             w.written_total += res as u64;
@@ -1082,7 +1169,13 @@ impl Loop {
         if c.res > 0 {
             // SAFETY: the bytes stay valid until the completion is recycled, after dispatch.
             let data = unsafe { c.bytes() };
+            self.lendable = Lendable {
+                ptr: c.data,
+                len: data.len(),
+                buf_id: c.buf_id,
+            };
             cb(self, s, Read::Data(data));
+            self.lendable = Lendable::NONE;
         } else if c.res == 0 {
             e.flags |= flag::EOF;
             cb(self, s, Read::Eof);
@@ -1227,6 +1320,8 @@ impl Loop {
         }
         let s = Stream { idx, gen };
         if let Some(mut w) = e.w.take() {
+            // Every send has finished: receive buffers held for them go back.
+            w.drop_queue(&mut self.backend);
             if let Some(cb) = w.connect_cb.take() {
                 cb(self, s, Err(Error::ECANCELED));
             }
