@@ -50,7 +50,7 @@ pub use process::{ExitCb, ExitStatus, Process, SpawnOptions, Spawned, Stdio};
 pub use resolve::{Family, ResolveOptions};
 pub use signal::{Signal, SignalCb};
 pub use stream::tcp::BindOptions;
-pub use stream::{AcceptCb, DoneCb, DrainCb, KeptBytes, Read, ReadCb, Stream};
+pub use stream::{AcceptCb, DoneCb, DrainCb, KeptBytes, Read, ReadCb, ReadFn, Stream};
 pub use sys::monotonic_ns;
 pub use threadpool::WorkId;
 pub use timer::{Timer, TimerCb, TimerFn};

@@ -65,7 +65,8 @@ pub(crate) enum Kind {
 pub(crate) enum Id {
     /// The timer and the C callback its last start gave.
     Timer(evloop::Timer, crate::timer::evl_timer_cb),
-    Stream(evloop::Stream),
+    /// The stream and the C callback its last read start gave.
+    Stream(evloop::Stream, crate::stream::evl_read_cb),
     Udp(evloop::Udp),
     Poll(evloop::FdWatcher),
     Async(evloop::Async, evloop::Waker),
@@ -89,7 +90,7 @@ impl Id {
     fn kind(&self) -> Kind {
         match self {
             Id::Timer(..) => Kind::Timer,
-            Id::Stream(_) => Kind::Stream,
+            Id::Stream(..) => Kind::Stream,
             Id::Udp(_) => Kind::Udp,
             Id::Poll(_) => Kind::Poll,
             Id::Async(..) => Kind::Async,
@@ -243,7 +244,7 @@ fn generic(p: *mut evl_handle_t, op: Op) -> c_int {
         }
         match &h.id {
             Id::Timer(t, _) => apply(*t, lp, op),
-            Id::Stream(s) => apply(*s, lp, op),
+            Id::Stream(s, _) => apply(*s, lp, op),
             Id::Udp(u) => apply(*u, lp, op),
             Id::Poll(w) => apply(*w, lp, op),
             Id::Async(a, _) => apply(*a, lp, op),
@@ -295,7 +296,7 @@ pub unsafe extern "C" fn evl_close(p: *mut evl_handle_t, cb: evl_close_cb) -> c_
         });
         let r = match &h.id {
             Id::Timer(t, _) => t.close(lp, Some(close_cb)),
-            Id::Stream(s) => s.close(lp, Some(close_cb)),
+            Id::Stream(s, _) => s.close(lp, Some(close_cb)),
             Id::Udp(u) => u.close(lp, Some(close_cb)),
             Id::Poll(w) => w.close(lp, Some(close_cb)),
             Id::Async(a, _) => a.close(lp, Some(close_cb)),

@@ -42,6 +42,25 @@ pub enum Read<'a> {
 
 /// Receives data, EOF or an error.
 pub type ReadCb = Box<dyn FnMut(&mut Loop, Stream, Read<'_>)>;
+/// A read callback that captures nothing ([`Stream::read_start_fn`]): a plain function and a
+/// word of data it gets back, so that starting to read allocates nothing (the C ABI's way).
+pub type ReadFn = fn(&mut Loop, Stream, Read<'_>, usize);
+
+/// The read callback a stream holds.
+enum Reader {
+    Boxed(ReadCb),
+    Plain(ReadFn, usize),
+}
+
+impl Reader {
+    #[inline(always)]
+    fn call(&mut self, lp: &mut Loop, s: Stream, read: Read<'_>) {
+        match self {
+            Reader::Boxed(cb) => cb(lp, s, read),
+            Reader::Plain(f, data) => f(lp, s, read, *data),
+        }
+    }
+}
 /// Receives each accepted connection (or an accept error) of a listener.
 pub type AcceptCb = Box<dyn FnMut(&mut Loop, Stream, Result<Stream>)>;
 /// Runs once when a write, connect or shutdown has finished or failed.
@@ -98,7 +117,7 @@ enum SentNow {
 
 enum Incoming {
     None,
-    Read(ReadCb),
+    Read(Reader),
     Accept(AcceptCb),
 }
 
@@ -500,6 +519,16 @@ impl Stream {
 
     /// [`Stream::read_start`] with a callback already boxed.
     pub fn read_start_boxed(self, lp: &mut Loop, cb: ReadCb) -> Result<()> {
+        self.start_reading(lp, Reader::Boxed(cb))
+    }
+
+    /// [`Stream::read_start`] with a plain function and a word of data passed back to it: no
+    /// allocation (a boxed closure costs one per stream, which idle connections feel).
+    pub fn read_start_fn(self, lp: &mut Loop, f: ReadFn, data: usize) -> Result<()> {
+        self.start_reading(lp, Reader::Plain(f, data))
+    }
+
+    fn start_reading(self, lp: &mut Loop, cb: Reader) -> Result<()> {
         let e = self.entry(lp)?;
         if e.has(flag::LISTENING) {
             return Err(Error::EINVAL);
@@ -838,7 +867,7 @@ impl Loop {
         match std::mem::replace(&mut e.incoming, Incoming::None) {
             Incoming::Read(mut cb) => {
                 e.flags &= !flag::READING;
-                cb(self, s, Read::Error(err));
+                cb.call(self, s, Read::Error(err));
                 self.stream_restore_incoming(idx, gen, Incoming::Read(cb));
             }
             Incoming::Accept(mut cb) => {
@@ -1044,11 +1073,11 @@ impl Loop {
             return;
         };
         if !data.is_empty() {
-            cb(self, s, Read::Data(&data));
+            cb.call(self, s, Read::Data(&data));
         }
         match end {
-            Some(0) => cb(self, s, Read::Eof),
-            Some(res) if res < 0 => cb(self, s, Read::Error(Error::from_errno(-res))),
+            Some(0) => cb.call(self, s, Read::Eof),
+            Some(res) if res < 0 => cb.call(self, s, Read::Error(Error::from_errno(-res))),
             _ => {}
         }
         data.clear();
@@ -1174,14 +1203,14 @@ impl Loop {
                 len: data.len(),
                 buf_id: c.buf_id,
             };
-            cb(self, s, Read::Data(data));
+            cb.call(self, s, Read::Data(data));
             self.lendable = Lendable::NONE;
         } else if c.res == 0 {
             e.flags |= flag::EOF;
-            cb(self, s, Read::Eof);
+            cb.call(self, s, Read::Eof);
         } else {
             e.flags |= flag::EOF;
-            cb(self, s, Read::Error(Error::from_errno(-c.res)));
+            cb.call(self, s, Read::Error(Error::from_errno(-c.res)));
         }
         // One lookup to put the callback back and, if the multishot receive ended without EOF
         // (e.g. out of buffers), to re-arm it.
