@@ -461,6 +461,8 @@ typedef struct {
 /**
  * Runs once, when the child has exited and been reaped: `exit_status` is its exit code (0
  * when a signal ended it), `term_signal` the signal that ended it (0 when it exited).
+ * `exit_status` is -ECHILD when something else in the program reaped the child first (a
+ * `waitpid` of its own), so how it ended is not known.
  */
 typedef void (*evl_exit_cb)(evl_process_t *process,
                             int64_t exit_status,
@@ -869,6 +871,14 @@ int evl_spawn(evl_loop_t *l,
               evl_exit_cb cb,
               evl_stream_t **stdio_out,
               void *user_data);
+
+/**
+ * Watches `pid`, a child the program started itself (`fork`), as if evl_spawn had started it:
+ * `cb` runs once it has exited and been reaped, evl_process_kill signals it through a pidfd,
+ * and the handle keeps the loop alive until then. -ECHILD if `pid` is not a child of this
+ * process (or was reaped already).
+ */
+int evl_process_adopt(evl_loop_t *l, evl_process_t **out, int pid, evl_exit_cb cb, void *user_data);
 
 /**
  * The child's process id.

@@ -44,6 +44,10 @@ pub enum ExitStatus {
     Exited(i32),
     /// A signal ended it.
     Signaled(i32),
+    /// It ended, but something else in the process reaped it first (a `waitpid` of its own, a
+    /// SIGCHLD handler of another library), so how is not known. The loop reports the end
+    /// rather than watching a pidfd that stays readable forever.
+    Unknown,
 }
 
 /// Runs once, when the child has exited and been reaped.
@@ -257,20 +261,29 @@ impl Process {
             }
         }
         parent_ends.disown(); // owned by the streams now
-        let mut common = Common::new();
-        common.set_active(&mut lp.alive_refs, true);
-        let (idx, gen) = lp.processes.insert(ProcessEntry {
-            common,
-            pid,
-            pidfd,
-            exited: false,
-            on_exit: Some(Box::new(on_exit)),
-        });
-        lp.process_watch(idx, gen);
         Ok(Spawned {
-            process: Process { idx, gen },
+            process: lp.process_insert(pid, pidfd, Box::new(on_exit)),
             stdio: streams,
         })
+    }
+
+    /// Watches `pid`, a child this process started some other way (`fork`, a language's own
+    /// process module with options `spawn` does not have), as if `spawn` had started it: its
+    /// exit is seen through a pidfd, `on_exit` runs once it has exited and been reaped, and
+    /// `kill` signals it through the pidfd. `ECHILD` if `pid` is not a child of this process
+    /// (or was reaped already); a child that has exited but not been reaped is reported at the
+    /// next iteration.
+    pub fn adopt(
+        lp: &mut Loop,
+        pid: i32,
+        on_exit: impl FnOnce(&mut Loop, Process, ExitStatus) + 'static,
+    ) -> Result<Process> {
+        if pid <= 0 {
+            return Err(Error::EINVAL);
+        }
+        spawn::check_child(pid)?;
+        let pidfd = spawn::pidfd_open(pid)?;
+        Ok(lp.process_insert(pid, pidfd, Box::new(on_exit)))
     }
 
     /// The child's process id.
@@ -299,6 +312,21 @@ impl Process {
 const OP_ORPHAN: u8 = 1;
 
 impl Loop {
+    /// A handle for the running child `pid`, watched through `pidfd` (which it owns).
+    fn process_insert(&mut self, pid: libc::pid_t, pidfd: RawFd, on_exit: ExitCb) -> Process {
+        let mut common = Common::new();
+        common.set_active(&mut self.alive_refs, true);
+        let (idx, gen) = self.processes.insert(ProcessEntry {
+            common,
+            pid,
+            pidfd,
+            exited: false,
+            on_exit: Some(on_exit),
+        });
+        self.process_watch(idx, gen);
+        Process { idx, gen }
+    }
+
     fn process_watch(&mut self, idx: u32, gen: u32) {
         let Some(e) = self.processes.get_mut(idx, gen) else {
             return;
@@ -353,6 +381,7 @@ impl Loop {
             Ok(Some(Exit::Code(c))) => ExitStatus::Exited(c),
             Ok(Some(Exit::Signal(s))) => ExitStatus::Signaled(s),
             Ok(None) => return, // spurious readiness: still running
+            Err(Error::ECHILD) => ExitStatus::Unknown,
             Err(_) => return,
         };
         e.exited = true;
@@ -429,7 +458,7 @@ impl Loop {
         if !gen_matches(gen, c.token) {
             return;
         }
-        let reaped = matches!(spawn::reap(pidfd), Ok(Some(_)));
+        let reaped = matches!(spawn::reap(pidfd), Ok(Some(_)) | Err(Error::ECHILD));
         if reaped && c.more {
             // Reaped while the multishot poll is still armed: end it; the final completion
             // releases the pidfd.

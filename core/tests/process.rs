@@ -187,3 +187,55 @@ fn detached_starts_a_session_and_uid_needs_privilege() {
         lp.run(RunMode::Default).unwrap();
     });
 }
+
+/// A child started outside the loop (here by std's `Command`, as Python's `subprocess` starts
+/// them) is watched like a spawned one: its exit code, a signal through its pidfd.
+#[test]
+// The loop reaps the children (that is the point), not `Child::wait`.
+#[allow(clippy::zombie_processes)]
+fn adopted_children_report_their_exit_and_take_signals() {
+    each_backend(|lp| {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let (status, on_exit) = exit_slot();
+        Process::adopt(lp, child.id() as i32, on_exit).unwrap();
+        run_until(lp, LIMIT, |_| status.borrow().is_some());
+        assert_eq!(*status.borrow(), Some(ExitStatus::Exited(7)));
+
+        let sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let (status, on_exit) = exit_slot();
+        let p = Process::adopt(lp, sleeper.id() as i32, on_exit).unwrap();
+        assert_eq!(p.pid(lp).unwrap(), sleeper.id() as i32);
+        p.kill(lp, libc::SIGTERM).unwrap();
+        run_until(lp, LIMIT, |_| status.borrow().is_some());
+        assert_eq!(*status.borrow(), Some(ExitStatus::Signaled(libc::SIGTERM)));
+        lp.run(RunMode::Default).unwrap();
+        assert!(!lp.alive());
+
+        // Not a child of this process, or not a pid at all.
+        assert_eq!(Process::adopt(lp, 1, |_, _, _| {}).err(), Some(Error::ECHILD));
+        assert_eq!(Process::adopt(lp, 0, |_, _, _| {}).err(), Some(Error::EINVAL));
+        assert_eq!(Process::adopt(lp, -5, |_, _, _| {}).err(), Some(Error::EINVAL));
+    });
+}
+
+/// A child that something else reaps first (a `waitpid` of the program's own) is reported as
+/// ended with an unknown status, instead of leaving the loop watching a pidfd that stays
+/// readable: the loop finishes.
+#[test]
+fn a_child_reaped_behind_the_loops_back_ends_with_an_unknown_status() {
+    each_backend(|lp| {
+        let (status, on_exit) = exit_slot();
+        let sp = Process::spawn(lp, &sh("exit 4"), on_exit).unwrap();
+        let pid = sp.process.pid(lp).unwrap();
+        let mut raw = 0;
+        // SAFETY: waits for our own child, as a program's SIGCHLD handler would.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut raw, 0) }, pid);
+        run_until(lp, LIMIT, |_| status.borrow().is_some());
+        assert_eq!(*status.borrow(), Some(ExitStatus::Unknown));
+        lp.run(RunMode::Default).unwrap();
+        assert!(!lp.alive());
+    });
+}

@@ -46,6 +46,8 @@ pub struct evl_process_options_t {
 
 /// Runs once, when the child has exited and been reaped: `exit_status` is its exit code (0
 /// when a signal ended it), `term_signal` the signal that ended it (0 when it exited).
+/// `exit_status` is -ECHILD when something else in the program reaped the child first (a
+/// `waitpid` of its own), so how it ended is not known.
 pub type evl_exit_cb = Option<
     unsafe extern "C" fn(
         process: *mut evl_process_t,
@@ -135,15 +137,7 @@ pub unsafe extern "C" fn evl_spawn(
         if stdio_out.is_null() && opts.stdio.contains(&Stdio::Pipe) {
             return Err(bad);
         }
-        let spawned = Process::spawn(lp, &opts, move |lp, _, status| {
-            let h = rec.get() as *mut Handle;
-            let (code, sig) = match status {
-                ExitStatus::Exited(c) => (c as i64, 0),
-                ExitStatus::Signaled(s) => (0, s),
-            };
-            // SAFETY: the record lives while core runs its callbacks.
-            unsafe { call_c(h, lp, |data| cb(h.cast(), code, sig, data)) }
-        })?;
+        let spawned = Process::spawn(lp, &opts, exited(rec, cb))?;
         for (i, s) in spawned.stdio.iter().enumerate() {
             if !stdio_out.is_null() {
                 let p = match s {
@@ -158,6 +152,48 @@ pub unsafe extern "C" fn evl_spawn(
             }
         }
         Ok(Id::Process(spawned.process))
+    });
+    if r == 0 {
+        // SAFETY: `create` succeeded, so `out` holds the new record.
+        record.set(unsafe { *out } as usize);
+    }
+    r
+}
+
+/// The exit callback of a process handle whose record `rec` will hold once it is made.
+fn exited(
+    rec: std::rc::Rc<std::cell::Cell<usize>>,
+    cb: unsafe extern "C" fn(*mut evl_process_t, i64, c_int, *mut c_void),
+) -> impl FnOnce(&mut evloop::Loop, Process, ExitStatus) {
+    move |lp, _, status| {
+        let h = rec.get() as *mut Handle;
+        let (code, sig) = match status {
+            ExitStatus::Exited(c) => (c as i64, 0),
+            ExitStatus::Signaled(s) => (0, s),
+            ExitStatus::Unknown => (-libc::ECHILD as i64, 0),
+        };
+        // SAFETY: the record lives while core runs its callbacks.
+        unsafe { call_c(h, lp, |data| cb(h.cast(), code, sig, data)) }
+    }
+}
+
+/// Watches `pid`, a child the program started itself (`fork`), as if evl_spawn had started it:
+/// `cb` runs once it has exited and been reaped, evl_process_kill signals it through a pidfd,
+/// and the handle keeps the loop alive until then. -ECHILD if `pid` is not a child of this
+/// process (or was reaped already).
+#[no_mangle]
+pub unsafe extern "C" fn evl_process_adopt(
+    l: *mut evl_loop_t,
+    out: *mut *mut evl_process_t,
+    pid: c_int,
+    cb: evl_exit_cb,
+    user_data: *mut c_void,
+) -> c_int {
+    let record = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let rec = record.clone();
+    let r = create(l, out, user_data, |lp| {
+        let cb = cb.ok_or(evloop::Error::EINVAL)?;
+        Ok(Id::Process(Process::adopt(lp, pid, exited(rec, cb))?))
     });
     if r == 0 {
         // SAFETY: `create` succeeded, so `out` holds the new record.

@@ -1332,6 +1332,32 @@ static void test_large_writes_are_lent(void) {
     finish_loop(l);
 }
 
+/* A child the program forked itself, watched like a spawned one. */
+static void on_adopted_exit(evl_process_t *p, int64_t status, int sig, void *d) {
+    (void)sig;
+    int64_t *out = d;
+    out[0] = 1;
+    out[1] = status;
+    evl_close((evl_handle_t *)p, NULL);
+}
+static void test_spawn_adopt_forked_child(void) {
+    evl_loop_t *l = new_loop();
+    pid_t pid = fork();
+    if (pid == 0) _exit(5);
+    CHECK(pid > 0);
+    int64_t got[2] = {0, 0};
+    evl_process_t *p;
+    CHECK_EQ(evl_process_adopt(l, &p, pid, on_adopted_exit, got), 0);
+    CHECK_EQ(evl_process_pid(p), pid);
+    int done = 0;
+    while (!got[0] && done++ < 100000) evl_run(l, EVL_RUN_ONCE);
+    CHECK_EQ(got[0], 1);
+    CHECK_EQ(got[1], 5);
+    CHECK_EQ(evl_process_adopt(l, &p, 1, on_adopted_exit, got), -ECHILD);
+    CHECK_EQ(evl_process_adopt(l, &p, pid, NULL, got), -EINVAL);
+    finish_loop(l);
+}
+
 /* ---- pipes ---- */
 
 struct pipe_reading {
@@ -1634,6 +1660,7 @@ static const struct test tests[] = {
     {"tcp_connect_refused_and_bad_addresses", test_tcp_connect_refused_and_bad_addresses},
     {"backpressure_and_adopt", test_backpressure_and_adopt},
     {"pipes", test_pipes},
+    {"spawn_adopt_forked_child", test_spawn_adopt_forked_child},
     {"large_writes_are_lent", test_large_writes_are_lent},
     {"unix_echo", test_unix_echo},
     {"udp_echo", test_udp_echo},

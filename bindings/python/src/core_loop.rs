@@ -524,6 +524,46 @@ impl Core {
         Ok(())
     }
 
+    /// Watches the child `pid` (started by `subprocess.Popen`, which has every option asyncio
+    /// passes) with a core process handle: its pidfd, no SIGCHLD handler, no watcher thread.
+    /// `callback(returncode)` is scheduled once it has exited and been reaped (255, with
+    /// asyncio's warning, if something else reaped it first).
+    fn _watch_child_exit(slf: &Bound<'_, Self>, pid: i32, callback: PyObject) -> PyResult<()> {
+        let lp = slf.get().lp()?;
+        // Held until the child exits (or the core loop is freed): the loop outlives the watch.
+        let core = slf.clone().unbind();
+        evloop::Process::adopt(lp, pid, move |lp, process, status| {
+            let _ = process.close(lp, None);
+            Python::with_gil(|py| {
+                let code = match status {
+                    evloop::ExitStatus::Exited(c) => c,
+                    evloop::ExitStatus::Signaled(sig) => -sig,
+                    evloop::ExitStatus::Unknown => {
+                        let warned = py.import_bound("asyncio.log").and_then(|m| {
+                            m.getattr("logger")?.call_method1(
+                                "warning",
+                                (
+                                    "child process pid %d exit status already read:  will report returncode 255",
+                                    pid,
+                                ),
+                            )
+                        });
+                        if let Err(e) = warned {
+                            e.print(py);
+                        }
+                        255
+                    }
+                };
+                let core = core.bind(py);
+                if let Err(e) = core.call_method1(intern!(py, "call_soon"), (callback, code)) {
+                    core.get().state.escape(e);
+                }
+            });
+        })
+        .map_err(os_error)?;
+        Ok(())
+    }
+
     fn _unwatch_fd(&self, fd: RawFd) -> PyResult<()> {
         let lp = self.lp()?;
         if let Some(w) = self.state.watchers.borrow_mut().remove(&fd) {

@@ -220,6 +220,23 @@ pub(crate) enum Exit {
 }
 
 /// Reaps the child behind `pidfd` if it has exited; `None` while it runs.
+/// Whether `pid` is a child of this process that has not been reaped (`ECHILD` if not); a child
+/// that has exited stays reapable (WNOWAIT).
+pub(crate) fn check_child(pid: libc::pid_t) -> Result<()> {
+    // SAFETY: a zeroed siginfo is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with WNOWAIT only reads the child's state.
+    cvt(unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    })?;
+    Ok(())
+}
+
 pub(crate) fn reap(pidfd: RawFd) -> Result<Option<Exit>> {
     // SAFETY: a zeroed siginfo is a valid out-parameter.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };

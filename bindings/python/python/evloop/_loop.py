@@ -227,7 +227,8 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
             )
         return await super()._sendfile_native(transp, file, offset, count)
 
-    # -- processes: a pidfd per child, watched by the loop (no SIGCHLD, no watcher thread) --
+    # -- processes: Popen starts each child, a core process handle watches its pidfd (no SIGCHLD,
+    # no watcher thread) and reaps it --
 
     async def _make_subprocess_transport(
         self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
@@ -249,23 +250,7 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
         return transport
 
     def _watch_child(self, transport):
-        pid = transport.get_pid()
-        pidfd = os.pidfd_open(pid)
-
-        def exited():
-            self._remove_reader(pidfd)
-            os.close(pidfd)
-            try:
-                _, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                # Reaped by someone else: asyncio reports 255 in this case too.
-                logger.warning("child process pid %d exit status already read: will report returncode 255", pid)
-                returncode = 255
-            else:
-                returncode = os.waitstatus_to_exitcode(status)
-            transport._process_exited(returncode)
-
-        self._add_reader(pidfd, exited)
+        self._watch_child_exit(transport.get_pid(), transport._process_exited)
 
 
 class EventLoopPolicy(unix_events.DefaultEventLoopPolicy):
