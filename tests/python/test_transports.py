@@ -479,8 +479,9 @@ def test_accepted_connection_answers_extra_info_before_and_after_close(loop):
 
 
 def test_large_bytes_that_must_wait_are_kept_not_copied(evloop_loop):
-    """evloop only (asyncio copies into a bytearray): a large `bytes` the socket cannot take at
-    once stays referenced by the transport until sent, and a bytearray (mutable) is copied."""
+    """evloop only (asyncio copies into a bytearray): a large `bytes` (or a memoryview of one) the
+    socket cannot take at once stays referenced by the transport until sent, and a bytearray
+    (mutable) is copied."""
     import sys
 
     loop = evloop_loop
@@ -496,8 +497,13 @@ def test_large_bytes_that_must_wait_are_kept_not_copied(evloop_loop):
         tr.write(big)
         assert tr.get_write_buffer_size() > 0
         assert sys.getrefcount(big) == before + 1, "queued bytes are the caller's object, kept"
+        view_of = os.urandom(4 << 20)
+        view = memoryview(view_of)[1:]
+        before_view = sys.getrefcount(view)
+        tr.write(view)
+        assert sys.getrefcount(view) == before_view + 1, "a view of bytes is kept too"
         mutable = bytearray(os.urandom(4 << 20))
-        expected = big + bytes(mutable)
+        expected = big + view_of[1:] + bytes(mutable)
         tr.write(mutable)
         mutable[:] = bytes(len(mutable))  # changing it after write() must not change what is sent
         got = bytearray()

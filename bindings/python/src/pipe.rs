@@ -10,7 +10,8 @@ use crate::core_loop::Core;
 use crate::errors::os_error;
 use crate::handle::{report, Ran};
 use crate::transport::{
-    presented_class, report_transport_error, settle_waiter, with_bytes, KeptPyBytes, KEEP_MIN,
+    immutable_bytes, presented_class, report_transport_error, settle_waiter, with_bytes, KeptPyBytes,
+    KEEP_MIN,
 };
 use crate::transport_state::TransportState;
 use evloop::{Handle as _, Loop, Read, Stream};
@@ -208,11 +209,10 @@ impl PipeTransport {
     fn write_bytes(
         slf: &Bound<'_, Self>,
         mut bytes: &[u8],
-        owner: Option<&Bound<'_, PyBytes>>,
+        owner: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let this = slf.get();
         let lp = this.lp()?;
-        let whole = bytes.len();
         if this.ring_writes && this.stream.write_queue_size(lp) == 0 {
             // io_uring would send it with the next iteration's submission. A pipe's reader is
             // often blocked in read() waiting for exactly this write (a terminal, a child
@@ -229,9 +229,7 @@ impl PipeTransport {
             }
         }
         let written = match owner.filter(|_| bytes.len() >= KEEP_MIN) {
-            Some(owner) => this
-                .stream
-                .write_kept(lp, KeptPyBytes::new(owner, whole - bytes.len()), None),
+            Some(owner) => this.stream.write_kept(lp, KeptPyBytes::new(owner, bytes), None),
             None => this.stream.write(lp, bytes, None),
         };
         let failed = match written {
@@ -422,8 +420,8 @@ impl PipeTransport {
             this.t.conn_lost.set(lost + 1);
             return Ok(());
         }
-        if let Ok(b) = data.downcast::<PyBytes>() {
-            return Self::write_bytes(slf, b.as_bytes(), Some(b));
+        if let Some(b) = immutable_bytes(data) {
+            return Self::write_bytes(slf, b, Some(data));
         }
         with_bytes(data, |b| Self::write_bytes(slf, b, None))?
     }

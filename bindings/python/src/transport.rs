@@ -23,18 +23,17 @@ pub(crate) const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// alive) instead of copied: the copy costs more than the small box that records the loan.
 pub(crate) const KEEP_MIN: usize = 16 * 1024;
 
-/// A `bytes` object's memory lent to a core stream's write queue.
+/// Immutable memory of a Python object lent to a core stream's write queue: a `bytes` object's,
+/// or that of a memoryview of one.
 pub(crate) struct KeptPyBytes {
-    _owner: Py<PyBytes>,
+    _owner: PyObject,
     ptr: *const u8,
     len: usize,
 }
 
 impl KeptPyBytes {
-    /// The part of `owner`'s bytes that starts at `from`.
-    pub(crate) fn new(owner: &Bound<'_, PyBytes>, from: usize) -> Box<KeptPyBytes> {
-        let all = owner.as_bytes();
-        let rest = &all[from.min(all.len())..];
+    /// `rest`, the end of the bytes `owner` holds (see [`immutable_bytes`]).
+    pub(crate) fn new(owner: &Bound<'_, PyAny>, rest: &[u8]) -> Box<KeptPyBytes> {
         Box::new(KeptPyBytes {
             _owner: owner.clone().unbind(),
             ptr: rest.as_ptr(),
@@ -43,8 +42,33 @@ impl KeptPyBytes {
     }
 }
 
-// SAFETY: a `bytes` object is immutable and never moves; `_owner` keeps it alive as long as
-// this value lives (dropping it without the GIL defers the decref, which pyo3 allows).
+/// The bytes of `data` if they cannot change while it is referenced, so that they can be lent
+/// to the core instead of copied: a `bytes` object's, or a C-contiguous memoryview's of one (a
+/// `bytearray`, or a view of one, may be changed after `write` returns).
+pub(crate) fn immutable_bytes<'a>(data: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+    if let Ok(b) = data.downcast::<PyBytes>() {
+        return Some(b.as_bytes());
+    }
+    let view = data.downcast::<PyMemoryView>().ok()?;
+    if !view
+        .getattr(intern!(data.py(), "obj"))
+        .ok()?
+        .is_instance_of::<PyBytes>()
+    {
+        return None;
+    }
+    let buffer = PyBuffer::<u8>::get_bound(view).ok()?;
+    if !buffer.is_c_contiguous() {
+        return None;
+    }
+    // SAFETY: the memory of a `bytes` object, which never moves or changes, kept alive by the
+    // view `data` refers to for as long as `data` is borrowed.
+    Some(unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) })
+}
+
+// SAFETY: the memory of a `bytes` object, which is immutable and never moves; `_owner` (the
+// object, or a view of it) keeps it alive as long as this value lives (dropping it without the
+// GIL defers the decref, which pyo3 allows).
 unsafe impl evloop::KeptBytes for KeptPyBytes {
     fn bytes(&self) -> &[u8] {
         // SAFETY: see the impl.
@@ -399,12 +423,11 @@ impl StreamTransport {
     fn write_bytes(
         slf: &Bound<'_, Self>,
         mut bytes: &[u8],
-        owner: Option<&Bound<'_, PyBytes>>,
+        owner: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let lp = this.lp(py)?;
-        let whole = bytes.len();
         // io_uring queues every write for the next submission (a copy, batched into one kernel
         // entry per iteration). A write that would take the buffer over the high-water mark is
         // offered to the socket first, as epoll's path and asyncio do: what the kernel takes at
@@ -423,7 +446,7 @@ impl StreamTransport {
             }
         }
         if let Some(owner) = owner.filter(|_| bytes.len() >= KEEP_MIN) {
-            let kept = KeptPyBytes::new(owner, whole - bytes.len());
+            let kept = KeptPyBytes::new(owner, bytes);
             let written = this.stream.write_kept(lp, kept, None);
             return Self::after_write(slf, written.map(drop));
         }
@@ -698,8 +721,8 @@ impl StreamTransport {
         if !Self::writable_state(slf)? || empty {
             return Ok(());
         }
-        if let Ok(b) = data.downcast::<PyBytes>() {
-            return Self::write_bytes(slf, b.as_bytes(), Some(b));
+        if let Some(b) = immutable_bytes(data) {
+            return Self::write_bytes(slf, b, Some(data));
         }
         with_bytes(data, |b| Self::write_bytes(slf, b, None))?
     }
