@@ -52,6 +52,9 @@ python3 bench/python_files.py --rounds "${PY_ROUNDS:-5}" --markdown "$tmp/python
 python3 bench/python_echo.py --rounds "${PY_ROUNDS:-3}" --seconds "$py_seconds" $([ $quick = 1 ] || echo --matrix --matrix-seconds 1) --markdown "$tmp/python_echo.md"
 python3 bench/python_profile.py --seconds "$py_seconds" --markdown "$tmp/python_profile.md"
 python3 bench/python_idle.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_idle.md"
+if [ $quick = 0 ]; then
+    python3 bench/python_abi3.py --rounds 5 --seconds 3 --markdown "$tmp/python_abi3.md"
+fi
 python3 bench/http.py --suite python --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --conns "$http_conns" --markdown "$tmp/http_python.md"
 python3 bench/python_profile.py --mode http --conns 50 --seconds "$py_seconds" --markdown "$tmp/python_profile_http.md"
 # Node: the addon as users build it.
@@ -137,6 +140,16 @@ python3 bench/node_files.py --rounds "${NODE_ROUNDS:-5}" --markdown "$tmp/node_f
     echo "## Python: reading files (\`bench/python_files.py\`)"
     echo
     cat "$tmp/python_files.md"
+    if [ -f "$tmp/python_abi3.md" ]; then
+        echo
+        echo "## Python: the stable-ABI build (\`bench/python_abi3.py\`)"
+        echo
+        cat "$tmp/python_abi3.md"
+        echo
+        echo "Why the wheel is built per Python version: the stable ABI of 3.9 has no \`PyContext_Enter\`"
+        echo "(each task step goes through \`Context.run\`), no buffer protocol (a BufferedProtocol read is a"
+        echo "slice assignment through Python, a bytearray write a copy), and no inline reference counting."
+    fi
     echo
     echo "## Node: echo servers (\`bench/node_echo.py\`)"
     echo

@@ -71,18 +71,31 @@ pub(crate) fn call_in_context(
     let Some(ctx) = context else {
         return callback.call1(args.clone()).map(drop);
     };
-    // SAFETY: `ctx` is a live object (held by the handle); PyContext_Enter checks its type and
-    // fails with a Python error (e.g. a context already entered), which is fetched below.
-    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
+    #[cfg(feature = "abi3")]
+    {
+        // The stable ABI has no PyContext_Enter: `Context.run(callback, *args)`, a call and a
+        // tuple more per callback.
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(callback.clone());
+        all.extend(args.iter());
+        let all = PyTuple::new_bound(py, all);
+        ctx.bind(py).call_method1(pyo3::intern!(py, "run"), all).map(drop)
     }
-    let r = callback.call1(args.clone()).map(drop);
-    // SAFETY: the context was entered above on this thread and the call has returned.
-    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
-        let exit_err = PyErr::fetch(py);
-        return r.and(Err(exit_err));
+    #[cfg(not(feature = "abi3"))]
+    {
+        // SAFETY: `ctx` is a live object (held by the handle); PyContext_Enter checks its type
+        // and fails with a Python error (e.g. a context already entered), fetched below.
+        if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let r = callback.call1(args.clone()).map(drop);
+        // SAFETY: the context was entered above on this thread and the call has returned.
+        if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
+            let exit_err = PyErr::fetch(py);
+            return r.and(Err(exit_err));
+        }
+        r
     }
-    r
 }
 
 /// Sends `err` to the loop's exception handler, unless it must propagate (not an `Exception`).

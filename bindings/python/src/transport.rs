@@ -8,6 +8,7 @@ use crate::errors::os_error;
 use crate::handle::{report, Ran};
 use crate::transport_state::TransportState;
 use evloop::{Handle as _, Loop, Read, Stream};
+#[cfg(not(feature = "abi3"))]
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -49,6 +50,12 @@ pub(crate) fn immutable_bytes<'a>(data: &'a Bound<'_, PyAny>) -> Option<&'a [u8]
     if let Ok(b) = data.downcast::<PyBytes>() {
         return Some(b.as_bytes());
     }
+    immutable_view_bytes(data)
+}
+
+/// A C-contiguous memoryview's bytes, if it views a `bytes` object.
+#[cfg(not(feature = "abi3"))]
+fn immutable_view_bytes<'a>(data: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
     let view = data.downcast::<PyMemoryView>().ok()?;
     if !view
         .getattr(intern!(data.py(), "obj"))
@@ -588,7 +595,28 @@ pub(crate) fn report_transport_error(
     }
 }
 
+/// The stable ABI of Python 3.9 has no buffer protocol: views are copied.
+#[cfg(feature = "abi3")]
+fn immutable_view_bytes<'a>(_: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+    None
+}
+
+/// `copy_into` without the buffer protocol: a slice assignment through Python (`buf[:n] =
+/// data[:n]`), a bytes object and a call more per read.
+#[cfg(feature = "abi3")]
+fn copy_into(buf: &Bound<'_, PyAny>, data: &[u8]) -> PyResult<usize> {
+    let cap = buf.len()?;
+    if cap == 0 {
+        return Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"));
+    }
+    let n = cap.min(data.len());
+    let slice = pyo3::types::PySlice::new_bound(buf.py(), 0, n as isize, 1);
+    buf.set_item(slice, PyBytes::new_bound(buf.py(), &data[..n]))?;
+    Ok(n)
+}
+
 /// Copies as much of `data` as fits into the writable buffer `buf`; returns the count.
+#[cfg(not(feature = "abi3"))]
 fn copy_into(buf: &Bound<'_, PyAny>, data: &[u8]) -> PyResult<usize> {
     let view = PyBuffer::<u8>::get_bound(buf)?;
     if view.readonly() {
@@ -623,6 +651,7 @@ pub(crate) fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R)
         return Ok(f(b.as_bytes()));
     }
     if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
+        #[cfg(not(feature = "abi3"))]
         if let Ok(view) = PyBuffer::<u8>::get_bound(data) {
             if view.is_c_contiguous() {
                 // SAFETY: a C-contiguous view of `len_bytes` bytes, kept alive (and its exporter
@@ -869,7 +898,11 @@ impl StreamTransport {
                 return Ok(v.unbind());
             }
         }
-        if let Ok(key) = name.extract::<&str>() {
+        #[cfg(not(feature = "abi3"))]
+        let key = name.extract::<&str>();
+        #[cfg(feature = "abi3")]
+        let key = name.extract::<String>();
+        if let Ok(key) = key.as_deref() {
             if let Some(v) = self.computed_extra(py, key)? {
                 return Ok(v);
             }
