@@ -123,19 +123,9 @@ fn read_start_fn_allocates_nothing_per_stream() {
     each_backend(|lp| {
         let mut pairs = Vec::new();
         for _ in 0..50 {
-            let mut fds = [-1; 2];
-            // SAFETY: socketpair fills the two-element array.
-            let rc = unsafe {
-                libc::socketpair(
-                    libc::AF_UNIX,
-                    libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                    0,
-                    fds.as_mut_ptr(),
-                )
-            };
-            assert_eq!(rc, 0);
-            let s = Stream::adopt(lp, fds[0]).unwrap();
-            pairs.push((s, fds[1]));
+            let (mine, peer) = socket_pair();
+            let s = Stream::adopt(lp, mine).unwrap();
+            pairs.push((s, peer));
         }
         // Warm the stream slab and the backend's per-fd state.
         for &(s, _) in &pairs {

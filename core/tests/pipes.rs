@@ -276,19 +276,9 @@ fn pipe_open_refuses_what_is_not_a_pipe() {
 #[test]
 fn pipe_open_of_a_socket_makes_a_socket_stream() {
     each_backend(|lp| {
-        let mut fds = [-1; 2];
-        // SAFETY: socketpair fills the two-element array.
-        let rc = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        assert_eq!(rc, 0);
-        let a = Stream::pipe_open(lp, fds[0]).unwrap();
-        let b = Stream::pipe_open(lp, fds[1]).unwrap();
+        let (left, right) = socket_pair();
+        let a = Stream::pipe_open(lp, left).unwrap();
+        let b = Stream::pipe_open(lp, right).unwrap();
         assert!(!a.is_pipe(lp), "a socket keeps the socket path (shutdown works)");
         let got = collect(lp, b);
         a.write(lp, b"socketpair", None).unwrap();

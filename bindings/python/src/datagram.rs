@@ -6,9 +6,8 @@
 
 use crate::core_loop::Core;
 use crate::errors::os_error;
-use crate::handle::{report, Ran};
 use crate::transport::{presented_class, report_transport_error, settle_waiter, with_bytes};
-use crate::transport_state::TransportState;
+use crate::transport_state::{extra_info, TransportState};
 use evloop::{Handle as _, Loop, Udp};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -124,10 +123,7 @@ impl DatagramTransport {
         let py = slf.py();
         let this = slf.get();
         if let Err(e) = this.t.protocol(py).call_method1(py, method, args) {
-            let owner = this.t.core.clone_ref(py).into_any();
-            if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
-                this.t.core.bind(py).get().state.escape(e);
-            }
+            this.t.report_callback_error(slf.as_any(), e);
         }
     }
 
@@ -180,43 +176,14 @@ impl DatagramTransport {
         }
         let Ok(lp) = this.lp() else { return };
         let queued = this.udp.send_queue_size(lp);
-        if this.t.should_resume(queued) {
-            if let Err(e) = this
-                .t
-                .protocol(py)
-                .call_method0(py, intern!(py, "resume_writing"))
-            {
-                report_transport_error(
-                    py,
-                    &this.t.core,
-                    slf.as_any(),
-                    &this.t.protocol(py),
-                    e,
-                    "protocol.resume_writing() failed",
-                );
-            }
-        }
+        this.t.resume_protocol_if_needed(slf.as_any(), queued);
         if this.t.closing.get() && this.udp.send_queue_count(lp) == 0 {
             Self::close_udp(slf);
         }
     }
 
     fn maybe_pause_protocol(slf: &Bound<'_, Self>, queued: usize) {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.t.should_pause(queued) {
-            return;
-        }
-        if let Err(e) = this.t.protocol(py).call_method0(py, intern!(py, "pause_writing")) {
-            report_transport_error(
-                py,
-                &this.t.core,
-                slf.as_any(),
-                &this.t.protocol(py),
-                e,
-                "protocol.pause_writing() failed",
-            );
-        }
+        slf.get().t.pause_protocol_if_needed(slf.as_any(), queued);
     }
 
     /// asyncio's `_fatal_error`: OSErrors are only logged in debug mode, other exceptions go
@@ -259,13 +226,9 @@ impl DatagramTransport {
     }
 
     fn connection_lost(slf: &Bound<'_, Self>) {
-        let py = slf.py();
         let this = slf.get();
-        let exc = this.t.take_lost_exc(py);
-        if this.t.made.get() {
-            Self::call_protocol(slf, intern!(py, "connection_lost"), (exc,));
-        }
-        this.t.drop_protocol(py);
+        this.t.notify_connection_lost(slf.as_any());
+        this.t.drop_protocol(slf.py());
     }
 
     /// Where `sendto(data, addr)` goes on an unconnected socket: the sender's or the last
@@ -539,10 +502,7 @@ impl DatagramTransport {
         name: &Bound<'_, PyAny>,
         default: Option<PyObject>,
     ) -> PyResult<PyObject> {
-        match self.extra.bind(py).get_item(name)? {
-            Some(v) => Ok(v.unbind()),
-            None => Ok(default.unwrap_or_else(|| py.None())),
-        }
+        extra_info(py, &self.extra, name, default)
     }
 
     fn _call_connection_lost(slf: &Bound<'_, Self>) {

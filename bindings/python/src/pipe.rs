@@ -13,7 +13,7 @@ use crate::transport::{
     immutable_bytes, presented_class, report_transport_error, settle_waiter, with_bytes, KeptPyBytes,
     KEEP_MIN,
 };
-use crate::transport_state::TransportState;
+use crate::transport_state::{extra_info, TransportState};
 use evloop::{Handle as _, Loop, Read, Stream};
 use pyo3::exceptions::{PyBrokenPipeError, PyNotImplementedError, PyOSError, PyRuntimeError};
 use pyo3::intern;
@@ -95,12 +95,7 @@ impl PipeTransport {
     /// A callback that raised: the loop's exception handler hears of it, as asyncio reports an
     /// exception escaping a reader callback; the transport goes on.
     fn report_callback_error(slf: &Bound<'_, Self>, err: PyErr) {
-        let py = slf.py();
-        let core = slf.get().t.core.clone_ref(py);
-        let owner = core.clone_ref(py).into_any();
-        if let Ran::Escaped(e) = report(py, Some(&owner), err, slf.as_any(), "Exception in callback") {
-            core.bind(py).get().state.escape(e);
-        }
+        slf.get().t.report_callback_error(slf.as_any(), err);
     }
 
     fn on_read(slf: &Bound<'_, Self>, read: Read<'_>) {
@@ -188,13 +183,7 @@ impl PipeTransport {
     fn connection_lost(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        let exc = this.t.take_lost_exc(py);
-        if this.t.made.get() {
-            let protocol = this.t.protocol(py);
-            if let Err(e) = protocol.call_method1(py, intern!(py, "connection_lost"), (exc,)) {
-                Self::report_callback_error(slf, e);
-            }
-        }
+        this.t.notify_connection_lost(slf.as_any());
         let pipe = this.pipe.borrow_mut().take();
         if let Some(pipe) = pipe {
             if let Err(e) = pipe.call_method0(py, intern!(py, "close")) {
@@ -244,23 +233,7 @@ impl PipeTransport {
         }
         let queued = this.stream.write_queue_size(lp);
         if queued > 0 {
-            if this.t.should_pause(queued) {
-                if let Err(e) = this
-                    .t
-                    .protocol(slf.py())
-                    .call_method0(slf.py(), intern!(slf.py(), "pause_writing"))
-                {
-                    let protocol = this.t.protocol(slf.py());
-                    report_transport_error(
-                        slf.py(),
-                        &this.t.core,
-                        slf.as_any(),
-                        &protocol,
-                        e,
-                        "protocol.pause_writing() failed",
-                    );
-                }
-            }
+            this.t.pause_protocol_if_needed(slf.as_any(), queued);
             Self::watch_queue(slf)?;
         }
         Ok(())
@@ -285,7 +258,6 @@ impl PipeTransport {
     }
 
     fn queue_settled(slf: &Bound<'_, Self>, result: evloop::Result<()>) {
-        let py = slf.py();
         let this = slf.get();
         this.watching_queue.set(false);
         if this.t.torn_down.get() {
@@ -302,19 +274,7 @@ impl PipeTransport {
             }
             return;
         }
-        if this.t.should_resume(0) {
-            let protocol = this.t.protocol(py);
-            if let Err(e) = protocol.call_method0(py, intern!(py, "resume_writing")) {
-                report_transport_error(
-                    py,
-                    &this.t.core,
-                    slf.as_any(),
-                    &protocol,
-                    e,
-                    "protocol.resume_writing() failed",
-                );
-            }
-        }
+        this.t.resume_protocol_if_needed(slf.as_any(), 0);
         if this.t.closing.get() && !this.watching_queue.get() {
             Self::close_stream(slf);
         }
@@ -514,19 +474,7 @@ impl PipeTransport {
         this.require(true, "set_write_buffer_limits")?;
         this.t.set_limits(high, low)?;
         let queued = this.stream.write_queue_size(this.lp()?);
-        if this.t.should_pause(queued) {
-            let py = slf.py();
-            let protocol = this.t.protocol(py);
-            if let Err(e) = protocol.call_method0(py, intern!(py, "pause_writing")) {
-                report_transport_error(
-                    py,
-                    &this.t.core,
-                    slf.as_any(),
-                    &protocol,
-                    e,
-                    "protocol.pause_writing() failed",
-                );
-            }
+        if this.t.pause_protocol_if_needed(slf.as_any(), queued) {
             Self::watch_queue(slf)?;
         }
         Ok(())
@@ -547,10 +495,7 @@ impl PipeTransport {
         name: &Bound<'_, PyAny>,
         default: Option<PyObject>,
     ) -> PyResult<PyObject> {
-        match self.extra.bind(py).get_item(name)? {
-            Some(v) => Ok(v.unbind()),
-            None => Ok(default.unwrap_or_else(|| py.None())),
-        }
+        extra_info(py, &self.extra, name, default)
     }
 
     fn _call_connection_lost(slf: &Bound<'_, Self>) {

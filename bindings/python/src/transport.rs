@@ -333,16 +333,7 @@ impl StreamTransport {
     fn connection_lost(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        let exc = this.t.take_lost_exc(py);
-        if this.t.made.get() {
-            let protocol = this.t.protocol(py);
-            if let Err(e) = protocol.call_method1(py, intern!(py, "connection_lost"), (exc,)) {
-                let owner = this.loop_obj(py);
-                if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
-                    this.t.core.bind(py).get().state.escape(e);
-                }
-            }
-        }
+        this.t.notify_connection_lost(slf.as_any());
         let waiter = this.empty_waiter.borrow_mut().take();
         if let Some(waiter) = waiter {
             let _ = set_result_unless_done(py, waiter.bind(py));
@@ -362,13 +353,8 @@ impl StreamTransport {
     }
 
     fn maybe_pause_protocol(slf: &Bound<'_, Self>, queued: usize) {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.t.should_pause(queued) {
+        if !slf.get().t.pause_protocol_if_needed(slf.as_any(), queued) {
             return;
-        }
-        if let Err(e) = this.t.protocol(py).call_method0(py, intern!(py, "pause_writing")) {
-            Self::report_protocol_error(slf, e, "protocol.pause_writing() failed");
         }
         // Resumed when what is queued now has been handed to the kernel.
         if let Err(e) = Self::when_flushed(slf, |tr, _| StreamTransport::on_drain(tr)) {
@@ -390,17 +376,10 @@ impl StreamTransport {
 
     /// The write queue emptied after the protocol was paused.
     fn on_drain(slf: &Bound<'_, Self>) {
-        let py = slf.py();
         let this = slf.get();
         // Everything queued when the protocol paused has gone; a closing transport keeps it paused.
-        if !this.t.closing.get() && this.t.should_resume(0) {
-            if let Err(e) = this
-                .t
-                .protocol(py)
-                .call_method0(py, intern!(py, "resume_writing"))
-            {
-                Self::report_protocol_error(slf, e, "protocol.resume_writing() failed");
-            }
+        if !this.t.closing.get() {
+            this.t.resume_protocol_if_needed(slf.as_any(), 0);
         }
     }
 

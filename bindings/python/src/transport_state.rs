@@ -3,9 +3,11 @@
 //! transports embed one each and differ only in the core handle they drive.
 
 use crate::core_loop::Core;
-use crate::transport::{release_fd, write_buffer_limits, DEFAULT_HIGH_WATER};
+use crate::handle::{report, Ran};
+use crate::transport::{release_fd, report_transport_error, write_buffer_limits, DEFAULT_HIGH_WATER};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
 use pyo3::{PyTraverseError, PyVisit};
 use std::cell::{Cell, RefCell};
 
@@ -137,6 +139,60 @@ impl TransportState {
         true
     }
 
+    /// Reports an exception that a protocol method called by the transport raised, as asyncio
+    /// reports one escaping a callback ("Exception in callback"); a `BaseException` that is not
+    /// an `Exception` stops the loop.
+    pub(crate) fn report_callback_error(&self, transport: &Bound<'_, PyAny>, err: PyErr) {
+        let py = transport.py();
+        let owner = self.core.clone_ref(py).into_any();
+        if let Ran::Escaped(e) = report(py, Some(&owner), err, transport, "Exception in callback") {
+            self.core.bind(py).get().state.escape(e);
+        }
+    }
+
+    /// The protocol's `connection_lost(exc)`, with the exception the close recorded, if
+    /// `connection_made` was called.
+    pub(crate) fn notify_connection_lost(&self, transport: &Bound<'_, PyAny>) {
+        let py = transport.py();
+        let exc = self.take_lost_exc(py);
+        if self.made.get() {
+            let protocol = self.protocol(py);
+            if let Err(e) = protocol.call_method1(py, intern!(py, "connection_lost"), (exc,)) {
+                self.report_callback_error(transport, e);
+            }
+        }
+    }
+
+    /// asyncio's `_maybe_pause_protocol`: with `queued` bytes waiting above the high-water mark,
+    /// tells the protocol to pause writing (once); a failure goes to the exception handler.
+    /// Returns whether it paused the protocol now.
+    pub(crate) fn pause_protocol_if_needed(&self, transport: &Bound<'_, PyAny>, queued: usize) -> bool {
+        if !self.should_pause(queued) {
+            return false;
+        }
+        self.tell_protocol(transport, intern!(transport.py(), "pause_writing"));
+        true
+    }
+
+    /// asyncio's `_maybe_resume_protocol`: with `queued` bytes left at or below the low-water
+    /// mark, tells a paused protocol to resume writing.
+    pub(crate) fn resume_protocol_if_needed(&self, transport: &Bound<'_, PyAny>, queued: usize) {
+        if self.should_resume(queued) {
+            self.tell_protocol(transport, intern!(transport.py(), "resume_writing"));
+        }
+    }
+
+    /// Calls the protocol's flow-control method `name`; a failure goes to the loop's exception
+    /// handler as "protocol.NAME() failed", as asyncio reports it.
+    fn tell_protocol(&self, transport: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) {
+        let py = transport.py();
+        let protocol = self.protocol(py);
+        if let Err(e) = protocol.call_method0(py, name) {
+            let message = format!("protocol.{name}() failed");
+            report_transport_error(py, &self.core, transport, &protocol, e, &message);
+        }
+    }
+
     /// `pause_reading`: whether the core must stop reading now.
     pub(crate) fn pause_reading(&self) -> bool {
         if self.closing.get() || self.paused_reading.get() {
@@ -172,5 +228,18 @@ impl TransportState {
             }
         }
         Ok(())
+    }
+}
+
+/// asyncio's `get_extra_info(name, default)` over a transport's `extra` dict.
+pub(crate) fn extra_info(
+    py: Python<'_>,
+    extra: &Py<PyDict>,
+    name: &Bound<'_, PyAny>,
+    default: Option<PyObject>,
+) -> PyResult<PyObject> {
+    match extra.bind(py).get_item(name)? {
+        Some(v) => Ok(v.unbind()),
+        None => Ok(default.unwrap_or_else(|| py.None())),
     }
 }

@@ -176,3 +176,19 @@ pub fn refuse_syscall_on_this_thread(nr: libc::c_long) {
         );
     }
 }
+
+/// A connected pair of Unix stream sockets (close-on-exec, blocking).
+pub fn socket_pair() -> (i32, i32) {
+    let mut fds = [-1; 2];
+    // SAFETY: socketpair fills the two-element array.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "socketpair");
+    (fds[0], fds[1])
+}
