@@ -175,9 +175,7 @@ impl PipeTransport {
         if let Ok(lp) = this.lp() {
             let _ = this.stream.close(lp, None);
         }
-        if !this.t.schedule_connection_lost(slf.as_any()) {
-            Self::connection_lost(slf);
-        }
+        this.t.schedule_connection_lost(slf.as_any());
     }
 
     fn connection_lost(slf: &Bound<'_, Self>) {

@@ -325,9 +325,7 @@ impl StreamTransport {
         }
         this.t.tear_down();
         let _ = this.stream.close(lp, None);
-        if !this.t.schedule_connection_lost(slf.as_any()) {
-            Self::connection_lost(slf);
-        }
+        this.t.schedule_connection_lost(slf.as_any());
     }
 
     fn connection_lost(slf: &Bound<'_, Self>) {

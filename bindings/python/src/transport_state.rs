@@ -88,13 +88,21 @@ impl TransportState {
 
     /// Schedules the transport's `_call_connection_lost` on the ready queue, as asyncio does
     /// (at the latest in the iteration that is running, whatever the core still has to finish
-    /// for the close); false if the loop is closed and the caller must report the loss now.
-    pub(crate) fn schedule_connection_lost(&self, transport: &Bound<'_, PyAny>) -> bool {
+    /// for the close), or, if the loop is closed and schedules nothing, calls it now.
+    pub(crate) fn schedule_connection_lost(&self, transport: &Bound<'_, PyAny>) {
         let py = transport.py();
-        transport
-            .getattr(intern!(py, "_call_connection_lost"))
-            .and_then(|cb| self.core.bind(py).call_method1(intern!(py, "call_soon"), (cb,)))
-            .is_ok()
+        let Ok(lost) = transport.getattr(intern!(py, "_call_connection_lost")) else {
+            return;
+        };
+        let scheduled = self
+            .core
+            .bind(py)
+            .call_method1(intern!(py, "call_soon"), (lost.clone(),));
+        if scheduled.is_err() {
+            if let Err(e) = lost.call0() {
+                self.report_callback_error(transport, e);
+            }
+        }
     }
 
     /// What `connection_lost` gets, taken once.
