@@ -1358,6 +1358,61 @@ static void test_spawn_adopt_forked_child(void) {
     finish_loop(l);
 }
 
+/* An echo whose read callback writes the read buffer back with a write callback: the buffer is
+   the library's (recycled after the callback), so evl_write must not take it as the caller's to
+   lend (it found that it did). Every byte comes back unchanged, in order. */
+static int echoed_with_cb;
+static void on_echo_written(evl_stream_t *s, int status, void *d) {
+    (void)s, (void)d;
+    if (status == 0) echoed_with_cb++;
+}
+static void on_echo_read_with_cb(evl_stream_t *s, ssize_t n, const char *buf, void *d) {
+    (void)d;
+    if (n > 0) {
+        evl_buf_t b = {buf, (size_t)n};
+        evl_write(s, &b, 1, on_echo_written, NULL);
+    } else {
+        evl_close((evl_handle_t *)s, NULL);
+    }
+}
+static void test_echo_of_read_buffers_with_write_callbacks(void) {
+    evl_loop_t *l = new_loop();
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    evl_stream_t *s;
+    CHECK_EQ(evl_stream_adopt(l, &s, sv[0], NULL), 0);
+    CHECK_EQ(evl_read_start(s, on_echo_read_with_cb), 0);
+    /* More than the 512 × 16 KiB receive buffers hold, so recycled ones are filled again. */
+    enum { LEN = 32 << 20 };
+    unsigned char *data = malloc(LEN), *got = malloc(LEN);
+    for (size_t i = 0; i < LEN; i++) data[i] = (unsigned char)(i * 13 + i / 65521);
+    size_t sent = 0, have = 0;
+    int spins = 0;
+    echoed_with_cb = 0;
+    /* Everything is sent before anything is read back: the echo's sends wait for room while
+       new reads keep arriving in recycled receive buffers, which a wrongly lent buffer would
+       show as changed bytes. */
+    while (sent < LEN && spins++ < 2000000) {
+        ssize_t w = send(sv[1], data + sent, LEN - sent < 65536 ? LEN - sent : 65536, MSG_DONTWAIT);
+        if (w > 0) sent += (size_t)w;
+        evl_run(l, EVL_RUN_NOWAIT);
+    }
+    while (have < LEN && spins++ < 4000000) {
+        ssize_t r = recv(sv[1], got + have, LEN - have, MSG_DONTWAIT);
+        if (r > 0) have += (size_t)r;
+        evl_run(l, EVL_RUN_NOWAIT);
+    }
+    CHECK_EQ(have, LEN);
+    CHECK(memcmp(got, data, LEN) == 0);
+    CHECK(echoed_with_cb > 0);
+    free(data);
+    free(got);
+    close(sv[1]);
+    int closed = 0;
+    while (evl_loop_alive(l) && closed++ < 100000) evl_run(l, EVL_RUN_NOWAIT);
+    finish_loop(l);
+}
+
 /* ---- pipes ---- */
 
 struct pipe_reading {
@@ -1662,6 +1717,7 @@ static const struct test tests[] = {
     {"pipes", test_pipes},
     {"spawn_adopt_forked_child", test_spawn_adopt_forked_child},
     {"large_writes_are_lent", test_large_writes_are_lent},
+    {"echo_of_read_buffers_with_write_callbacks", test_echo_of_read_buffers_with_write_callbacks},
     {"unix_echo", test_unix_echo},
     {"udp_echo", test_udp_echo},
     {"udp_adopt", test_udp_adopt},

@@ -639,6 +639,12 @@ impl Stream {
     /// stream closed). For large buffers, where the copy costs more than the box; the callback
     /// and the return value are `write`'s.
     pub fn write_kept(self, lp: &mut Loop, buf: Box<dyn KeptBytes>, cb: Option<DoneCb>) -> Result<bool> {
+        if lp.lendable.holds(buf.bytes()) {
+            // The bytes a read callback is being given (a C caller passing the read buffer
+            // back): the backend's to lend, not the caller's, and recycled after the callback.
+            // `write` holds the receive buffer itself where it can, or copies.
+            return self.write(lp, buf.bytes(), cb);
+        }
         let sent = self.send_now_if_idle(lp, buf.bytes(), cb.is_none())?;
         match sent {
             None => Ok(true),
