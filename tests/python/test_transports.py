@@ -498,12 +498,16 @@ def test_large_bytes_that_must_wait_are_kept_not_copied(evloop_loop):
         assert tr.get_write_buffer_size() > 0
         assert sys.getrefcount(big) == before + 1, "queued bytes are the caller's object, kept"
         view_of = os.urandom(4 << 20)
+        expected_view = bytes(view_of[1:])
         view = memoryview(view_of)[1:]
-        before_view = sys.getrefcount(view)
+        before_bytes = sys.getrefcount(view_of)
         tr.write(view)
-        assert sys.getrefcount(view) == before_view + 1, "a view of bytes is kept too"
+        assert sys.getrefcount(view_of) == before_bytes + 1, "the bytes behind a view are kept too"
+        # Releasing the view and dropping the caller's reference must not free what is queued.
+        view.release()
+        del view, view_of
         mutable = bytearray(os.urandom(4 << 20))
-        expected = big + view_of[1:] + bytes(mutable)
+        expected = big + expected_view + bytes(mutable)
         tr.write(mutable)
         mutable[:] = bytes(len(mutable))  # changing it after write() must not change what is sent
         got = bytearray()

@@ -378,8 +378,8 @@ impl PipeTransport {
             this.t.conn_lost.set(lost + 1);
             return Ok(());
         }
-        if let Some(b) = immutable_bytes(data) {
-            return Self::write_bytes(slf, b, Some(data));
+        if let Some(imm) = immutable_bytes(data) {
+            return Self::write_bytes(slf, imm.bytes(), Some(&imm.owner));
         }
         with_bytes(data, |b| Self::write_bytes(slf, b, None))?
     }

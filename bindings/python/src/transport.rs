@@ -24,8 +24,7 @@ pub(crate) const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// alive) instead of copied: the copy costs more than the small box that records the loan.
 pub(crate) const KEEP_MIN: usize = 16 * 1024;
 
-/// Immutable memory of a Python object lent to a core stream's write queue: a `bytes` object's,
-/// or that of a memoryview of one.
+/// Immutable memory of a `bytes` object lent to a core stream's write queue.
 pub(crate) struct KeptPyBytes {
     _owner: PyObject,
     ptr: *const u8,
@@ -33,7 +32,7 @@ pub(crate) struct KeptPyBytes {
 }
 
 impl KeptPyBytes {
-    /// `rest`, the end of the bytes `owner` holds (see [`immutable_bytes`]).
+    /// `rest`, the end of the bytes `owner` (a `bytes` object, see [`immutable_bytes`]) holds.
     pub(crate) fn new(owner: &Bound<'_, PyAny>, rest: &[u8]) -> Box<KeptPyBytes> {
         Box::new(KeptPyBytes {
             _owner: owner.clone().unbind(),
@@ -43,39 +42,59 @@ impl KeptPyBytes {
     }
 }
 
-/// The bytes of `data` if they cannot change while it is referenced, so that they can be lent
-/// to the core instead of copied: a `bytes` object's, or a C-contiguous memoryview's of one (a
-/// `bytearray`, or a view of one, may be changed after `write` returns).
-pub(crate) fn immutable_bytes<'a>(data: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+/// Bytes that cannot change or move while `owner`, the `bytes` object holding them, is
+/// referenced: what a write may lend to the core instead of copying.
+pub(crate) struct ImmutableBytes<'py> {
+    pub(crate) owner: Bound<'py, PyAny>,
+    ptr: *const u8,
+    len: usize,
+}
+
+impl ImmutableBytes<'_> {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: memory of the `bytes` object `owner`, which this value keeps alive; a bytes
+        // object never moves or changes.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// `data`'s bytes if they can be lent: a `bytes` object's, or a C-contiguous memoryview's of
+/// one, whose owner is then the `bytes` object itself (a view can be released, which would
+/// let the object go). A `bytearray`, or a view of one, may change after `write` returns.
+pub(crate) fn immutable_bytes<'py>(data: &Bound<'py, PyAny>) -> Option<ImmutableBytes<'py>> {
     if let Ok(b) = data.downcast::<PyBytes>() {
-        return Some(b.as_bytes());
+        let bytes = b.as_bytes();
+        return Some(ImmutableBytes {
+            owner: data.clone(),
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        });
     }
     immutable_view_bytes(data)
 }
 
 /// A C-contiguous memoryview's bytes, if it views a `bytes` object.
 #[cfg(not(feature = "abi3"))]
-fn immutable_view_bytes<'a>(data: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+fn immutable_view_bytes<'py>(data: &Bound<'py, PyAny>) -> Option<ImmutableBytes<'py>> {
     let view = data.downcast::<PyMemoryView>().ok()?;
-    if !view
-        .getattr(intern!(data.py(), "obj"))
-        .ok()?
-        .is_instance_of::<PyBytes>()
-    {
+    let owner = view.getattr(intern!(data.py(), "obj")).ok()?;
+    if !owner.is_instance_of::<PyBytes>() {
         return None;
     }
     let buffer = PyBuffer::<u8>::get_bound(view).ok()?;
     if !buffer.is_c_contiguous() {
         return None;
     }
-    // SAFETY: the memory of a `bytes` object, which never moves or changes, kept alive by the
-    // view `data` refers to for as long as `data` is borrowed.
-    Some(unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) })
+    Some(ImmutableBytes {
+        owner,
+        ptr: buffer.buf_ptr() as *const u8,
+        len: buffer.len_bytes(),
+    })
 }
 
-// SAFETY: the memory of a `bytes` object, which is immutable and never moves; `_owner` (the
-// object, or a view of it) keeps it alive as long as this value lives (dropping it without the
-// GIL defers the decref, which pyo3 allows).
+// SAFETY: the memory of a `bytes` object, which is immutable and never moves; `_owner` (that
+// object) keeps it alive as long as this value lives (dropping it without the GIL defers the
+// decref, which pyo3 allows).
 unsafe impl evloop::KeptBytes for KeptPyBytes {
     fn bytes(&self) -> &[u8] {
         // SAFETY: see the impl.
@@ -574,7 +593,7 @@ pub(crate) fn report_transport_error(
 
 /// The stable ABI of Python 3.9 has no buffer protocol: views are copied.
 #[cfg(feature = "abi3")]
-fn immutable_view_bytes<'a>(_: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+fn immutable_view_bytes<'py>(_: &Bound<'py, PyAny>) -> Option<ImmutableBytes<'py>> {
     None
 }
 
@@ -727,8 +746,8 @@ impl StreamTransport {
         if !Self::writable_state(slf)? || empty {
             return Ok(());
         }
-        if let Some(b) = immutable_bytes(data) {
-            return Self::write_bytes(slf, b, Some(data));
+        if let Some(imm) = immutable_bytes(data) {
+            return Self::write_bytes(slf, imm.bytes(), Some(&imm.owner));
         }
         with_bytes(data, |b| Self::write_bytes(slf, b, None))?
     }
