@@ -25,8 +25,10 @@ const ACCEPT_BURST: u32 = 64;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Reader {
     Accept,
-    Recv,
-    Read,
+    /// A stream's data: `recv`, or `read` for a pipe.
+    Recv {
+        pipe: bool,
+    },
     RecvFrom,
     Poll(u32),
     Wake,
@@ -34,13 +36,11 @@ enum Reader {
 
 #[derive(Clone, Copy)]
 enum Writer {
+    /// A stream's send: `send`, or `write` for a pipe.
     Send {
         ptr: *const u8,
         len: usize,
-    },
-    Write {
-        ptr: *const u8,
-        len: usize,
+        pipe: bool,
     },
     SendTo {
         ptr: *const u8,
@@ -137,28 +137,13 @@ impl EpollBackend {
                 self.reserve.ensure();
                 self.arm_reader(fd, token, Reader::Accept)
             }
-            Op::Recv { fd } => self.arm_reader(fd, token, Reader::Recv),
-            Op::Read { fd } => self.arm_reader(fd, token, Reader::Read),
+            Op::Recv { fd } => self.arm_reader(fd, token, Reader::Recv { pipe: false }),
+            Op::Read { fd } => self.arm_reader(fd, token, Reader::Recv { pipe: true }),
             Op::RecvFrom { fd } => self.arm_reader(fd, token, Reader::RecvFrom),
             Op::Poll { fd, events } => self.arm_reader(fd, token, Reader::Poll(events)),
             Op::Wake { fd } => self.arm_reader(fd, token, Reader::Wake),
-            Op::Send { fd, ptr, len } => {
-                // SAFETY: the submitter guarantees `len` readable bytes at `ptr` until the
-                // operation completes.
-                let buf = unsafe { std::slice::from_raw_parts(ptr, len) };
-                match socket::send(fd, buf) {
-                    Err(Error::EAGAIN) => self.arm_writer(fd, token, Writer::Send { ptr, len }),
-                    r => Some(to_res(r)),
-                }
-            }
-            Op::Write { fd, ptr, len } => {
-                // SAFETY: as for Send.
-                let buf = unsafe { std::slice::from_raw_parts(ptr, len) };
-                match sys::write(fd, buf) {
-                    Err(Error::EAGAIN) => self.arm_writer(fd, token, Writer::Write { ptr, len }),
-                    r => Some(to_res(r)),
-                }
-            }
+            Op::Send { fd, ptr, len } => self.send_stream(token, fd, ptr, len, false),
+            Op::Write { fd, ptr, len } => self.send_stream(token, fd, ptr, len, true),
             Op::SendTo { fd, ptr, len, addr } => {
                 // SAFETY: as for Send; `addr` likewise stays valid until completion.
                 let (buf, to) = unsafe { (std::slice::from_raw_parts(ptr, len), &*addr) };
@@ -176,6 +161,24 @@ impl EpollBackend {
                 }
             }
             Op::Shutdown { fd } => Some(to_res(socket::shutdown_write(fd).map(|_| 0))),
+        }
+    }
+
+    /// A stream send, tried at once; only `EAGAIN` arms writability.
+    fn send_stream(
+        &mut self,
+        token: Token,
+        fd: RawFd,
+        ptr: *const u8,
+        len: usize,
+        pipe: bool,
+    ) -> Option<i32> {
+        // SAFETY: the submitter guarantees `len` readable bytes at `ptr` until the operation
+        // completes.
+        let buf = unsafe { std::slice::from_raw_parts(ptr, len) };
+        match sys::stream_send(fd, buf, pipe) {
+            Err(Error::EAGAIN) => self.arm_writer(fd, token, Writer::Send { ptr, len, pipe }),
+            r => Some(to_res(r)),
         }
     }
 
@@ -414,11 +417,7 @@ impl EpollBackend {
                 (bits != 0).then(|| Completion::new(token, bits as i32, true))
             }
             _ if !readable => None,
-            Reader::Recv | Reader::Read => match if reader == Reader::Recv {
-                socket::recv(fd, &mut self.recv_buf)
-            } else {
-                sys::read(fd, &mut self.recv_buf)
-            } {
+            Reader::Recv { pipe } => match sys::stream_recv(fd, &mut self.recv_buf, pipe) {
                 Err(Error::EAGAIN) | Err(Error::EINTR) => None,
                 Ok(0) => {
                     self.finish_reader(fd);
@@ -488,16 +487,9 @@ impl EpollBackend {
         }
         let writer = *self.writers.get(&fd)?;
         let res = match writer {
-            Writer::Send { ptr, len } => {
+            Writer::Send { ptr, len, pipe } => {
                 // SAFETY: the submitter keeps the buffer valid until completion.
-                match socket::send(fd, unsafe { std::slice::from_raw_parts(ptr, len) }) {
-                    Err(Error::EAGAIN) => return None,
-                    r => to_res(r),
-                }
-            }
-            Writer::Write { ptr, len } => {
-                // SAFETY: as above.
-                match sys::write(fd, unsafe { std::slice::from_raw_parts(ptr, len) }) {
+                match sys::stream_send(fd, unsafe { std::slice::from_raw_parts(ptr, len) }, pipe) {
                     Err(Error::EAGAIN) => return None,
                     r => to_res(r),
                 }

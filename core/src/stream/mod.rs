@@ -99,6 +99,9 @@ mod flag {
     pub const PIPE: u16 = 2048;
     /// The write end of a pipe: reading watches for its reader's departure.
     pub const WRITE_ONLY: u16 = 4096;
+    /// A write cannot go straight to the kernel from the caller's memory: earlier bytes wait,
+    /// a connect is pending, or the stream cannot take writes.
+    pub const NOT_IDLE: u16 = WRITE_BUSY | CONNECTING | LISTENING | SHUT_REQUESTED;
 }
 
 /// What `write_queued` queues: copies of the caller's buffers, or a lent buffer.
@@ -343,13 +346,23 @@ impl StreamEntry {
     }
 
     /// The operation that brings this stream's incoming events (connections, data, or a pipe
-    /// reader's departure), with its token code.
+    /// reader's departure), with its token code; `None` when it wants none.
     fn incoming_op(&self) -> Option<(Op, u8)> {
+        (self.has(flag::LISTENING) || self.has(flag::READING)).then(|| self.incoming())
+    }
+
+    /// The token code and kind of the armed incoming operation, to cancel it.
+    fn incoming_kind(&self) -> (u8, OpKind) {
+        let (op, code) = self.incoming();
+        (code, op.kind())
+    }
+
+    /// Which incoming operation this kind of stream uses: one decision for arming and
+    /// cancelling.
+    fn incoming(&self) -> (Op, u8) {
         let fd = self.fd;
-        Some(if self.has(flag::LISTENING) {
+        if self.has(flag::LISTENING) {
             (Op::Accept { fd }, OP_ACCEPT)
-        } else if !self.has(flag::READING) {
-            return None;
         } else if self.has(flag::WRITE_ONLY) {
             let events = crate::backend::ready::READABLE;
             (Op::Poll { fd, events }, OP_HANGUP)
@@ -357,37 +370,13 @@ impl StreamEntry {
             (Op::Read { fd }, OP_RECV)
         } else {
             (Op::Recv { fd }, OP_RECV)
-        })
-    }
-
-    /// The token code and kind of the armed incoming operation, to cancel it.
-    fn incoming_kind(&self) -> (u8, OpKind) {
-        if self.has(flag::LISTENING) {
-            (OP_ACCEPT, OpKind::Accept)
-        } else if self.has(flag::WRITE_ONLY) {
-            (OP_HANGUP, OpKind::Poll)
-        } else {
-            (OP_RECV, OpKind::Recv)
         }
     }
 
     /// Sends from the caller's memory now: `send` on a socket, `write` on a pipe.
     #[inline]
     fn send_now(&self, data: &[u8]) -> Result<usize> {
-        if self.has(flag::PIPE) {
-            sys::write(self.fd, data)
-        } else {
-            sys::socket::send(self.fd, data)
-        }
-    }
-
-    /// [`StreamEntry::send_now`] of several buffers in one system call.
-    fn send_vectored_now(&self, bufs: &[&[u8]]) -> Result<usize> {
-        if self.has(flag::PIPE) {
-            sys::write_vectored(self.fd, bufs)
-        } else {
-            sys::socket::send_vectored(self.fd, bufs)
-        }
+        sys::stream_send(self.fd, data, self.has(flag::PIPE))
     }
 
     /// After a failed send nothing more goes out: a requested shutdown not yet handed to the
@@ -593,13 +582,11 @@ impl Stream {
         let sent = {
             let Loop { streams, backend, .. } = &mut *lp;
             let e = self.open_entry(streams)?;
-            const NOT_IDLE: u16 =
-                flag::WRITE_BUSY | flag::CONNECTING | flag::LISTENING | flag::SHUT_REQUESTED;
-            if e.flags & NOT_IDLE != 0 || bufs.len() > sys::socket::MAX_IOVECS {
+            if e.flags & flag::NOT_IDLE != 0 || bufs.len() > sys::socket::MAX_IOVECS {
                 e.check_writable()?;
                 SentNow::Bytes(0)
             } else {
-                match backend.send_now(|| e.send_vectored_now(bufs)) {
+                match backend.send_now(|| sys::stream_send_vectored(e.fd, bufs, e.has(flag::PIPE))) {
                     Some(Ok(n)) => SentNow::Bytes(n),
                     Some(Err(Error::EAGAIN)) | None => SentNow::Bytes(0),
                     Some(Err(err)) => SentNow::Failed(err),
@@ -618,8 +605,7 @@ impl Stream {
         // The stream and the backend are borrowed apart: one lookup serves the whole step.
         let Loop { streams, backend, .. } = &mut *lp;
         let e = self.open_entry(streams)?;
-        const NOT_IDLE: u16 = flag::WRITE_BUSY | flag::CONNECTING | flag::LISTENING | flag::SHUT_REQUESTED;
-        if e.flags & NOT_IDLE != 0 {
+        if e.flags & flag::NOT_IDLE != 0 {
             // The full path reports the state's error, if it has one.
             e.check_writable()?;
             return Ok(Some(SentNow::Bytes(0)));

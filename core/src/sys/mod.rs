@@ -63,6 +63,36 @@ pub(crate) fn write_vectored(fd: RawFd, bufs: &[&[u8]]) -> Result<usize> {
     })
 }
 
+/// A stream's send from the caller's memory: `send` (MSG_NOSIGNAL) on a socket, `write` on a
+/// pipe, FIFO or terminal. One place decides, for the stream code and the epoll backend alike.
+#[inline]
+pub(crate) fn stream_send(fd: RawFd, buf: &[u8], pipe: bool) -> Result<usize> {
+    if pipe {
+        write(fd, buf)
+    } else {
+        socket::send(fd, buf)
+    }
+}
+
+/// [`stream_send`] of several buffers in one system call (`sendmsg` or `writev`).
+pub(crate) fn stream_send_vectored(fd: RawFd, bufs: &[&[u8]], pipe: bool) -> Result<usize> {
+    if pipe {
+        write_vectored(fd, bufs)
+    } else {
+        socket::send_vectored(fd, bufs)
+    }
+}
+
+/// A stream's receive: `recv` on a socket, `read` on a pipe, FIFO or terminal.
+#[inline]
+pub(crate) fn stream_recv(fd: RawFd, buf: &mut [u8], pipe: bool) -> Result<usize> {
+    if pipe {
+        read(fd, buf)
+    } else {
+        socket::recv(fd, buf)
+    }
+}
+
 /// Two non-blocking, close-on-exec ends of a new pipe: `(read, write)`.
 pub(crate) fn pipe() -> Result<(RawFd, RawFd)> {
     let mut fds = [-1; 2];
