@@ -509,7 +509,7 @@ impl Loop {
             return Err(Error::EBADF);
         }
         c.closing = true;
-        c.close_cb = cb;
+        c.set_close_cb(cb);
         c.set_active(&mut refs, false);
         self.alive_refs = refs;
         // Stop the handle's work; operations in flight are cancelled and counted down as their
@@ -578,18 +578,18 @@ impl Loop {
             Kind::Timer => self
                 .timers
                 .remove(h.idx, h.gen)
-                .and_then(|mut e| e.common.close_cb.take()),
+                .and_then(|mut e| e.common.take_close_cb()),
             Kind::Stream => self.stream_release(h.idx, h.gen),
             Kind::Udp => self.udp_release(h.idx, h.gen),
             Kind::Poll => self.poll_release(h.idx, h.gen),
             Kind::Async => self
                 .asyncs
                 .remove(h.idx, h.gen)
-                .and_then(|mut e| e.common.close_cb.take()),
+                .and_then(|mut e| e.common.take_close_cb()),
             Kind::Signal => self
                 .signals
                 .remove(h.idx, h.gen)
-                .and_then(|mut e| e.common.close_cb.take()),
+                .and_then(|mut e| e.common.take_close_cb()),
             Kind::Process => self.process_release(h.idx, h.gen),
         }
     }

@@ -15,7 +15,9 @@ pub(crate) struct Common {
     pub(crate) closing: bool,
     /// Operations submitted to the backend whose final completion has not arrived.
     pub(crate) inflight: u32,
-    pub(crate) close_cb: Option<CloseCb>,
+    /// Boxed once more so that every handle pays one word for it, not two: only closing handles
+    /// have one.
+    close_cb: Option<Box<CloseCb>>,
 }
 
 impl Common {
@@ -27,6 +29,14 @@ impl Common {
             inflight: 0,
             close_cb: None,
         }
+    }
+
+    pub(crate) fn set_close_cb(&mut self, cb: Option<CloseCb>) {
+        self.close_cb = cb.map(Box::new);
+    }
+
+    pub(crate) fn take_close_cb(&mut self) -> Option<CloseCb> {
+        self.close_cb.take().map(|cb| *cb)
     }
 
     /// Changes the active state, keeping the loop's count of live references in step.

@@ -219,6 +219,6 @@ impl Loop {
         let mut e = self.polls.remove(idx, gen)?;
         // The fd is the caller's and stays open: remove it from the kernel's interest set.
         self.backend.release_fd(e.fd, false);
-        e.common.close_cb.take()
+        e.common.take_close_cb()
     }
 }

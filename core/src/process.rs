@@ -431,7 +431,7 @@ impl Loop {
                 self.backend.close_fd(e.pidfd);
             }
         }
-        e.common.close_cb.take()
+        e.common.take_close_cb()
     }
 
     /// Closes the pidfds of a loop being dropped (children still running are left to run).

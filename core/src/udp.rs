@@ -544,6 +544,6 @@ impl Loop {
                 cb(self, u, Err(Error::ECANCELED));
             }
         }
-        e.common.close_cb.take()
+        e.common.take_close_cb()
     }
 }

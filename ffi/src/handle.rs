@@ -5,7 +5,9 @@ use crate::guard;
 use crate::loop_::{evl_loop_t, lend, loop_mut, state};
 use evloop::{Handle as _, Loop};
 use libc::{c_int, c_void};
+use std::mem::ManuallyDrop;
 use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 // Opaque handle types, written out (cbindgen does not expand macros). All point to a `Handle`.
 /// Any handle; cast a specific handle pointer to it for the functions below.
@@ -48,7 +50,9 @@ pub struct evl_process_t {
     _private: [u8; 0],
 }
 
+/// The first word of every live record; `CLOSING` is or-ed in by evl_close.
 const HANDLE_MAGIC: u32 = 0x6576_6c68;
+const CLOSING: u32 = 1;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Kind {
@@ -61,54 +65,156 @@ pub(crate) enum Kind {
     Process,
 }
 
-#[derive(Clone)]
+/// The core handle behind a record. Every core handle is two `u32`s, so with its tag this is
+/// 12 bytes aligned to 4, and fits beside the record's first word.
+#[derive(Clone, Copy)]
 pub(crate) enum Id {
-    /// The timer and the C callback its last start gave.
-    Timer(evloop::Timer, crate::timer::evl_timer_cb),
-    /// The stream and the C callback its last read start gave.
-    Stream(evloop::Stream, crate::stream::evl_read_cb),
+    Timer(evloop::Timer),
+    Stream(evloop::Stream),
     Udp(evloop::Udp),
     Poll(evloop::FdWatcher),
-    Async(evloop::Async, evloop::Waker),
+    Async(evloop::Async),
     Signal(evloop::Signal),
     Process(evloop::Process),
 }
 
-/// The record behind every opaque handle pointer; freed after the close callback. `repr(C)`
-/// keeps the magic number first, where a check can read it.
+/// The one word a kind keeps beside its core handle: which field is live follows `Handle::id`,
+/// and only the accessors on `Handle` read it.
+union Extra {
+    /// Timers: the callback their last start gave.
+    timer_cb: crate::timer::evl_timer_cb,
+    /// Streams: the callback their last read start gave.
+    read_cb: crate::stream::evl_read_cb,
+    /// Wake-up handles: what other threads signal.
+    waker: ManuallyDrop<evloop::Waker>,
+    none: (),
+}
+
+/// The record behind every opaque handle pointer; freed after the close callback. Every idle
+/// connection a C program holds pays for one, so it is kept to 40 bytes (a 48-byte malloc
+/// chunk): the kind is `id`'s tag and the closing flag a bit of the first word. `repr(C)`
+/// keeps that word first, where a check can read it.
 #[repr(C)]
 pub(crate) struct Handle {
-    magic: u32,
-    pub(crate) kind: Kind,
-    pub(crate) closing: bool,
+    /// `HANDLE_MAGIC`, with `CLOSING` once evl_close was called. Atomic because evl_async_send
+    /// reads it from other threads while the loop's thread may be closing the handle.
+    state: AtomicU32,
+    pub(crate) id: Id,
     pub(crate) l: *mut evl_loop_t,
     pub(crate) data: *mut c_void,
-    pub(crate) id: Id,
+    extra: Extra,
 }
+
+const _: () = assert!(std::mem::size_of::<Handle>() == 40);
 
 impl Id {
     fn kind(&self) -> Kind {
         match self {
-            Id::Timer(..) => Kind::Timer,
-            Id::Stream(..) => Kind::Stream,
+            Id::Timer(_) => Kind::Timer,
+            Id::Stream(_) => Kind::Stream,
             Id::Udp(_) => Kind::Udp,
             Id::Poll(_) => Kind::Poll,
-            Id::Async(..) => Kind::Async,
+            Id::Async(_) => Kind::Async,
             Id::Signal(_) => Kind::Signal,
             Id::Process(_) => Kind::Process,
         }
     }
 }
 
+impl Handle {
+    pub(crate) fn kind(&self) -> Kind {
+        self.id.kind()
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & CLOSING != 0
+    }
+
+    fn set_closing(&self) {
+        self.state.fetch_or(CLOSING, Ordering::Relaxed);
+    }
+
+    /// The timer's callback (None for other kinds, or before its first start).
+    pub(crate) fn timer_cb(&self) -> crate::timer::evl_timer_cb {
+        match self.id {
+            // SAFETY: a timer's record always holds `timer_cb` (set by `new_handle`).
+            Id::Timer(_) => unsafe { self.extra.timer_cb },
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_timer_cb(&mut self, cb: crate::timer::evl_timer_cb) {
+        if let Id::Timer(_) = self.id {
+            self.extra = Extra { timer_cb: cb };
+        }
+    }
+
+    /// The stream's read callback (None for other kinds, or before its first read start).
+    pub(crate) fn read_cb(&self) -> crate::stream::evl_read_cb {
+        match self.id {
+            // SAFETY: a stream's record always holds `read_cb` (set by `new_handle`).
+            Id::Stream(_) => unsafe { self.extra.read_cb },
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_read_cb(&mut self, cb: crate::stream::evl_read_cb) {
+        if let Id::Stream(_) = self.id {
+            self.extra = Extra { read_cb: cb };
+        }
+    }
+
+    /// The wake-up handle's waker (None for other kinds).
+    pub(crate) fn waker(&self) -> Option<&evloop::Waker> {
+        match self.id {
+            // SAFETY: a wake-up handle's record always holds `waker` (given to `new_async`).
+            Id::Async(_) => Some(unsafe { &self.extra.waker }),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Id::Async(_) = self.id {
+            // SAFETY: a wake-up handle's record holds `waker`, dropped here only.
+            unsafe { ManuallyDrop::drop(&mut self.extra.waker) }
+        }
+    }
+}
+
 /// Wraps a new core handle in a record owned by the library; returns the pointer C sees.
 pub(crate) unsafe fn new_handle<T>(l: *mut evl_loop_t, id: Id, data: *mut c_void) -> *mut T {
+    let extra = match id {
+        Id::Timer(_) => Extra { timer_cb: None },
+        Id::Stream(_) => Extra { read_cb: None },
+        _ => Extra { none: () },
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { into_record(l, id, data, extra) }
+}
+
+/// `new_handle` for a wake-up handle, whose record keeps the waker other threads use.
+pub(crate) unsafe fn new_async(
+    l: *mut evl_loop_t,
+    a: evloop::Async,
+    waker: evloop::Waker,
+    data: *mut c_void,
+) -> *mut evl_async_t {
+    let extra = Extra {
+        waker: ManuallyDrop::new(waker),
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { into_record(l, Id::Async(a), data, extra) }
+}
+
+unsafe fn into_record<T>(l: *mut evl_loop_t, id: Id, data: *mut c_void, extra: Extra) -> *mut T {
     let h = Box::new(Handle {
-        magic: HANDLE_MAGIC,
-        kind: id.kind(),
-        closing: false,
+        state: AtomicU32::new(HANDLE_MAGIC),
+        id,
         l,
         data,
-        id,
+        extra,
     });
     // SAFETY: `l` was validated by the caller; only its counter is touched.
     unsafe { *ptr::addr_of_mut!((*state(l)).handles) += 1 };
@@ -153,12 +259,12 @@ pub(crate) unsafe fn record<'a, T>(p: *mut T, kind: Option<Kind>) -> Result<&'a 
     // SAFETY: `p` is a handle pointer the library returned and whose close callback has not run
     // (the header's contract); the magic check catches pointers of other types.
     unsafe {
-        if ptr::addr_of!((*h).magic).read() != HANDLE_MAGIC {
+        if (*ptr::addr_of!((*h).state)).load(Ordering::Relaxed) & !CLOSING != HANDLE_MAGIC {
             return Err(-libc::EINVAL);
         }
         let h = &mut *h;
         match kind {
-            Some(k) if k != h.kind => Err(-libc::EINVAL),
+            Some(k) if k != h.kind() => Err(-libc::EINVAL),
             _ => Ok(h),
         }
     }
@@ -169,7 +275,7 @@ pub(crate) unsafe fn open<'a, T>(p: *mut T, kind: Kind) -> Result<(&'a mut Handl
     // SAFETY: see `record` and `loop_mut`.
     unsafe {
         let h = record(p, Some(kind))?;
-        if h.closing {
+        if h.closing() {
             return Err(-libc::EBADF);
         }
         let lp = loop_mut(h.l)?;
@@ -195,7 +301,7 @@ macro_rules! with_open {
             // SAFETY: validated by `open`.
             match unsafe { $crate::handle::open($p, $crate::handle::Kind::$kind) } {
                 #[allow(unused_variables)]
-                Ok(($h, $lp)) => match $h.id.clone() {
+                Ok(($h, $lp)) => match $h.id {
                     $pat => $body,
                     _ => -libc::EINVAL,
                 },
@@ -239,15 +345,15 @@ fn generic(p: *mut evl_handle_t, op: Op) -> c_int {
             Ok(x) => x,
             Err(e) => return e,
         };
-        if h.closing && matches!(op, Op::Ref | Op::Unref) {
+        if h.closing() && matches!(op, Op::Ref | Op::Unref) {
             return -libc::EBADF;
         }
         match &h.id {
-            Id::Timer(t, _) => apply(*t, lp, op),
-            Id::Stream(s, _) => apply(*s, lp, op),
+            Id::Timer(t) => apply(*t, lp, op),
+            Id::Stream(s) => apply(*s, lp, op),
             Id::Udp(u) => apply(*u, lp, op),
             Id::Poll(w) => apply(*w, lp, op),
-            Id::Async(a, _) => apply(*a, lp, op),
+            Id::Async(a) => apply(*a, lp, op),
             Id::Signal(s) => apply(*s, lp, op),
             Id::Process(p) => apply(*p, lp, op),
         }
@@ -275,10 +381,10 @@ pub unsafe extern "C" fn evl_close(p: *mut evl_handle_t, cb: evl_close_cb) -> c_
             Ok(x) => x,
             Err(e) => return e,
         };
-        if h.closing {
+        if h.closing() {
             return -libc::EBADF;
         }
-        h.closing = true;
+        h.set_closing();
         let raw = h as *mut Handle as usize;
         let close_cb: evloop::CloseCb = Box::new(move |lp| {
             let h = raw as *mut Handle;
@@ -289,17 +395,17 @@ pub unsafe extern "C" fn evl_close(p: *mut evl_handle_t, cb: evl_close_cb) -> c_
             // SAFETY: the core handle is gone, so nothing refers to the record any more.
             unsafe {
                 let l = (*h).l;
-                ptr::addr_of_mut!((*h).magic).write(0);
+                (*ptr::addr_of!((*h).state)).store(0, Ordering::Relaxed);
                 drop(Box::from_raw(h));
                 *ptr::addr_of_mut!((*state(l)).handles) -= 1;
             }
         });
         let r = match &h.id {
-            Id::Timer(t, _) => t.close(lp, Some(close_cb)),
-            Id::Stream(s, _) => s.close(lp, Some(close_cb)),
+            Id::Timer(t) => t.close(lp, Some(close_cb)),
+            Id::Stream(s) => s.close(lp, Some(close_cb)),
             Id::Udp(u) => u.close(lp, Some(close_cb)),
             Id::Poll(w) => w.close(lp, Some(close_cb)),
-            Id::Async(a, _) => a.close(lp, Some(close_cb)),
+            Id::Async(a) => a.close(lp, Some(close_cb)),
             Id::Signal(s) => s.close(lp, Some(close_cb)),
             Id::Process(p) => p.close(lp, Some(close_cb)),
         };
@@ -336,7 +442,7 @@ pub unsafe extern "C" fn evl_is_active(p: *mut evl_handle_t) -> c_int {
 pub unsafe extern "C" fn evl_is_closing(p: *mut evl_handle_t) -> c_int {
     // SAFETY: validated by `record`.
     guard(-libc::EIO, || {
-        unsafe { record(p, None) }.map_or_else(|e| e, |h| c_int::from(h.closing))
+        unsafe { record(p, None) }.map_or_else(|e| e, |h| c_int::from(h.closing()))
     })
 }
 

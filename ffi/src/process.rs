@@ -142,9 +142,7 @@ pub unsafe extern "C" fn evl_spawn(
             if !stdio_out.is_null() {
                 let p = match s {
                     // SAFETY: `l` is validated; the stream is the loop's.
-                    Some(s) => unsafe {
-                        new_handle::<evl_stream_t>(l, Id::Stream(*s, None), std::ptr::null_mut())
-                    },
+                    Some(s) => unsafe { new_handle::<evl_stream_t>(l, Id::Stream(*s), std::ptr::null_mut()) },
                     None => std::ptr::null_mut(),
                 };
                 // SAFETY: `stdio_out` holds three pointers (contract).

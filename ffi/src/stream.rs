@@ -164,7 +164,7 @@ fn create_stream(
     user_data: *mut c_void,
     make: impl FnOnce(&mut Loop) -> evloop::Result<Stream>,
 ) -> c_int {
-    create(l, out, user_data, |lp| Ok(Id::Stream(make(lp)?, None)))
+    create(l, out, user_data, |lp| Ok(Id::Stream(make(lp)?)))
 }
 
 /// A TCP socket bound to `addr` (SO_REUSEADDR set), for evl_listen(). `flags`: EVL_TCP_*.
@@ -323,7 +323,7 @@ pub unsafe extern "C" fn evl_pipe_open(
 /// Starts accepting connections; `cb` receives each one.
 #[no_mangle]
 pub unsafe extern "C" fn evl_listen(s: *mut evl_stream_t, backlog: c_int, cb: evl_connection_cb) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| {
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| {
         let Some(cb) = cb else { return -libc::EINVAL };
         let (raw, l) = (h as *mut Handle as usize, h.l);
         crate::code(stream.listen(lp, backlog, move |lp, _, conn| {
@@ -331,7 +331,7 @@ pub unsafe extern "C" fn evl_listen(s: *mut evl_stream_t, backlog: c_int, cb: ev
             let (conn, status) = match conn {
                 // SAFETY: `l` is the listener's loop, alive while its handles are.
                 Ok(c) => (
-                    unsafe { new_handle::<evl_stream_t>(l, Id::Stream(c, None), std::ptr::null_mut()) },
+                    unsafe { new_handle::<evl_stream_t>(l, Id::Stream(c), std::ptr::null_mut()) },
                     0,
                 ),
                 Err(e) => (std::ptr::null_mut(), e.code()),
@@ -351,7 +351,7 @@ pub unsafe extern "C" fn evl_read_start(s: *mut evl_stream_t, cb: evl_read_cb) -
             Ok(opened) => opened,
             Err(e) => return e,
         };
-        let Id::Stream(stream, _) = h.id else {
+        let Id::Stream(stream) = h.id else {
             return -libc::EINVAL;
         };
         if cb.is_none() {
@@ -359,7 +359,7 @@ pub unsafe extern "C" fn evl_read_start(s: *mut evl_stream_t, cb: evl_read_cb) -
         }
         // The callback lives in the record, which the core's plain-function callback finds
         // again: starting to read allocates nothing.
-        h.id = Id::Stream(stream, cb);
+        h.set_read_cb(cb);
         let raw = h as *mut Handle as usize;
         crate::code(stream.read_start_fn(lp, delivered, raw))
     })
@@ -369,10 +369,9 @@ fn delivered(lp: &mut Loop, _: Stream, read: Read<'_>, raw: usize) {
     let h = raw as *mut Handle;
     // SAFETY: core runs a stream's read callback only while its handle lives, and the record is
     // freed only after the close callback.
-    let Id::Stream(_, Some(cb)) = (unsafe { &(*h).id }) else {
+    let Some(cb) = (unsafe { (*h).read_cb() }) else {
         return;
     };
-    let cb = *cb;
     let (n, buf) = match read {
         Read::Data(b) => (b.len() as ssize_t, b.as_ptr().cast::<c_char>()),
         Read::Eof => (crate::EVL_EOF as ssize_t, std::ptr::null()),
@@ -385,7 +384,7 @@ fn delivered(lp: &mut Loop, _: Stream, read: Read<'_>, raw: usize) {
 /// Stops delivering data; data arriving meanwhile waits (in the kernel or the library).
 #[no_mangle]
 pub unsafe extern "C" fn evl_read_stop(s: *mut evl_stream_t) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| crate::code(
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| crate::code(
         stream.read_stop(lp)
     ))
 }
@@ -428,7 +427,7 @@ pub unsafe extern "C" fn evl_write(
     cb: evl_status_cb,
     req_data: *mut c_void,
 ) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| {
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| {
         let done = status_cb(h as *mut Handle, cb, req_data);
         // SAFETY: checked by with_slices.
         let written = unsafe {
@@ -455,7 +454,7 @@ pub unsafe extern "C" fn evl_write(
 /// earlier writes are still queued), or the socket's error.
 #[no_mangle]
 pub unsafe extern "C" fn evl_try_write(s: *mut evl_stream_t, bufs: *const evl_buf_t, nbufs: c_uint) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| {
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| {
         // SAFETY: checked by with_slices.
         let tried = unsafe {
             with_slices(bufs, nbufs, |parts| {
@@ -482,18 +481,15 @@ pub unsafe extern "C" fn evl_try_write(s: *mut evl_stream_t, bufs: *const evl_bu
 /// Bytes accepted by evl_write and not yet handed to the kernel (0 for a bad handle).
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_get_write_queue_size(s: *mut evl_stream_t) -> size_t {
-    with_open!(
-        s,
-        Stream,
-        |h, lp, Id::Stream(stream, _)| stream.write_queue_size(lp) as c_int
-    )
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| stream.write_queue_size(lp)
+        as c_int)
     .max(0) as size_t
 }
 
 /// Sets the write-queue size at which evl_write returns 1 (default 64 KiB).
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_set_high_water_mark(s: *mut evl_stream_t, bytes: size_t) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| crate::code(
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| crate::code(
         stream.set_high_water_mark(lp, bytes)
     ))
 }
@@ -501,7 +497,7 @@ pub unsafe extern "C" fn evl_stream_set_high_water_mark(s: *mut evl_stream_t, by
 /// Sets the callback run when a write queue that reached the high-water mark has emptied.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_on_drain(s: *mut evl_stream_t, cb: evl_drain_cb) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| {
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| {
         let Some(cb) = cb else { return -libc::EINVAL };
         let raw = h as *mut Handle as usize;
         crate::code(stream.on_drain(lp, move |lp, _| {
@@ -520,7 +516,7 @@ pub unsafe extern "C" fn evl_shutdown(
     cb: evl_status_cb,
     req_data: *mut c_void,
 ) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| {
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| {
         crate::code(stream.shutdown(lp, status_cb(h as *mut Handle, cb, req_data)))
     })
 }
@@ -528,7 +524,7 @@ pub unsafe extern "C" fn evl_shutdown(
 /// Disables (1) or enables (0) Nagle's algorithm on a TCP socket.
 #[no_mangle]
 pub unsafe extern "C" fn evl_tcp_nodelay(s: *mut evl_stream_t, enable: c_int) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| crate::code(
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| crate::code(
         stream.set_nodelay(lp, enable != 0)
     ))
 }
@@ -536,7 +532,7 @@ pub unsafe extern "C" fn evl_tcp_nodelay(s: *mut evl_stream_t, enable: c_int) ->
 /// Enables TCP keep-alive after `delay` seconds of silence (enable = 1), or disables it.
 #[no_mangle]
 pub unsafe extern "C" fn evl_tcp_keepalive(s: *mut evl_stream_t, enable: c_int, delay: c_uint) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| crate::code(
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| crate::code(
         stream.set_keepalive(lp, enable != 0, delay)
     ))
 }
@@ -551,7 +547,7 @@ pub unsafe extern "C" fn evl_tcp_getsockname(
     with_open!(
         s,
         Stream,
-        |h, lp, Id::Stream(stream, _)| match stream.local_addr(lp) {
+        |h, lp, Id::Stream(stream)| match stream.local_addr(lp) {
             // SAFETY: checked by from_std.
             Ok(a) => unsafe { from_std(a, out, len) },
             Err(e) => e.code(),
@@ -569,7 +565,7 @@ pub unsafe extern "C" fn evl_tcp_getpeername(
     with_open!(
         s,
         Stream,
-        |h, lp, Id::Stream(stream, _)| match stream.peer_addr(lp) {
+        |h, lp, Id::Stream(stream)| match stream.peer_addr(lp) {
             // SAFETY: checked by from_std.
             Ok(a) => unsafe { from_std(a, out, len) },
             Err(e) => e.code(),
@@ -580,7 +576,7 @@ pub unsafe extern "C" fn evl_tcp_getpeername(
 /// The socket's fd, for options this API lacks; do not close it or do I/O on it.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_fileno(s: *mut evl_stream_t) -> c_int {
-    with_open!(s, Stream, |h, lp, Id::Stream(stream, _)| stream
+    with_open!(s, Stream, |h, lp, Id::Stream(stream)| stream
         .fd(lp)
         .unwrap_or_else(|e| e.code()))
 }

@@ -16,9 +16,7 @@ pub unsafe extern "C" fn evl_timer_init(
     out: *mut *mut evl_timer_t,
     user_data: *mut c_void,
 ) -> c_int {
-    create(l, out, user_data, |lp| {
-        Ok(Id::Timer(evloop::Timer::new(lp), None))
-    })
+    create(l, out, user_data, |lp| Ok(Id::Timer(evloop::Timer::new(lp))))
 }
 
 /// Calls `cb` after `timeout` ms, then every `repeat` ms if `repeat` is not 0. Restarts a running
@@ -37,12 +35,12 @@ pub unsafe extern "C" fn evl_timer_start(
             Err(e) => return e,
         };
         let Some(cb) = cb else { return -libc::EINVAL };
-        let Id::Timer(timer, _) = h.id else {
+        let Id::Timer(timer) = h.id else {
             return -libc::EINVAL;
         };
         // The callback lives in the handle record, which the core hands back to `fired`: a
         // start allocates nothing.
-        h.id = Id::Timer(timer, Some(cb));
+        h.set_timer_cb(Some(cb));
         let raw = h as *mut Handle as usize;
         crate::code(timer.start_fn(lp, timeout, repeat, fired, raw))
     })
@@ -52,8 +50,7 @@ fn fired(lp: &mut evloop::Loop, _: evloop::Timer, raw: usize) {
     let h = raw as *mut Handle;
     // SAFETY: core runs a timer's callback only while its handle lives, and the record is
     // freed only after the close callback.
-    if let Id::Timer(_, Some(cb)) = unsafe { &(*h).id } {
-        let cb = *cb;
+    if let Some(cb) = unsafe { (*h).timer_cb() } {
         // SAFETY: as above.
         unsafe { call_c(h, lp, |data| cb(h.cast(), data)) }
     }
@@ -62,22 +59,20 @@ fn fired(lp: &mut evloop::Loop, _: evloop::Timer, raw: usize) {
 /// Stops the timer.
 #[no_mangle]
 pub unsafe extern "C" fn evl_timer_stop(t: *mut evl_timer_t) -> c_int {
-    with_open!(t, Timer, |h, lp, Id::Timer(timer, _)| crate::code(timer.stop(lp)))
+    with_open!(t, Timer, |h, lp, Id::Timer(timer)| crate::code(timer.stop(lp)))
 }
 
 /// Restarts a repeating timer with its repeat interval; leaves a non-repeating one as it is
 /// (as uv_timer_again does); -EINVAL if it was never started.
 #[no_mangle]
 pub unsafe extern "C" fn evl_timer_again(t: *mut evl_timer_t) -> c_int {
-    with_open!(t, Timer, |h, lp, Id::Timer(timer, _)| crate::code(
-        timer.again(lp)
-    ))
+    with_open!(t, Timer, |h, lp, Id::Timer(timer)| crate::code(timer.again(lp)))
 }
 
 /// Sets the repeat interval used from the next firing on.
 #[no_mangle]
 pub unsafe extern "C" fn evl_timer_set_repeat(t: *mut evl_timer_t, repeat: u64) -> c_int {
-    with_open!(t, Timer, |h, lp, Id::Timer(timer, _)| crate::code(
+    with_open!(t, Timer, |h, lp, Id::Timer(timer)| crate::code(
         timer.set_repeat(lp, repeat)
     ))
 }
@@ -93,7 +88,7 @@ pub unsafe extern "C" fn evl_timer_get_repeat(t: *mut evl_timer_t) -> u64 {
             })
         } {
             Ok((h, lp)) => match h.id {
-                Id::Timer(timer, _) => timer.repeat(lp).unwrap_or(0),
+                Id::Timer(timer) => timer.repeat(lp).unwrap_or(0),
                 _ => 0,
             },
             Err(_) => 0,
@@ -112,7 +107,7 @@ pub unsafe extern "C" fn evl_timer_get_due_in(t: *mut evl_timer_t) -> u64 {
             })
         } {
             Ok((h, lp)) => match h.id {
-                Id::Timer(timer, _) => timer.due_in(lp).unwrap_or(0),
+                Id::Timer(timer) => timer.due_in(lp).unwrap_or(0),
                 _ => 0,
             },
             Err(_) => 0,

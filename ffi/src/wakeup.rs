@@ -1,7 +1,7 @@
 //! Cross-thread wake-ups.
 
 use crate::guard;
-use crate::handle::{call_c, evl_async_t, new_handle, record, Handle, Id, Kind};
+use crate::handle::{call_c, evl_async_t, new_async, record, Handle, Kind};
 use crate::loop_::{evl_loop_t, loop_mut};
 use libc::{c_int, c_void};
 
@@ -43,7 +43,7 @@ pub unsafe extern "C" fn evl_async_init(
                 Ok(w) => w,
                 Err(e) => return e.code(),
             };
-            let h: *mut evl_async_t = new_handle(l, Id::Async(a, waker), user_data);
+            let h = new_async(l, a, waker, user_data);
             cell.set(h as usize);
             *out = h;
             0
@@ -62,9 +62,10 @@ pub unsafe extern "C" fn evl_async_send(a: *mut evl_async_t) -> c_int {
         // Only the record's immutable parts are read: this may run on any thread.
         // SAFETY: validated by `record` (the handle must not have been closed: contract).
         match unsafe { record(a, Some(Kind::Async)) } {
-            Ok(h) => match &h.id {
-                Id::Async(_, waker) => crate::code(waker.try_wake()),
-                _ => -libc::EINVAL,
+            Ok(h) if h.closing() => -libc::EBADF,
+            Ok(h) => match h.waker() {
+                Some(waker) => crate::code(waker.try_wake()),
+                None => -libc::EINVAL,
             },
             Err(e) => e,
         }

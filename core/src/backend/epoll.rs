@@ -30,7 +30,8 @@ enum Reader {
         pipe: bool,
     },
     RecvFrom,
-    Poll(u32),
+    /// The `ready::*` bits watched (they fit in a byte).
+    Poll(u8),
     Wake,
 }
 
@@ -50,17 +51,79 @@ enum Writer {
     Connect,
 }
 
-/// Per-fd state, indexed by fd number. Kept small: every idle connection pays for one. The
-/// parameters of a blocked write live in a side table, since few fds ever have one.
+/// Epoll events as this backend registers them, in a byte (see `FdSlot`).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+struct Interest(u8);
+
+impl Interest {
+    const NONE: Interest = Interest(0);
+    const IN: u8 = 1;
+    const OUT: u8 = 2;
+    const PRI: u8 = 4;
+    const RDHUP: u8 = 8;
+
+    /// What a watcher of `ready::*` bits `want` registers.
+    fn of_watch(want: u8) -> Interest {
+        let ev = super::poll_events(u32::from(want));
+        let mut bits = 0;
+        for (epoll, mine) in Self::PAIRS {
+            if ev & epoll != 0 {
+                bits |= mine;
+            }
+        }
+        Interest(bits)
+    }
+
+    const PAIRS: [(u32, u8); 4] = [
+        (libc::EPOLLIN as u32, Self::IN),
+        (libc::EPOLLOUT as u32, Self::OUT),
+        (libc::EPOLLPRI as u32, Self::PRI),
+        (libc::EPOLLRDHUP as u32, Self::RDHUP),
+    ];
+
+    fn epoll_events(self) -> u32 {
+        Self::PAIRS
+            .iter()
+            .filter(|(_, mine)| self.0 & mine != 0)
+            .fold(0, |ev, (epoll, _)| ev | epoll)
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Per-fd state, indexed by fd number: every idle connection pays for one, so it is kept to
+/// 16 bytes. A blocked write's token and parameters live in a side table, since few fds ever
+/// have one.
 #[derive(Default)]
 struct FdSlot {
+    /// The reader's token, meaningful while `reader` is set.
+    reader_token: Token,
     /// Bumped when the fd is released, so events of a closed fd never reach its successor.
     gen: u32,
-    /// The events the kernel currently has for this fd (0: not in the epoll set).
-    registered: u32,
-    dirty: bool,
-    reader: Option<(Token, Reader)>,
-    writer: Option<Token>,
+    /// The events the kernel currently has for this fd (none: not in the epoll set).
+    registered: Interest,
+    reader: Option<Reader>,
+    /// `DIRTY` and `WRITER` bits.
+    flags: u8,
+}
+
+/// The slot's interest changed since the last sync (its fd is in `EpollBackend::dirty`).
+const DIRTY: u8 = 1;
+/// A write or connect waits for writability (its token is in `EpollBackend::writers`).
+const WRITER: u8 = 2;
+
+const _: () = assert!(std::mem::size_of::<FdSlot>() == 16);
+
+impl FdSlot {
+    fn reader(&self) -> Option<(Token, Reader)> {
+        self.reader.map(|r| (self.reader_token, r))
+    }
+
+    fn has_writer(&self) -> bool {
+        self.flags & WRITER != 0
+    }
 }
 
 /// Where `next_completion` is within the current readiness event.
@@ -73,7 +136,7 @@ enum Stage {
 pub(crate) struct EpollBackend {
     epoll: Epoll,
     slots: Vec<FdSlot>,
-    writers: HashMap<RawFd, Writer>,
+    writers: HashMap<RawFd, (Token, Writer)>,
     dirty: Vec<RawFd>,
     events: Vec<Event>,
     cursor: usize,
@@ -125,8 +188,8 @@ impl EpollBackend {
 
     fn mark_dirty(&mut self, fd: RawFd) {
         let slot = self.slot(fd);
-        if !slot.dirty {
-            slot.dirty = true;
+        if slot.flags & DIRTY == 0 {
+            slot.flags |= DIRTY;
             self.dirty.push(fd);
         }
     }
@@ -140,7 +203,7 @@ impl EpollBackend {
             Op::Recv { fd } => self.arm_reader(fd, token, Reader::Recv { pipe: false }),
             Op::Read { fd } => self.arm_reader(fd, token, Reader::Recv { pipe: true }),
             Op::RecvFrom { fd } => self.arm_reader(fd, token, Reader::RecvFrom),
-            Op::Poll { fd, events } => self.arm_reader(fd, token, Reader::Poll(events)),
+            Op::Poll { fd, events } => self.arm_reader(fd, token, Reader::Poll(events as u8)),
             Op::Wake { fd } => self.arm_reader(fd, token, Reader::Wake),
             Op::Send { fd, ptr, len } => self.send_stream(token, fd, ptr, len, false),
             Op::Write { fd, ptr, len } => self.send_stream(token, fd, ptr, len, true),
@@ -190,18 +253,19 @@ impl EpollBackend {
         if slot.reader.is_some() {
             return Some(Error::EBUSY.code());
         }
-        slot.reader = Some((token, reader));
+        slot.reader = Some(reader);
+        slot.reader_token = token;
         self.mark_dirty(fd);
         None
     }
 
     fn arm_writer(&mut self, fd: RawFd, token: Token, writer: Writer) -> Option<i32> {
         let slot = self.slot(fd);
-        if slot.writer.is_some() {
+        if slot.has_writer() {
             return Some(Error::EBUSY.code());
         }
-        slot.writer = Some(token);
-        self.writers.insert(fd, writer);
+        slot.flags |= WRITER;
+        self.writers.insert(fd, (token, writer));
         self.mark_dirty(fd);
         None
     }
@@ -212,11 +276,11 @@ impl EpollBackend {
         }
         let slot = &mut self.slots[fd as usize];
         let mut found = false;
-        if matches!(slot.reader, Some((t, _)) if t == token) {
+        if matches!(slot.reader(), Some((t, _)) if t == token) {
             slot.reader = None;
             found = true;
-        } else if slot.writer == Some(token) {
-            slot.writer = None;
+        } else if slot.has_writer() && matches!(self.writers.get(&fd), Some(&(t, _)) if t == token) {
+            slot.flags &= !WRITER;
             self.writers.remove(&fd);
             found = true;
         }
@@ -229,9 +293,9 @@ impl EpollBackend {
 
     pub(crate) fn update_poll(&mut self, token: Token, fd: RawFd, events: u32) {
         if let Some(slot) = self.slots.get_mut(fd as usize) {
-            if let Some((t, Reader::Poll(ev))) = slot.reader.as_mut() {
-                if *t == token {
-                    *ev = events;
+            if let Some((t, Reader::Poll(_))) = slot.reader() {
+                if t == token {
+                    slot.reader = Some(Reader::Poll(events as u8));
                     self.mark_dirty(fd);
                 }
             }
@@ -248,12 +312,12 @@ impl EpollBackend {
         let slot = &mut self.slots[fd as usize];
         let registered = std::mem::take(&mut slot.registered);
         slot.gen = slot.gen.wrapping_add(1);
-        let taken_over = slot.reader.is_some() || slot.writer.is_some();
+        let taken_over = slot.reader.is_some() || slot.has_writer();
         // Closing the last descriptor of a file removes it from the epoll set, so an fd the loop
         // created and is about to close needs no epoll_ctl. One the user lent us may be
         // duplicated elsewhere and must be removed explicitly; so must a registration the next
         // owner would otherwise inherit under the old generation.
-        if registered != 0 && (!owned || taken_over) {
+        if !registered.is_empty() && (!owned || taken_over) {
             let _ = self.epoll.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
         }
         if taken_over {
@@ -263,17 +327,16 @@ impl EpollBackend {
         }
     }
 
-    fn wanted_events(slot: &FdSlot) -> u32 {
-        let mut ev = 0;
-        match slot.reader {
-            Some((_, Reader::Poll(want))) => ev |= super::poll_events(want),
-            Some(_) => ev |= libc::EPOLLIN as u32,
-            None => {}
+    fn wanted_events(slot: &FdSlot) -> Interest {
+        let mut bits = match slot.reader {
+            Some(Reader::Poll(want)) => Interest::of_watch(want).0,
+            Some(_) => Interest::IN,
+            None => 0,
+        };
+        if slot.has_writer() {
+            bits |= Interest::OUT;
         }
-        if slot.writer.is_some() {
-            ev |= libc::EPOLLOUT as u32;
-        }
-        ev
+        Interest(bits)
     }
 
     /// Writes recorded interest changes to the kernel. An fd the kernel refuses (a regular
@@ -284,29 +347,30 @@ impl EpollBackend {
             let fd = self.dirty[i];
             i += 1;
             let slot = &mut self.slots[fd as usize];
-            slot.dirty = false;
+            slot.flags &= !DIRTY;
             let wanted = Self::wanted_events(slot);
             if wanted == slot.registered {
                 continue;
             }
-            let op = if wanted == 0 {
+            let op = if wanted.is_empty() {
                 libc::EPOLL_CTL_DEL
-            } else if slot.registered == 0 {
+            } else if slot.registered.is_empty() {
                 libc::EPOLL_CTL_ADD
             } else {
                 libc::EPOLL_CTL_MOD
             };
             let data = data_of(fd, slot.gen);
-            let mut res = self.epoll.ctl(op, fd, wanted, data);
+            let events = wanted.epoll_events();
+            let mut res = self.epoll.ctl(op, fd, events, data);
             // What the kernel holds can differ from what the slot remembers when the fd was
             // closed and its number reused behind the loop's back: the old file left the set
             // by itself (ENOENT), or a duplicate kept it there (EEXIST).
             res = match (op, res) {
                 (libc::EPOLL_CTL_MOD, Err(Error::ENOENT)) => {
-                    self.epoll.ctl(libc::EPOLL_CTL_ADD, fd, wanted, data)
+                    self.epoll.ctl(libc::EPOLL_CTL_ADD, fd, events, data)
                 }
                 (libc::EPOLL_CTL_ADD, Err(Error::EEXIST)) => {
-                    self.epoll.ctl(libc::EPOLL_CTL_MOD, fd, wanted, data)
+                    self.epoll.ctl(libc::EPOLL_CTL_MOD, fd, events, data)
                 }
                 (libc::EPOLL_CTL_DEL, Err(_)) => Ok(()),
                 (_, r) => r,
@@ -316,15 +380,18 @@ impl EpollBackend {
                 Err(e) => {
                     let slot = &mut self.slots[fd as usize];
                     if op == libc::EPOLL_CTL_DEL {
-                        slot.registered = 0;
+                        slot.registered = Interest::NONE;
                         continue;
                     }
-                    if let Some((t, _)) = slot.reader.take() {
+                    if let Some((t, _)) = slot.reader() {
+                        slot.reader = None;
                         self.ready.push_back(Completion::new(t, e.code(), false));
                     }
-                    if let Some(t) = slot.writer.take() {
-                        self.writers.remove(&fd);
-                        self.ready.push_back(Completion::new(t, e.code(), false));
+                    if slot.has_writer() {
+                        slot.flags &= !WRITER;
+                        if let Some((t, _)) = self.writers.remove(&fd) {
+                            self.ready.push_back(Completion::new(t, e.code(), false));
+                        }
                     }
                 }
             }
@@ -377,7 +444,7 @@ impl EpollBackend {
                 continue;
             };
             if self.stage == Stage::Reader {
-                let has_writer = slot.writer.is_some();
+                let has_writer = slot.has_writer();
                 self.stage = Stage::Writer;
                 if let Some(c) = self.perform_read(fd, revents) {
                     // Usually the fd has no blocked write: finish with the event now rather than
@@ -408,12 +475,12 @@ impl EpollBackend {
 
     #[inline(always)]
     fn perform_read(&mut self, fd: RawFd, revents: u32) -> Option<Completion> {
-        let (token, reader) = self.slots[fd as usize].reader?;
+        let (token, reader) = self.slots[fd as usize].reader()?;
         let readable =
             revents & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0;
         match reader {
             Reader::Poll(want) => {
-                let bits = watched_readiness(revents, want);
+                let bits = watched_readiness(revents, u32::from(want));
                 (bits != 0).then(|| Completion::new(token, bits as i32, true))
             }
             _ if !readable => None,
@@ -481,11 +548,12 @@ impl EpollBackend {
     }
 
     fn perform_write(&mut self, fd: RawFd, revents: u32) -> Option<Completion> {
-        let token = self.slots[fd as usize].writer?;
-        if revents & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 == 0 {
+        if !self.slots[fd as usize].has_writer()
+            || revents & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 == 0
+        {
             return None;
         }
-        let writer = *self.writers.get(&fd)?;
+        let (token, writer) = *self.writers.get(&fd)?;
         let res = match writer {
             Writer::Send { ptr, len, pipe } => {
                 // SAFETY: the submitter keeps the buffer valid until completion.
@@ -505,7 +573,7 @@ impl EpollBackend {
             }
             Writer::Connect => to_res(socket::take_error(fd).map(|_| 0)),
         };
-        self.slots[fd as usize].writer = None;
+        self.slots[fd as usize].flags &= !WRITER;
         self.writers.remove(&fd);
         self.mark_dirty(fd);
         Some(Completion::new(token, res, false))

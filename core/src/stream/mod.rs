@@ -1360,7 +1360,7 @@ impl Loop {
                 cb(self, s, Err(Error::ECANCELED));
             }
         }
-        e.common.close_cb.take()
+        e.common.take_close_cb()
     }
 }
 
