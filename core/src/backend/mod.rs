@@ -312,6 +312,13 @@ impl Backend {
         }
     }
 
+    /// Whether a send reads its bytes after `submit` returns (io_uring), so the caller's memory
+    /// must be copied or kept; epoll sends inside the call.
+    #[inline]
+    pub(crate) fn owns_send_buffers(&self) -> bool {
+        matches!(self, Backend::Uring(_))
+    }
+
     /// Runs `send` (a send from a borrowed buffer: a stream write, a gathered write, a datagram)
     /// now, if this backend does sends synchronously (epoll). `None`: it does not; submit a send
     /// operation with owned memory instead.

@@ -563,6 +563,9 @@ impl Stream {
     /// `false` once it is at or above it: wait for the drain callback before writing more.
     #[inline]
     pub fn write(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
+        if lp.backend.owns_send_buffers() {
+            return self.write_owned(lp, data, cb);
+        }
         match self.send_now_if_idle(lp, data, cb.is_none())? {
             None => Ok(true),
             Some(sent) => self.write_queued(lp, Queued::Copy(std::slice::from_ref(&data)), cb, sent),
@@ -594,6 +597,78 @@ impl Stream {
             }
         };
         self.write_queued(lp, Queued::Copy(bufs), cb, sent)
+    }
+
+    /// `write` on a backend that sends from memory it owns (io_uring): the bytes are copied, and
+    /// on an idle stream the copy goes straight in flight, with one lookup and no queue.
+    fn write_owned(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
+        let Loop {
+            streams,
+            backend,
+            lendable,
+            alive_refs,
+            ..
+        } = &mut *lp;
+        let e = self.open_entry(streams)?;
+        // A busy stream queues behind what it has; a large echo of a receive buffer holds that
+        // buffer instead of copying it; both take the full path.
+        if e.flags & flag::NOT_IDLE != 0
+            || data.is_empty()
+            || (data.len() >= LEND_READ_MIN && lendable.holds(data))
+        {
+            if e.flags & flag::NOT_IDLE != 0 {
+                e.check_writable()?;
+            }
+            return self.write_queued(
+                lp,
+                Queued::Copy(std::slice::from_ref(&data)),
+                cb,
+                SentNow::Bytes(0),
+            );
+        }
+        let (fd, pipe) = (e.fd, e.has(flag::PIPE));
+        let w = e.w.get_or_insert_with(WriteState::new);
+        // Idle (WRITE_BUSY clear): nothing pending or in flight; a copy vector whose send
+        // finished stays in `inflight` (see `stream_sent`), else the spare one is taken.
+        if !matches!(w.inflight, Chunk::Copied(_)) {
+            w.next_chunk(backend);
+        }
+        let Chunk::Copied(v) = &mut w.inflight else {
+            unreachable!("next_chunk leaves a copy vector in flight when nothing is pending")
+        };
+        if v.capacity() == 0 {
+            std::mem::swap(v, &mut w.spare);
+        }
+        v.clear();
+        v.extend_from_slice(data);
+        let (ptr, len) = (v.as_ptr(), v.len());
+        w.sent = 0;
+        w.queued_total += len as u64;
+        if let Some(cb) = cb {
+            w.reqs.push_back((w.queued_total, Some(cb)));
+        }
+        let below = len < w.high_water;
+        w.need_drain |= !below;
+        e.flags |= flag::WRITE_BUSY;
+        e.common.set_active(alive_refs, true);
+        let op = if pipe {
+            Op::Write { fd, ptr, len }
+        } else {
+            Op::Send { fd, ptr, len }
+        };
+        match backend.submit(token(Kind::Stream, OP_SEND, self.idx, self.gen), op) {
+            None => {
+                w.sending = true;
+                e.common.inflight += 1;
+            }
+            Some(res) => {
+                if lp.stream_sent(self.idx, self.gen, res) {
+                    lp.stream_flush(self.idx, self.gen);
+                }
+                lp.stream_update_active(self.idx, self.gen);
+            }
+        }
+        Ok(below)
     }
 
     /// `write`'s first step, kept small so the common case (a reply sent whole at once) costs
@@ -910,7 +985,9 @@ impl Loop {
                 Op::Send { fd, ptr, len }
             };
             match self.backend.submit(token(Kind::Stream, OP_SEND, idx, gen), op) {
-                Some(res) => self.stream_sent(idx, gen, res),
+                Some(res) => {
+                    self.stream_sent(idx, gen, res);
+                }
                 None => {
                     w.sending = true;
                     e.common.inflight += 1;
@@ -938,23 +1015,32 @@ impl Loop {
         }
     }
 
-    /// Accounts for a finished send; callbacks run from the deferred queue.
-    fn stream_sent(&mut self, idx: u32, gen: u32, res: i32) {
+    /// Accounts for a finished send; callbacks run from the deferred queue. Returns whether
+    /// `stream_flush` has more to do: not when the send finished everything there was (the
+    /// usual case), which this settles in the same lookup, activity included.
+    fn stream_sent(&mut self, idx: u32, gen: u32, res: i32) -> bool {
         // The stream and the backend are borrowed apart: one lookup per send completion.
-        let Loop { streams, backend, .. } = &mut *self;
+        let Loop {
+            streams,
+            backend,
+            alive_refs,
+            ..
+        } = &mut *self;
         let Some(e) = streams.get_mut(idx, gen) else {
-            return;
+            return false;
         };
-        let (fd, flags, (incoming, kind)) = (e.fd, e.flags, e.incoming_kind());
-        let Some(w) = e.w.as_mut() else { return };
-        w.sending = false;
-        if res < 0 && w.error.is_none() && flags & (flag::RECV_ARMED | flag::LISTENING) == flag::RECV_ARMED {
+        let (fd, flags) = (e.fd, e.flags);
+        let first_error = res < 0 && e.w.as_ref().is_some_and(|w| w.error.is_none());
+        if first_error && flags & (flag::RECV_ARMED | flag::LISTENING) == flag::RECV_ARMED {
             // A failed send means a broken connection, and the send may have taken the socket's
             // pending error, which a receive armed in io_uring then waits on for good (seen
             // with resets). A fresh receive reads what is left, then the end: cancel this one,
             // which re-arms when its cancellation lands.
+            let (incoming, kind) = e.incoming_kind();
             backend.cancel(token(Kind::Stream, incoming, idx, gen), fd, kind);
         }
+        let Some(w) = e.w.as_mut() else { return false };
+        w.sending = false;
         if res < 0 {
             let err = Error::from_errno(-res);
             w.error = Some(err);
@@ -968,11 +1054,22 @@ impl Loop {
         let done = w.error.is_some()
             || w.reqs.front().is_some_and(|&(end, _)| end <= w.written_total)
             || (w.need_drain && w.queue_size() == 0);
+        let finished_all = res >= 0 && w.sent == w.inflight.bytes().len() && w.pending.is_empty();
+        if finished_all && !matches!(w.inflight, Chunk::Copied(_)) {
+            // Lent memory goes back now; a copy vector stays where the next write fills it.
+            w.next_chunk(backend);
+        }
         e.fail_waiting_shutdown();
         e.sync_write_busy();
+        let more = !finished_all || e.has(flag::SHUT_REQUESTED) && !e.has(flag::SHUT_SUBMITTED);
+        if !more && !e.common.closing {
+            let active = e.wants_active();
+            e.common.set_active(alive_refs, active);
+        }
         if done {
             self.stream_defer(idx, gen);
         }
+        more
     }
 
     fn stream_defer(&mut self, idx: u32, gen: u32) {
@@ -1122,7 +1219,9 @@ impl Loop {
             OP_ACCEPT => self.stream_accepted(idx, gen, c),
 
             OP_SEND => {
-                self.stream_sent(idx, gen, c.res);
+                if !self.stream_sent(idx, gen, c.res) {
+                    return;
+                }
                 self.stream_flush(idx, gen);
             }
             OP_CONNECT => {
