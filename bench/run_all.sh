@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark and rewrites BENCHMARKS.md and bench/results/ from the results (about 40
+# Runs every benchmark and rewrites BENCHMARKS.md and the plots in bench/results/ from the results (about 40
 # minutes). `--quick` runs each scenario once and briefly (a few minutes, for development) and
 # writes bench/results/QUICK.md instead, leaving BENCHMARKS.md alone. Installs the peers the
 # scenarios use where missing: libuv1-dev (scripts/setup.sh), wrk, nginx and liburing-dev (Debian), uvloop,
@@ -168,6 +168,8 @@ python3 bench/node_files.py --rounds "${NODE_ROUNDS:-5}" --markdown "$tmp/node_f
     cat bench/NOTES.md
 } > "$tmp/body.md"
 plot=$([ $quick = 1 ] && echo idle_busy-quick.png || echo idle_busy.png)
+# The other plots, drawn from the sections' own tables.
+python3 bench/plot.py "$tmp/body.md" bench/results $([ $quick = 1 ] && echo "--suffix -quick" || echo "--link-prefix bench/results/") > "$tmp/plots.md"
 {
     if [ $quick = 1 ]; then echo "# Benchmarks (quick run: one short round each, for development; BENCHMARKS.md has the real figures)"; else echo "# Benchmarks"; fi
     echo
@@ -183,6 +185,12 @@ plot=$([ $quick = 1 ] && echo idle_busy-quick.png || echo idle_busy.png)
     echo
     echo "![idle connections beside busy ones]($([ $quick = 1 ] && echo "$plot" || echo "bench/results/$plot"))"
     echo
+    if [ -s "$tmp/plots.md" ]; then
+        echo "Echo CPU per message against libuv's in every cell, CPU per HTTP request, and timer costs:"
+        echo
+        cat "$tmp/plots.md"
+        echo
+    fi
     cat "$tmp/body.md"
 } > "$out"
 rm -rf "$tmp"
