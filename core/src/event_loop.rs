@@ -356,6 +356,12 @@ impl Loop {
             self.run_timers();
             self.run_deferred();
             self.run_soon();
+            if self.backend.perform_sends() {
+                // epoll's sends of the last pass (and of the callbacks just run) have gone:
+                // settle them now, so that the wait below can block.
+                self.dispatch_completions();
+                self.run_deferred();
+            }
             let timeout = if matches!(mode, RunMode::NoWait | RunMode::Ready)
                 || self.stop_requested
                 || !self.alive()

@@ -281,6 +281,31 @@ fn shutdown_sends_eof_and_later_writes_fail() {
 }
 
 #[test]
+fn a_reply_written_just_before_close_still_leaves() {
+    // The "Connection: close" pattern: write, then close at once. The send a backend had not
+    // performed yet (epoll sends at the end of the pass, io_uring at its next submission) is
+    // not cancelled when the socket can take it.
+    each_backend(|lp| {
+        let (client, mut peer) = connected_pair(lp);
+        let result = Rc::new(RefCell::new(None));
+        let r = result.clone();
+        client
+            .write(
+                lp,
+                b"last words",
+                Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
+            )
+            .unwrap();
+        client.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+        assert_eq!(*result.borrow(), Some(Ok(())));
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut peer, &mut got).unwrap();
+        assert_eq!(got, b"last words");
+    });
+}
+
+#[test]
 fn close_cancels_pending_writes_before_the_close_callback() {
     each_backend(|lp| {
         let (client, _peer) = connected_pair(lp);

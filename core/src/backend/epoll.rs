@@ -5,7 +5,11 @@
 //! - Interest changes are recorded per fd and written to the kernel in one pass just before
 //!   `epoll_wait`, so arming and disarming within one iteration costs nothing, and a socket that
 //!   reads continuously costs no `epoll_ctl` at all after its first.
-//! - Sends and connects are tried at submission; only `EAGAIN`/`EINPROGRESS` arms `EPOLLOUT`.
+//! - Connects and pipe writes are tried at submission, and a socket's sends at the end of the
+//!   dispatch pass that queued them (`perform_sends`), all together and in order, as io_uring sends a
+//!   pass's replies in one submission: replies sent one by one as each request is read reach
+//!   their clients in the order of the ready list, again and again, and the connections at
+//!   its end fall behind. Only `EAGAIN`/`EINPROGRESS` arms `EPOLLOUT`.
 //! - One `recv` per readiness event into a single loop-owned buffer: no allocation per read, and
 //!   no second `recv` just to see `EAGAIN`.
 
@@ -148,6 +152,16 @@ pub(crate) struct EpollBackend {
     recv_addr: RawAddr,
     reserve: FdReserve,
     pub(crate) counters: super::Counters,
+    /// Stream sends submitted during this dispatch pass, performed together by `perform_sends`.
+    sends: Vec<QueuedSend>,
+}
+
+/// A socket send waiting for the end of the pass.
+struct QueuedSend {
+    token: Token,
+    fd: RawFd,
+    ptr: *const u8,
+    len: usize,
 }
 
 fn data_of(fd: RawFd, gen: u32) -> u64 {
@@ -170,6 +184,7 @@ impl EpollBackend {
             recv_addr: RawAddr::empty(),
             reserve: FdReserve::empty(),
             counters: super::Counters::default(),
+            sends: Vec::new(),
         })
     }
 
@@ -205,7 +220,9 @@ impl EpollBackend {
             Op::RecvFrom { fd } => self.arm_reader(fd, token, Reader::RecvFrom),
             Op::Poll { fd, events } => self.arm_reader(fd, token, Reader::Poll(events as u8)),
             Op::Wake { fd } => self.arm_reader(fd, token, Reader::Wake),
-            Op::Send { fd, ptr, len } => self.send_stream(token, fd, ptr, len, false),
+            Op::Send { fd, ptr, len } => self.queue_send(QueuedSend { token, fd, ptr, len }),
+            // A pipe's reader is often blocked in read() for exactly this write (a terminal, a
+            // child process): it goes at once.
             Op::Write { fd, ptr, len } => self.send_stream(token, fd, ptr, len, true),
             Op::SendTo { fd, ptr, len, addr } => {
                 // SAFETY: as for Send; `addr` likewise stays valid until completion.
@@ -225,6 +242,31 @@ impl EpollBackend {
             }
             Op::Shutdown { fd } => Some(to_res(socket::shutdown_write(fd).map(|_| 0))),
         }
+    }
+
+    fn queue_send(&mut self, send: QueuedSend) -> Option<i32> {
+        if send.fd < 0 {
+            return Some(Error::EBADF.code());
+        }
+        self.sends.push(send);
+        None
+    }
+
+    /// Performs the stream sends queued since the last call, in order; their completions
+    /// follow from `next_completion`. False if there were none.
+    pub(crate) fn perform_sends(&mut self) -> bool {
+        if self.sends.is_empty() {
+            return false;
+        }
+        let mut sends = std::mem::take(&mut self.sends);
+        for s in sends.drain(..) {
+            if let Some(res) = self.send_stream(s.token, s.fd, s.ptr, s.len, false) {
+                self.ready.push_back(Completion::new(s.token, res, false));
+            }
+        }
+        // The vector goes back for the next pass: no allocation per pass.
+        self.sends = sends;
+        true
     }
 
     /// A stream send, tried at once; only `EAGAIN` arms writability.
@@ -271,6 +313,20 @@ impl EpollBackend {
     }
 
     pub(crate) fn cancel(&mut self, token: Token, fd: RawFd) {
+        if let Some(i) = self.sends.iter().position(|s| s.token == token) {
+            // Not yet performed: as a send io_uring already had would, it goes now if the
+            // socket takes it (a reply written just before a close still leaves), and is
+            // cancelled only if it would have to wait.
+            let s = self.sends.remove(i);
+            // SAFETY: the submitter keeps the buffer valid until the completion.
+            let buf = unsafe { std::slice::from_raw_parts(s.ptr, s.len) };
+            let res = match sys::stream_send(s.fd, buf, false) {
+                Err(Error::EAGAIN) => Error::ECANCELED.code(),
+                r => to_res(r),
+            };
+            self.ready.push_back(Completion::new(token, res, false));
+            return;
+        }
         if fd < 0 || fd as usize >= self.slots.len() {
             return;
         }
@@ -399,9 +455,9 @@ impl EpollBackend {
         self.dirty.clear();
     }
 
-    /// Interest changes wait to be written to the kernel.
+    /// Interest changes wait to be written to the kernel, or sends to be performed.
     pub(crate) fn has_unsubmitted(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || !self.sends.is_empty()
     }
 
     pub(crate) fn has_ready(&self) -> bool {
@@ -409,6 +465,9 @@ impl EpollBackend {
     }
 
     pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
+        // Sends queued after the loop's own pass (by callbacks it ran later) go now; their
+        // completions make this wait a poll.
+        self.perform_sends();
         self.sync_interest();
         let timeout = if self.has_ready() { 0 } else { timeout_ms };
         if self.cursor < self.events.len() {

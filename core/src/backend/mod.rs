@@ -31,6 +31,9 @@ use std::os::fd::RawFd;
 /// bits must be zero: a backend may use them to tag the operation's kind.
 pub(crate) type Token = u64;
 
+/// Stream writes below this size are copied and sent at the end of the pass on epoll.
+const EPOLL_COPIED_SEND_MAX: usize = 4096;
+
 /// The kind of an operation, as `cancel` needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -312,11 +315,27 @@ impl Backend {
         }
     }
 
-    /// Whether a send reads its bytes after `submit` returns (io_uring), so the caller's memory
-    /// must be copied or kept; epoll sends inside the call.
+    /// Whether a stream write of `len` bytes is copied and submitted as a send that happens
+    /// after `write` returns: always on io_uring, which reads the bytes later; on epoll for
+    /// small writes, which it sends together at the end of the pass (see `epoll.rs`), while a
+    /// large one is sent at once from the caller's memory, where a copy would cost more than
+    /// the fairness is worth.
     #[inline]
-    pub(crate) fn owns_send_buffers(&self) -> bool {
-        matches!(self, Backend::Uring(_))
+    pub(crate) fn copies_send(&self, len: usize) -> bool {
+        match self {
+            Backend::Epoll(_) => len < EPOLL_COPIED_SEND_MAX,
+            Backend::Uring(_) => true,
+        }
+    }
+
+    /// Performs epoll's queued stream sends (see `epoll.rs`); false if there were none, and on
+    /// io_uring, whose sends go with its next submission.
+    #[inline]
+    pub(crate) fn perform_sends(&mut self) -> bool {
+        match self {
+            Backend::Epoll(b) => b.perform_sends(),
+            Backend::Uring(_) => false,
+        }
     }
 
     /// Runs `send` (a send from a borrowed buffer: a stream write, a gathered write, a datagram)
@@ -497,6 +516,7 @@ impl Backend {
     pub(crate) fn submit_queued(&mut self) -> Result<()> {
         match self {
             Backend::Epoll(b) => {
+                b.perform_sends();
                 b.sync_interest();
                 Ok(())
             }

@@ -563,7 +563,7 @@ impl Stream {
     /// `false` once it is at or above it: wait for the drain callback before writing more.
     #[inline]
     pub fn write(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
-        if lp.backend.owns_send_buffers() {
+        if lp.backend.copies_send(data.len()) {
             return self.write_owned(lp, data, cb);
         }
         match self.send_now_if_idle(lp, data, cb.is_none())? {
@@ -599,8 +599,9 @@ impl Stream {
         self.write_queued(lp, Queued::Copy(bufs), cb, sent)
     }
 
-    /// `write` on a backend that sends from memory it owns (io_uring): the bytes are copied, and
-    /// on an idle stream the copy goes straight in flight, with one lookup and no queue.
+    /// `write` when the send happens after it returns (io_uring; small writes on epoll, see
+    /// `Backend::copies_send`): the bytes are copied, and on an idle stream the copy goes
+    /// straight in flight, with one lookup and no queue.
     fn write_owned(self, lp: &mut Loop, data: &[u8], cb: Option<DoneCb>) -> Result<bool> {
         let Loop {
             streams,
@@ -1200,6 +1201,13 @@ impl Loop {
             idx,
             gen,
         };
+        if op == OP_SEND && e.common.closing && c.res > 0 {
+            // A send that went out while the stream closed still counts: the writes it
+            // finished report success, as libuv's completed writes do.
+            if let Some(w) = e.w.as_mut() {
+                w.written_total += c.res as u64;
+            }
+        }
         if !c.more {
             if Loop::op_finished(&mut e.common) {
                 self.maybe_finish_close(handle);
