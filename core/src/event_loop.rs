@@ -357,8 +357,8 @@ impl Loop {
             self.run_deferred();
             self.run_soon();
             if self.backend.perform_sends() {
-                // epoll's sends of the last pass (and of the callbacks just run) have gone:
-                // settle them now, so that the wait below can block.
+                // epoll's sends of the last pass, of the callbacks just run, or of the end of
+                // the last `run` have gone: settle them now, so that the wait below can block.
                 self.dispatch_completions();
                 self.run_deferred();
             }

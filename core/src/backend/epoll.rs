@@ -253,10 +253,11 @@ impl EpollBackend {
     }
 
     /// Performs the stream sends queued since the last call, in order; their completions
-    /// follow from `next_completion`. False if there were none.
+    /// follow from `next_completion`. Returns whether completions are waiting there (those of
+    /// sends performed when the last `run` returned included).
     pub(crate) fn perform_sends(&mut self) -> bool {
         if self.sends.is_empty() {
-            return false;
+            return !self.ready.is_empty();
         }
         let mut sends = std::mem::take(&mut self.sends);
         for s in sends.drain(..) {
@@ -266,7 +267,7 @@ impl EpollBackend {
         }
         // The vector goes back for the next pass: no allocation per pass.
         self.sends = sends;
-        true
+        !self.ready.is_empty()
     }
 
     /// A stream send, tried at once; only `EAGAIN` arms writability.

@@ -328,8 +328,8 @@ impl Backend {
         }
     }
 
-    /// Performs epoll's queued stream sends (see `epoll.rs`); false if there were none, and on
-    /// io_uring, whose sends go with its next submission.
+    /// Performs epoll's queued stream sends (see `epoll.rs`) and returns whether completions
+    /// wait to be dispatched; false on io_uring, whose sends go with its next submission.
     #[inline]
     pub(crate) fn perform_sends(&mut self) -> bool {
         match self {
