@@ -46,7 +46,7 @@ if [ -x bench/bin/uv_echo ]; then
 fi
 # Ratios against libuv's uv_write, the peer C programs use.
 base=$(printf '%s\n' "${rows[@]}" | awk -F'|' '$1 == "libuv, uv_write" {print $4}')
-echo "| server | messages | user-space instructions | instructions/msg | vs libuv uv_write |"
+echo "| server | messages | user-space instructions | instructions/msg | instructions/msg vs libuv uv_write |"
 echo "|---|---:|---:|---:|---:|"
 for row in "${rows[@]}"; do
     IFS='|' read -r name msgs total per <<<"$row"
