@@ -15,18 +15,13 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import summary  # noqa: E402
 from summary import tables  # noqa: E402
 
 
-def sections(path):
-    out, name = {}, None
-    for line in open(path).read().splitlines():
-        if line.startswith("## "):
-            name = re.sub(r" \(`bench/[^)]*`\)", "", line[3:].strip())
-            out[name] = []
-        elif name:
-            out[name].append(line)
-    return out
+def titled_sections(path):
+    """The report's sections by title, without the script named in it."""
+    return {re.sub(r" \(`bench/[^)]*`\)", "", name): lines for name, lines in summary.sections(path)}
 
 
 def number(cell):
@@ -143,7 +138,7 @@ def main():
     except ImportError:
         print("matplotlib not installed: no plots", file=sys.stderr)
         return
-    found = sections(args.report)
+    found = titled_sections(args.report)
     os.makedirs(args.outdir, exist_ok=True)
     for section, draw, name, alt in (
         ("Echo server", echo_matrix, "echo_matrix", "echo CPU per message against libuv, every size"),

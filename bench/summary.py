@@ -54,19 +54,23 @@ def summarize(section, lines):
     return rows
 
 
-def main(path):
-    text = open(path).read().splitlines()
-    sections, name, cur = [], None, []
-    for line in text:
+def sections(path):
+    """The report's `## ` sections, in order: (title, lines)."""
+    out, name, cur = [], None, []
+    for line in open(path).read().splitlines():
         if line.startswith("## "):
             if name:
-                sections.append((name, cur))
+                out.append((name, cur))
             name, cur = line[3:].strip(), []
         elif name:
             cur.append(line)
     if name:
-        sections.append((name, cur))
-    rows = [r for name, lines in sections for r in summarize(name, lines)]
+        out.append((name, cur))
+    return out
+
+
+def main(path):
+    rows = [r for name, lines in sections(path) for r in summarize(name, lines)]
     print("| scenario | measure (evloop ÷ peer; below 1 is better unless the measure is a rate) | evloop | ratio |")
     print("|---|---|---|---:|")
     last = None

@@ -611,15 +611,13 @@ impl Stream {
             ..
         } = &mut *lp;
         let e = self.open_entry(streams)?;
+        let busy = e.flags & flag::NOT_IDLE != 0;
+        if busy {
+            e.check_writable()?;
+        }
         // A busy stream queues behind what it has; a large echo of a receive buffer holds that
         // buffer instead of copying it; both take the full path.
-        if e.flags & flag::NOT_IDLE != 0
-            || data.is_empty()
-            || (data.len() >= LEND_READ_MIN && lendable.holds(data))
-        {
-            if e.flags & flag::NOT_IDLE != 0 {
-                e.check_writable()?;
-            }
+        if busy || data.is_empty() || (data.len() >= LEND_READ_MIN && lendable.holds(data)) {
             return self.write_queued(
                 lp,
                 Queued::Copy(std::slice::from_ref(&data)),
@@ -652,22 +650,13 @@ impl Stream {
         w.need_drain |= !below;
         e.flags |= flag::WRITE_BUSY;
         e.common.set_active(alive_refs, true);
-        let op = if pipe {
-            Op::Write { fd, ptr, len }
-        } else {
-            Op::Send { fd, ptr, len }
-        };
+        let op = send_op(fd, pipe, ptr, len);
         match backend.submit(token(Kind::Stream, OP_SEND, self.idx, self.gen), op) {
             None => {
                 w.sending = true;
                 e.common.inflight += 1;
             }
-            Some(res) => {
-                if lp.stream_sent(self.idx, self.gen, res) {
-                    lp.stream_flush(self.idx, self.gen);
-                }
-                lp.stream_update_active(self.idx, self.gen);
-            }
+            Some(res) => lp.stream_send_finished(self.idx, self.gen, res),
         }
         Ok(below)
     }
@@ -979,12 +968,7 @@ impl Loop {
                 break;
             }
             let rest = &w.inflight.bytes()[w.sent..];
-            let (ptr, len) = (rest.as_ptr(), rest.len());
-            let op = if pipe {
-                Op::Write { fd, ptr, len }
-            } else {
-                Op::Send { fd, ptr, len }
-            };
+            let op = send_op(fd, pipe, rest.as_ptr(), rest.len());
             match self.backend.submit(token(Kind::Stream, OP_SEND, idx, gen), op) {
                 Some(res) => {
                     self.stream_sent(idx, gen, res);
@@ -1071,6 +1055,14 @@ impl Loop {
             self.stream_defer(idx, gen);
         }
         more
+    }
+
+    /// A send's result: accounted for, and the queue flushed on if it has more.
+    fn stream_send_finished(&mut self, idx: u32, gen: u32, res: i32) {
+        if self.stream_sent(idx, gen, res) {
+            self.stream_flush(idx, gen);
+            self.stream_update_active(idx, gen);
+        }
     }
 
     fn stream_defer(&mut self, idx: u32, gen: u32) {
@@ -1226,12 +1218,7 @@ impl Loop {
             OP_HANGUP => return self.stream_reader_gone(idx, gen, c),
             OP_ACCEPT => self.stream_accepted(idx, gen, c),
 
-            OP_SEND => {
-                if !self.stream_sent(idx, gen, c.res) {
-                    return;
-                }
-                self.stream_flush(idx, gen);
-            }
+            OP_SEND => return self.stream_send_finished(idx, gen, c.res),
             OP_CONNECT => {
                 if let Some(e) = self.streams.get_mut(idx, gen) {
                     e.flags &= !flag::CONNECTING;
@@ -1468,6 +1455,15 @@ impl Loop {
             }
         }
         e.common.take_close_cb()
+    }
+}
+
+/// The operation that sends `len` bytes at `ptr`: `send` on a socket, `write` on a pipe.
+fn send_op(fd: RawFd, pipe: bool, ptr: *const u8, len: usize) -> Op {
+    if pipe {
+        Op::Write { fd, ptr, len }
+    } else {
+        Op::Send { fd, ptr, len }
     }
 }
 
