@@ -113,6 +113,7 @@ pub(crate) unsafe fn from_std(a: SocketAddr, out: *mut sockaddr_storage, len: *m
 /// Runs `f` on the bytes of `bufs` as slices, checked before any is touched: -EINVAL for a NULL
 /// array with a count, a NULL base with a length, or lengths whose total exceeds SSIZE_MAX (what
 /// writev(2) refuses). Up to 16 buffers are laid out on the stack, so a write allocates nothing.
+#[inline(always)]
 pub(crate) unsafe fn with_slices<'a, R>(
     bufs: *const evl_buf_t,
     nbufs: c_uint,
@@ -126,15 +127,20 @@ pub(crate) unsafe fn with_slices<'a, R>(
     }
     // SAFETY: `bufs` holds `nbufs` entries (contract).
     let entries = unsafe { std::slice::from_raw_parts(bufs, nbufs as usize) };
-    crate::checked_total(entries.iter().map(|b| b.len))?;
     let slice = |b: &evl_buf_t| -> Result<&'a [u8], c_int> {
         match (b.base.is_null(), b.len) {
             (_, 0) => Ok(&[][..]),
             (true, _) => Err(-libc::EINVAL),
+            (false, n) if n > isize::MAX as usize => Err(-libc::EINVAL),
             // SAFETY: each entry names `len` readable bytes (contract); the total is in range.
             (false, n) => Ok(unsafe { std::slice::from_raw_parts(b.base.cast::<u8>(), n) }),
         }
     };
+    // The common write, one buffer, goes without the array below.
+    if let [one] = entries {
+        return Ok(f(&[slice(one)?]));
+    }
+    crate::checked_total(entries.iter().map(|b| b.len))?;
     let mut stack: [&[u8]; 16] = [&[]; 16];
     if entries.len() <= stack.len() {
         for (slot, b) in stack.iter_mut().zip(entries) {

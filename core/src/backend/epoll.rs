@@ -10,6 +10,9 @@
 //!   pass's replies in one submission: replies sent one by one as each request is read reach
 //!   their clients in the order of the ready list, again and again, and the connections at
 //!   its end fall behind. Only `EAGAIN`/`EINPROGRESS` arms `EPOLLOUT`.
+//! - Each wait's events are handled from a rotating start. Handled in ready-list order, the
+//!   connections answered first (large replies go at once) send their next request first and
+//!   head the next list too, pass after pass, while those at its end fall behind.
 //! - One `recv` per readiness event into a single loop-owned buffer: no allocation per read, and
 //!   no second `recv` just to see `EAGAIN`.
 
@@ -154,6 +157,8 @@ pub(crate) struct EpollBackend {
     pub(crate) counters: super::Counters,
     /// Stream sends submitted during this dispatch pass, performed together by `perform_sends`.
     sends: Vec<QueuedSend>,
+    /// Where the next wait's events start being handled (see the module comment).
+    rotation: usize,
 }
 
 /// A socket send waiting for the end of the pass.
@@ -185,6 +190,7 @@ impl EpollBackend {
             reserve: FdReserve::empty(),
             counters: super::Counters::default(),
             sends: Vec::new(),
+            rotation: 0,
         })
     }
 
@@ -477,6 +483,11 @@ impl EpollBackend {
         }
         self.counters.waits += 1;
         self.epoll.wait(&mut self.events, timeout)?;
+        if self.events.len() > 1 {
+            self.rotation = self.rotation.wrapping_add(1);
+            let start = self.rotation % self.events.len();
+            self.events.rotate_left(start);
+        }
         self.cursor = 0;
         self.stage = Stage::Reader;
         self.accepts_this_event = 0;

@@ -576,12 +576,16 @@ impl Stream {
     /// them. With nothing queued, a backend that sends at once (epoll) sends them with one
     /// gathered system call from the caller's memory; what the socket does not take is copied
     /// and queued, as for `write`.
+    #[inline]
     pub fn write_vectored(self, lp: &mut Loop, bufs: &[&[u8]], cb: Option<DoneCb>) -> Result<bool> {
         match bufs {
-            [] => return self.write(lp, &[], cb),
-            [one] => return self.write(lp, one, cb),
-            _ => {}
+            [] => self.write(lp, &[], cb),
+            [one] => self.write(lp, one, cb),
+            _ => self.write_gathered(lp, bufs, cb),
         }
+    }
+
+    fn write_gathered(self, lp: &mut Loop, bufs: &[&[u8]], cb: Option<DoneCb>) -> Result<bool> {
         let sent = {
             let Loop { streams, backend, .. } = &mut *lp;
             let e = self.open_entry(streams)?;
