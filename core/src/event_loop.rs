@@ -424,7 +424,7 @@ impl Loop {
 
     fn run_timers(&mut self) {
         let mut expired = std::mem::take(&mut self.expired);
-        self.wheel.advance(self.now_ms, &mut expired);
+        self.wheel.advance(&mut self.timers, self.now_ms, &mut expired);
         for &(_, seq, idx) in &expired {
             self.fire_timer(idx, seq);
         }

@@ -59,6 +59,18 @@ impl<T> Slab<T> {
         e.value.as_mut().map(|v| (gen, v))
     }
 
+    /// The value at `idx`, which the caller knows to be live; reaching it reads nothing of the
+    /// entry but what the caller then touches (an intrusive list's neighbours are written, not
+    /// read, when a node leaves it).
+    #[inline]
+    pub(crate) fn live_by_index(&mut self, idx: u32) -> &mut T {
+        let e = &mut self.entries[idx as usize];
+        debug_assert!(e.value.is_some(), "slab entry {idx} is vacant");
+        // SAFETY: callers pass only indices whose value they keep alive (the timing wheel holds
+        // live timers only: a timer leaves it before its entry is removed).
+        unsafe { e.value.as_mut().unwrap_unchecked() }
+    }
+
     pub(crate) fn remove(&mut self, idx: u32, gen: u32) -> Option<T> {
         let e = self.entries.get_mut(idx as usize)?;
         if e.gen != gen {
@@ -104,6 +116,9 @@ mod tests {
         assert_eq!(s.get_mut(a, ga), None);
         assert_eq!(s.get(c, gc), Some(&"c"));
         assert_eq!(s.get_by_index(b).map(|(g, v)| (g, *v)), Some((gb, "b")));
+        *s.live_by_index(b) = "B";
+        assert_eq!(s.get(b, gb), Some(&"B"));
+        *s.live_by_index(b) = "b";
         assert_eq!(s.len(), 2);
         let mut live = Vec::new();
         s.live(&mut live);

@@ -271,3 +271,77 @@ fn time_and_embedding_hooks() {
         lp.run(RunMode::Default).unwrap();
     });
 }
+
+/// Many timers started, restarted, stopped and closed in random order (closed ones' slots are
+/// reused by new ones) fire exactly when a model says they should: the ones left running, once
+/// each.
+#[test]
+fn random_starts_stops_and_closes_fire_exactly_the_running_timers() {
+    each_backend(|lp| {
+        let mut x: u64 = 0x9E3779B97F4A7C15;
+        let mut rng = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let fired = Rc::new(RefCell::new(Vec::<u32>::new()));
+        let start = |lp: &mut Loop, t: Timer, id: u32, ms: u64| {
+            let fired = fired.clone();
+            t.start(lp, ms, 0, move |_, _| fired.borrow_mut().push(id))
+                .unwrap();
+        };
+        // (timer, id, running)
+        let mut live: Vec<(Timer, u32, bool)> = Vec::new();
+        let mut next_id = 0u32;
+        for round in 0..20 {
+            for _ in 0..500 {
+                let pick = |r: u64, n: usize| (r % n.max(1) as u64) as usize;
+                match rng() % 5 {
+                    0 | 1 => {
+                        let t = Timer::new(lp);
+                        start(lp, t, next_id, rng() % 5);
+                        live.push((t, next_id, true));
+                        next_id += 1;
+                    }
+                    2 if !live.is_empty() => {
+                        let i = pick(rng(), live.len());
+                        live[i].0.stop(lp).unwrap();
+                        live[i].2 = false;
+                    }
+                    3 if !live.is_empty() => {
+                        let i = pick(rng(), live.len());
+                        let (t, id, _) = live[i];
+                        start(lp, t, id, rng() % 5);
+                        live[i].2 = true;
+                    }
+                    4 if !live.is_empty() => {
+                        let i = pick(rng(), live.len());
+                        let (t, _, _) = live.swap_remove(i);
+                        t.close(lp, None).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            let mut expected: Vec<u32> = live.iter().filter(|l| l.2).map(|l| l.1).collect();
+            run_until(lp, Duration::from_secs(20), |_| {
+                fired.borrow().len() >= expected.len()
+            });
+            // Stopped and closed timers would have fired within the same few milliseconds.
+            let until = Instant::now() + Duration::from_millis(20);
+            run_until(lp, Duration::from_secs(5), |_| Instant::now() >= until);
+            let mut got = std::mem::take(&mut *fired.borrow_mut());
+            got.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(got, expected, "round {round}");
+            for l in &mut live {
+                l.2 = false;
+            }
+        }
+        for (t, _, _) in live {
+            t.close(lp, None).unwrap();
+        }
+        lp.run(RunMode::Default).unwrap();
+        assert!(!lp.alive());
+    });
+}

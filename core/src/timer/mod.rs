@@ -2,6 +2,8 @@
 
 pub(crate) mod wheel;
 
+use wheel::{Node, Nodes};
+
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::handle::{handle_type, Common, Kind};
@@ -26,11 +28,10 @@ handle_type!(
 
 pub(crate) struct TimerEntry {
     pub(crate) common: Common,
-    timeout: u64,
     repeat: u64,
-    deadline: u64,
-    /// Start order, to fire same-deadline timers in the order they were started.
-    seq: u64,
+    /// Its place in the wheel, with its deadline and start order (a sequence number, so that
+    /// timers due in the same millisecond fire in the order they were started).
+    node: Node,
     started_once: bool,
     cb: Option<Callback>,
 }
@@ -40,10 +41,8 @@ impl Timer {
     pub fn new(lp: &mut Loop) -> Timer {
         let (idx, gen) = lp.timers.insert(TimerEntry {
             common: Common::new(),
-            timeout: 0,
             repeat: 0,
-            deadline: 0,
-            seq: 0,
+            node: Node::default(),
             started_once: false,
             cb: None,
         });
@@ -88,7 +87,6 @@ impl Timer {
             return Err(Error::EBADF);
         }
         e.cb = Some(cb);
-        e.timeout = timeout_ms;
         e.repeat = repeat_ms;
         e.started_once = true;
         lp.arm_timer(self.idx, self.gen, timeout_ms);
@@ -99,7 +97,7 @@ impl Timer {
     pub fn stop(self, lp: &mut Loop) -> Result<()> {
         let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         e.common.set_active(&mut lp.alive_refs, false);
-        lp.wheel.remove(self.idx);
+        lp.wheel.remove(&mut lp.timers, self.idx);
         Ok(())
     }
 
@@ -134,7 +132,7 @@ impl Timer {
     pub fn due_in(self, lp: &Loop) -> Result<u64> {
         let e = lp.timers.get(self.idx, self.gen).ok_or(Error::EBADF)?;
         Ok(if e.common.active {
-            e.deadline.saturating_sub(lp.now())
+            e.node.deadline().saturating_sub(lp.now())
         } else {
             0
         })
@@ -149,18 +147,16 @@ impl Loop {
         let Some(e) = self.timers.get_mut(idx, gen) else {
             return;
         };
-        e.deadline = now.saturating_add(timeout_ms);
-        e.seq = seq;
         e.common.set_active(&mut self.alive_refs, true);
-        let deadline = e.deadline;
-        self.wheel.remove(idx);
-        self.wheel.insert(idx, deadline, seq);
+        self.wheel.remove(&mut self.timers, idx);
+        self.wheel
+            .insert(&mut self.timers, idx, now.saturating_add(timeout_ms), seq);
     }
 
     /// A closing timer leaves the wheel, and its callback (with what it holds) goes at once, not
     /// when the close completes: it can never fire again.
     pub(crate) fn timer_closing(&mut self, idx: u32, gen: u32) {
-        self.wheel.remove(idx);
+        self.wheel.remove(&mut self.timers, idx);
         let cb = self.timers.get_mut(idx, gen).and_then(|e| e.cb.take());
         drop(cb);
     }
@@ -171,20 +167,25 @@ impl Loop {
             return;
         };
         // A timer stopped or restarted by an earlier callback of this batch has a new sequence.
-        if e.seq != seq || !e.common.active || e.common.closing {
+        if e.node.seq() != seq || !e.common.active || e.common.closing {
             return;
         }
         let repeat = e.repeat;
         if repeat > 0 {
             // Re-arm before the callback, from the due time, so repeats do not drift.
-            let deadline = e.deadline.max(now.saturating_sub(repeat)).saturating_add(repeat);
+            let deadline = e
+                .node
+                .deadline()
+                .max(now.saturating_sub(repeat))
+                .saturating_add(repeat);
             self.timer_seq += 1;
-            e.deadline = deadline;
-            e.seq = self.timer_seq;
-            self.wheel.insert(idx, deadline, e.seq);
+            self.wheel.insert(&mut self.timers, idx, deadline, self.timer_seq);
         } else {
             e.common.set_active(&mut self.alive_refs, false);
         }
+        let Some((_, e)) = self.timers.get_by_index(idx) else {
+            return;
+        };
         let timer = Timer { idx, gen };
         let mut cb = match e.cb {
             // Copied, not taken: the entry keeps it, whatever the function does to the timer.
@@ -200,5 +201,14 @@ impl Loop {
                 e.cb = cb;
             }
         }
+    }
+}
+
+impl Nodes for crate::slab::Slab<TimerEntry> {
+    #[inline]
+    fn node(&mut self, idx: u32) -> &mut Node {
+        // The wheel holds only timers that are alive: a closing timer leaves it before its entry
+        // is removed.
+        &mut self.live_by_index(idx).node
     }
 }

@@ -2,9 +2,10 @@
 //! range before a timer is parked at the top level and re-examined).
 //!
 //! Insertion and removal are O(1): each timer is a node of an intrusive doubly-linked list in its
-//! slot, addressed by the caller's index. Finding the next deadline scans at most six 64-bit
-//! occupancy masks. Timers due in the same millisecond come out in start order (by sequence
-//! number), whatever level they waited in.
+//! slot. The nodes live inside the timers' own entries (see [`Nodes`]), so stopping a timer
+//! touches its entry and its two neighbours and nothing else. Finding the next deadline scans at
+//! most six 64-bit occupancy masks. Timers due in the same millisecond come out in start order
+//! (by sequence number), whatever level they waited in.
 
 const LEVELS: usize = 6;
 const SLOT_BITS: u32 = 6;
@@ -16,8 +17,9 @@ const MAX_SPAN: u64 = (63 << (SLOT_BITS as u64 * (LEVELS as u64 - 1))) - 1;
 const NIL: u32 = u32::MAX;
 const UNLINKED: u16 = u16::MAX;
 
+/// A timer's place in the wheel: kept by the caller, in the timer's own record.
 #[derive(Clone, Copy)]
-struct Node {
+pub(crate) struct Node {
     deadline: u64,
     seq: u64,
     prev: u32,
@@ -37,13 +39,30 @@ impl Default for Node {
     }
 }
 
+impl Node {
+    /// When the timer is (or was last) due, in ms on the loop's clock.
+    pub(crate) fn deadline(&self) -> u64 {
+        self.deadline
+    }
+
+    /// The sequence number it was last scheduled with.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Where the wheel finds the node of timer `idx`. Every index the wheel holds must stay
+/// reachable until it is removed or expires.
+pub(crate) trait Nodes {
+    fn node(&mut self, idx: u32) -> &mut Node;
+}
+
 /// An expired timer: `(deadline, sequence, index)`.
 pub(crate) type Expired = (u64, u64, u32);
 
 pub(crate) struct Wheel {
     /// Every slot before this tick has been processed.
     elapsed: u64,
-    nodes: Vec<Node>,
     heads: [u32; LEVELS * SLOTS],
     tails: [u32; LEVELS * SLOTS],
     occupied: [u64; LEVELS],
@@ -64,7 +83,6 @@ impl Wheel {
     pub(crate) fn new() -> Wheel {
         Wheel {
             elapsed: 0,
-            nodes: Vec::new(),
             heads: [NIL; LEVELS * SLOTS],
             tails: [NIL; LEVELS * SLOTS],
             occupied: [0; LEVELS],
@@ -78,72 +96,58 @@ impl Wheel {
         self.len
     }
 
-    #[cfg(test)]
-    pub(crate) fn is_linked(&self, idx: u32) -> bool {
-        self.nodes.get(idx as usize).is_some_and(|n| n.bucket != UNLINKED)
-    }
-
     /// Schedules timer `idx` (which must not be linked) for `deadline` (ms, on the loop's clock).
-    pub(crate) fn insert(&mut self, idx: u32, deadline: u64, seq: u64) {
-        let i = idx as usize;
-        if i >= self.nodes.len() {
-            self.nodes.resize(i + 1, Node::default());
-        }
-        debug_assert_eq!(self.nodes[i].bucket, UNLINKED);
-        self.nodes[i].deadline = deadline;
-        self.nodes[i].seq = seq;
-        self.link(idx);
+    pub(crate) fn insert(&mut self, nodes: &mut impl Nodes, idx: u32, deadline: u64, seq: u64) {
+        let node = nodes.node(idx);
+        debug_assert_eq!(node.bucket, UNLINKED);
+        node.deadline = deadline;
+        node.seq = seq;
+        self.link(nodes, idx);
         self.len += 1;
     }
 
-    fn link(&mut self, idx: u32) {
-        let deadline = self.nodes[idx as usize].deadline;
+    fn link(&mut self, nodes: &mut impl Nodes, idx: u32) {
+        let node = nodes.node(idx);
         // A past deadline goes in the current slot; a far one waits at the top level.
-        let when = deadline.clamp(self.elapsed, self.elapsed + MAX_SPAN);
+        let when = node.deadline.clamp(self.elapsed, self.elapsed + MAX_SPAN);
         let level = level_for(self.elapsed, when);
         let bucket = level * SLOTS + slot_for(when, level);
         let tail = self.tails[bucket];
-        {
-            let node = &mut self.nodes[idx as usize];
-            node.bucket = bucket as u16;
-            node.prev = tail;
-            node.next = NIL;
-        }
+        node.bucket = bucket as u16;
+        node.prev = tail;
+        node.next = NIL;
         if tail == NIL {
             self.heads[bucket] = idx;
         } else {
-            self.nodes[tail as usize].next = idx;
+            nodes.node(tail).next = idx;
         }
         self.tails[bucket] = idx;
         self.occupied[level] |= 1 << (bucket % SLOTS);
     }
 
     /// Unschedules timer `idx`; does nothing if it is not linked.
-    pub(crate) fn remove(&mut self, idx: u32) {
-        let Some(node) = self.nodes.get(idx as usize).copied() else {
-            return;
-        };
+    pub(crate) fn remove(&mut self, nodes: &mut impl Nodes, idx: u32) {
+        let node = nodes.node(idx);
         if node.bucket == UNLINKED {
             return;
         }
-        let bucket = node.bucket as usize;
-        if node.prev == NIL {
-            self.heads[bucket] = node.next;
+        let (bucket, prev, next) = (node.bucket as usize, node.prev, node.next);
+        node.bucket = UNLINKED;
+        node.prev = NIL;
+        node.next = NIL;
+        if prev == NIL {
+            self.heads[bucket] = next;
         } else {
-            self.nodes[node.prev as usize].next = node.next;
+            nodes.node(prev).next = next;
         }
-        if node.next == NIL {
-            self.tails[bucket] = node.prev;
+        if next == NIL {
+            self.tails[bucket] = prev;
         } else {
-            self.nodes[node.next as usize].prev = node.prev;
+            nodes.node(next).prev = prev;
         }
         if self.heads[bucket] == NIL {
             self.occupied[bucket / SLOTS] &= !(1 << (bucket % SLOTS));
         }
-        let n = &mut self.nodes[idx as usize];
-        n.bucket = UNLINKED;
-        n.prev = NIL;
-        n.next = NIL;
         self.len -= 1;
     }
 
@@ -186,7 +190,7 @@ impl Wheel {
 
     /// Advances the wheel to `now`, unlinking every timer due at or before it into `expired`,
     /// sorted by deadline then start order.
-    pub(crate) fn advance(&mut self, now: u64, expired: &mut Vec<Expired>) {
+    pub(crate) fn advance(&mut self, nodes: &mut impl Nodes, now: u64, expired: &mut Vec<Expired>) {
         if self.len == 0 {
             self.elapsed = self.elapsed.max(now);
             return;
@@ -202,7 +206,7 @@ impl Wheel {
             self.tails[bucket] = NIL;
             self.occupied[level] &= !(1 << slot);
             while idx != NIL {
-                let node = &mut self.nodes[idx as usize];
+                let node = nodes.node(idx);
                 let next = node.next;
                 node.bucket = UNLINKED;
                 node.prev = NIL;
@@ -211,7 +215,7 @@ impl Wheel {
                     expired.push((node.deadline, node.seq, idx));
                     self.len -= 1;
                 } else {
-                    self.link(idx);
+                    self.link(nodes, idx);
                 }
                 idx = next;
             }
@@ -225,65 +229,85 @@ impl Wheel {
 mod tests {
     use super::*;
 
-    fn drain(w: &mut Wheel, now: u64) -> Vec<u32> {
+    /// Nodes in a plain vector, grown on demand, for the tests.
+    #[derive(Default)]
+    struct TestNodes(Vec<Node>);
+
+    impl Nodes for TestNodes {
+        fn node(&mut self, idx: u32) -> &mut Node {
+            let i = idx as usize;
+            if i >= self.0.len() {
+                self.0.resize(i + 1, Node::default());
+            }
+            &mut self.0[i]
+        }
+    }
+
+    impl TestNodes {
+        fn is_linked(&mut self, idx: u32) -> bool {
+            self.node(idx).bucket != UNLINKED
+        }
+    }
+
+    fn drain(w: &mut Wheel, n: &mut TestNodes, now: u64) -> Vec<u32> {
         let mut out = Vec::new();
-        w.advance(now, &mut out);
+        w.advance(n, now, &mut out);
         out.into_iter().map(|(_, _, i)| i).collect()
     }
 
     #[test]
     fn fires_in_deadline_then_start_order() {
-        let mut w = Wheel::new();
-        w.insert(0, 5000, 0); // starts high, cascades down
-        w.insert(1, 10, 1);
-        w.insert(2, 10, 2);
-        assert_eq!(drain(&mut w, 4000), vec![1, 2]);
-        w.insert(3, 5000, 3); // same deadline, started later, lands low directly
-        assert_eq!(drain(&mut w, 4999), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, 5000), vec![0, 3]);
+        let (mut w, mut n) = (Wheel::new(), TestNodes::default());
+        w.insert(&mut n, 0, 5000, 0); // starts high, cascades down
+        w.insert(&mut n, 1, 10, 1);
+        w.insert(&mut n, 2, 10, 2);
+        assert_eq!(drain(&mut w, &mut n, 4000), vec![1, 2]);
+        w.insert(&mut n, 3, 5000, 3); // same deadline, started later, lands low directly
+        assert_eq!(drain(&mut w, &mut n, 4999), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut n, 5000), vec![0, 3]);
         assert_eq!(w.len(), 0);
     }
 
     #[test]
     fn remove_and_timeout() {
-        let mut w = Wheel::new();
-        w.insert(7, 100, 0);
-        w.insert(8, 200, 1);
+        let (mut w, mut n) = (Wheel::new(), TestNodes::default());
+        w.insert(&mut n, 7, 100, 0);
+        w.insert(&mut n, 8, 200, 1);
         assert!(w.timeout(0).unwrap() <= 100);
-        w.remove(7);
-        assert!(!w.is_linked(7));
-        w.remove(7);
-        assert_eq!(drain(&mut w, 150), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, 200), vec![8]);
+        w.remove(&mut n, 7);
+        assert!(!n.is_linked(7));
+        w.remove(&mut n, 7);
+        assert_eq!(drain(&mut w, &mut n, 150), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut n, 200), vec![8]);
         assert_eq!(w.timeout(200), None);
     }
 
     #[test]
     fn far_and_past_deadlines() {
-        let mut w = Wheel::new();
-        w.insert(0, MAX_SPAN * 3, 0);
-        w.insert(1, 0, 1);
-        assert_eq!(drain(&mut w, 0), vec![1]);
-        assert_eq!(drain(&mut w, MAX_SPAN * 2), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, MAX_SPAN * 3), vec![0]);
+        let (mut w, mut n) = (Wheel::new(), TestNodes::default());
+        w.insert(&mut n, 0, MAX_SPAN * 3, 0);
+        w.insert(&mut n, 1, 0, 1);
+        assert_eq!(drain(&mut w, &mut n, 0), vec![1]);
+        assert_eq!(drain(&mut w, &mut n, MAX_SPAN * 2), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut n, MAX_SPAN * 3), vec![0]);
     }
 
     #[test]
     fn far_timer_inserted_late_in_a_top_level_turn() {
-        let mut w = Wheel::new();
+        let (mut w, mut n) = (Wheel::new(), TestNodes::default());
         let late = 63 << 30;
-        assert_eq!(drain(&mut w, late), Vec::<u32>::new());
-        w.insert(0, late + 3 * MAX_SPAN, 0);
-        w.insert(1, late + 5, 1);
+        assert_eq!(drain(&mut w, &mut n, late), Vec::<u32>::new());
+        w.insert(&mut n, 0, late + 3 * MAX_SPAN, 0);
+        w.insert(&mut n, 1, late + 5, 1);
         assert_eq!(w.timeout(late), Some(5));
-        assert_eq!(drain(&mut w, late + 5), vec![1]);
-        assert_eq!(drain(&mut w, late + 3 * MAX_SPAN - 1), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, late + 3 * MAX_SPAN), vec![0]);
+        assert_eq!(drain(&mut w, &mut n, late + 5), vec![1]);
+        assert_eq!(drain(&mut w, &mut n, late + 3 * MAX_SPAN - 1), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut n, late + 3 * MAX_SPAN), vec![0]);
     }
 
     #[test]
     fn many_random_deadlines_come_out_sorted() {
-        let mut w = Wheel::new();
+        let (mut w, mut n) = (Wheel::new(), TestNodes::default());
         let mut x: u64 = 0x9e3779b97f4a7c15;
         let mut want = Vec::new();
         // Miri interprets every step: a smaller sample there checks the same paths.
@@ -293,7 +317,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let d = x % 5_000_000;
-            w.insert(i, d, i as u64);
+            w.insert(&mut n, i, d, i as u64);
             want.push((d, i));
         }
         want.sort();
@@ -302,7 +326,7 @@ mod tests {
         let step = if cfg!(miri) { 49_999 } else { 997 };
         while w.len() > 0 {
             now += step;
-            got.extend(drain(&mut w, now));
+            got.extend(drain(&mut w, &mut n, now));
         }
         assert_eq!(got, want.into_iter().map(|(_, i)| i).collect::<Vec<_>>());
     }
