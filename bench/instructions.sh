@@ -28,9 +28,39 @@ measure() {
     msgs=$(sed -n 's/.*msgs=\([0-9]*\).*/\1/p' <<<"$result")
     local total
     total=$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    # Where the instructions go: inclusive counts of the functions each stage runs in.
+    local incl callback write settled alloc
+    incl=$(callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$out.1" 2>/dev/null)
+    callback=$(stage "$incl" 'echo_server::serve::{{closure}}::{{closure}}' on_read)
+    write=$(stage "$incl" evl_write evloop::stream::Stream::write_owned uv_write)
+    settled=$(stage "$incl" 'evloop::stream::<impl evloop::event_loop::Loop>::stream_send_finished' on_written)
+    alloc=$(( $(stage "$incl" malloc) + $(stage "$incl" free) ))
     rm -f "$out" "$out".*
     rows+=("$name|$msgs|$total|$(echo "$total / $msgs" | bc -l)")
+    stages+=("$name|$(per "$callback" "$msgs")|$(per "$write" "$msgs")|$(per "$settled" "$msgs")|$(per "$alloc" "$msgs")|$(per $((total - callback - settled)) "$msgs")")
 }
+# The inclusive count of the first of the functions named $2... (exact names) that appears in
+# callgrind_annotate's listing $1, whose lines read "COUNT (PCT%)  FILE:FUNCTION [OBJECT]"; one
+# function is listed once per source file its code came from, the largest being the whole of it.
+stage() {
+    local listing=$1; shift
+    local name n
+    for name in "$@"; do
+        n=$(awk -v want="$name" '
+            $2 ~ /^\(/ {
+                line = $0
+                sub(/^ *[0-9,]+ +\([^)]*\) +/, "", line)
+                sub(/ \[[^]]*\]$/, "", line)
+                fn = substr(line, index(line, ":") + 1)
+                if (fn == want) { c = $1; gsub(",", "", c); if (c + 0 > best) best = c + 0 }
+            }
+            END { if (best) print best }' <<<"$listing")
+        if [ -n "$n" ]; then echo "$n"; return; fi
+    done
+    echo 0
+}
+per() { printf '%.0f' "$(echo "$1 / $2" | bc -l)"; }
+stages=()
 rows=()
 for backend in epoll uring; do
     if EVLOOP_BACKEND=$backend target/release/examples/echo_server --probe >/dev/null 2>&1; then
@@ -56,4 +86,17 @@ for row in "${rows[@]}"; do
         ratio="–"
     fi
     printf '| %s | %s | %s | %.0f | %s |\n' "$name" "$msgs" "$total" "$per" "$ratio"
+done
+echo
+echo "Where they go, per message (inclusive counts of the functions each part runs in): the read"
+echo "callback with the write it makes; the write call alone (evloop's \`Stream::write_owned\` or"
+echo "\`evl_write\`, libuv's \`uv_write\`); the send's settling (the core's \`stream_send_finished\`, the"
+echo "libuv program's write callback); malloc and free (the libuv program allocates a request and a"
+echo "buffer per write); the rest (waiting, reaping completions or readiness, reading, dispatching)."
+echo
+echo "| server | read callback, write included | the write call | send settled | malloc + free | rest |"
+echo "|---|---:|---:|---:|---:|---:|"
+for row in "${stages[@]}"; do
+    IFS='|' read -r name cb wr st al rest <<<"$row"
+    echo "| $name | $cb | $wr | $st | $al | $rest |"
 done
