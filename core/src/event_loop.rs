@@ -423,6 +423,10 @@ impl Loop {
     }
 
     fn run_timers(&mut self) {
+        if !self.wheel.is_due(self.now_ms) {
+            // Most iterations: one comparison with the wheel's cached next slot.
+            return self.wheel.catch_up(self.now_ms);
+        }
         let mut expired = std::mem::take(&mut self.expired);
         self.wheel.advance(&mut self.timers, self.now_ms, &mut expired);
         for &(_, seq, idx) in &expired {

@@ -306,6 +306,45 @@ fn a_reply_written_just_before_close_still_leaves() {
 }
 
 #[test]
+fn replies_written_just_before_close_in_a_busy_pass_still_leave() {
+    // The same pattern with several requests ready at once: epoll holds the pass's small
+    // replies to send them together, and the close that follows each must not cancel them.
+    each_backend(|lp| {
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let mut peers = Vec::new();
+        for _ in 0..8 {
+            let (conn, peer) = connected_pair(lp);
+            let r = results.clone();
+            conn.read_start(lp, move |lp, conn, read| {
+                assert!(matches!(read, evloop::Read::Data(b"ping")));
+                let r = r.clone();
+                conn.write(
+                    lp,
+                    b"pong",
+                    Some(Box::new(move |_, _, res| r.borrow_mut().push(res))),
+                )
+                .unwrap();
+                conn.close(lp, None).unwrap();
+            })
+            .unwrap();
+            peers.push(peer);
+        }
+        // Every request is in before the loop looks: one wait returns them all.
+        for peer in &mut peers {
+            std::io::Write::write_all(peer, b"ping").unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        lp.run(evloop::RunMode::Default).unwrap();
+        assert_eq!(*results.borrow(), vec![Ok(()); 8]);
+        for peer in &mut peers {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(peer, &mut got).unwrap();
+            assert_eq!(got, b"pong");
+        }
+    });
+}
+
+#[test]
 fn close_cancels_pending_writes_before_the_close_callback() {
     each_backend(|lp| {
         let (client, _peer) = connected_pair(lp);

@@ -250,6 +250,12 @@ impl EpollBackend {
         }
     }
 
+    /// Whether the last wait returned more than one event: its replies are worth sending together.
+    #[inline]
+    pub(crate) fn in_crowded_pass(&self) -> bool {
+        self.events.len() > 1
+    }
+
     fn queue_send(&mut self, send: QueuedSend) -> Option<i32> {
         if send.fd < 0 {
             return Some(Error::EBADF.code());
@@ -261,10 +267,15 @@ impl EpollBackend {
     /// Performs the stream sends queued since the last call, in order; their completions
     /// follow from `next_completion`. Returns whether completions are waiting there (those of
     /// sends performed when the last `run` returned included).
+    #[inline]
     pub(crate) fn perform_sends(&mut self) -> bool {
         if self.sends.is_empty() {
             return !self.ready.is_empty();
         }
+        self.perform_queued_sends()
+    }
+
+    fn perform_queued_sends(&mut self) -> bool {
         let mut sends = std::mem::take(&mut self.sends);
         for s in sends.drain(..) {
             if let Some(res) = self.send_stream(s.token, s.fd, s.ptr, s.len, false) {

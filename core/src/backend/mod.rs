@@ -317,13 +317,14 @@ impl Backend {
 
     /// Whether a stream write of `len` bytes is copied and submitted as a send that happens
     /// after `write` returns: always on io_uring, which reads the bytes later; on epoll for
-    /// small writes, which it sends together at the end of the pass (see `epoll.rs`), while a
-    /// large one is sent at once from the caller's memory, where a copy would cost more than
-    /// the fairness is worth.
+    /// small writes made while the last wait returned several events, which it sends together
+    /// at the end of the pass (see `epoll.rs`). A large write is sent at once from the caller's
+    /// memory, where a copy would cost more than the fairness is worth, and so is a write of a
+    /// pass that had one event or none: one reply has no other to wait for.
     #[inline]
     pub(crate) fn copies_send(&self, len: usize) -> bool {
         match self {
-            Backend::Epoll(_) => len < EPOLL_COPIED_SEND_MAX,
+            Backend::Epoll(b) => len < EPOLL_COPIED_SEND_MAX && b.in_crowded_pass(),
             Backend::Uring(_) => true,
         }
     }

@@ -7,6 +7,8 @@
 //! most six 64-bit occupancy masks. Timers due in the same millisecond come out in start order
 //! (by sequence number), whatever level they waited in.
 
+use std::cell::Cell;
+
 const LEVELS: usize = 6;
 const SLOT_BITS: u32 = 6;
 const SLOTS: usize = 1 << SLOT_BITS;
@@ -67,7 +69,14 @@ pub(crate) struct Wheel {
     tails: [u32; LEVELS * SLOTS],
     occupied: [u64; LEVELS],
     len: usize,
+    /// `next_expiration`'s last answer, until a link, an unlink or a new `elapsed`: a loop asks
+    /// twice per iteration (its wait's timeout, then `advance`), and scanning the levels up to a
+    /// far timer's cost more than the rest of an idle iteration's timer work.
+    next: Cell<Option<Option<Slot>>>,
 }
+
+/// A slot of the wheel and the tick it starts at: (level, slot, tick).
+type Slot = (usize, usize, u64);
 
 fn level_for(elapsed: u64, when: u64) -> usize {
     let masked = (elapsed ^ when) | SLOT_MASK;
@@ -87,6 +96,7 @@ impl Wheel {
             tails: [NIL; LEVELS * SLOTS],
             occupied: [0; LEVELS],
             len: 0,
+            next: Cell::new(None),
         }
     }
 
@@ -107,6 +117,7 @@ impl Wheel {
     }
 
     fn link(&mut self, nodes: &mut impl Nodes, idx: u32) {
+        self.next.set(None);
         let node = nodes.node(idx);
         // A past deadline goes in the current slot; a far one waits at the top level.
         let when = node.deadline.clamp(self.elapsed, self.elapsed + MAX_SPAN);
@@ -131,6 +142,7 @@ impl Wheel {
         if node.bucket == UNLINKED {
             return;
         }
+        self.next.set(None);
         let (bucket, prev, next) = (node.bucket as usize, node.prev, node.next);
         node.bucket = UNLINKED;
         node.prev = NIL;
@@ -153,7 +165,16 @@ impl Wheel {
 
     /// The earliest tick at which a slot holds timers: exact for the lowest level, a lower bound
     /// for higher ones (their timers are redistributed when it is reached).
-    pub(crate) fn next_expiration(&self) -> Option<(usize, usize, u64)> {
+    pub(crate) fn next_expiration(&self) -> Option<Slot> {
+        if let Some(known) = self.next.get() {
+            return known;
+        }
+        let next = self.find_next_expiration();
+        self.next.set(Some(next));
+        next
+    }
+
+    fn find_next_expiration(&self) -> Option<Slot> {
         if self.len == 0 {
             return None;
         }
@@ -183,6 +204,26 @@ impl Wheel {
         None
     }
 
+    /// Whether a timer may be due at `now` (`advance` has work), from the cached next slot.
+    #[inline]
+    pub(crate) fn is_due(&self, now: u64) -> bool {
+        self.next_expiration().is_some_and(|(_, _, at)| at <= now)
+    }
+
+    /// Moves the wheel's clock to `now` when nothing is due before it (see `is_due`).
+    #[inline]
+    pub(crate) fn catch_up(&mut self, now: u64) {
+        debug_assert!(!self.is_due(now));
+        self.set_elapsed(now);
+    }
+
+    fn set_elapsed(&mut self, tick: u64) {
+        if tick > self.elapsed {
+            self.elapsed = tick;
+            self.next.set(None);
+        }
+    }
+
     /// Milliseconds from `now` until the wheel next needs attention, or `None` when it is empty.
     pub(crate) fn timeout(&self, now: u64) -> Option<u64> {
         self.next_expiration().map(|(_, _, at)| at.saturating_sub(now))
@@ -192,7 +233,7 @@ impl Wheel {
     /// sorted by deadline then start order.
     pub(crate) fn advance(&mut self, nodes: &mut impl Nodes, now: u64, expired: &mut Vec<Expired>) {
         if self.len == 0 {
-            self.elapsed = self.elapsed.max(now);
+            self.set_elapsed(now);
             return;
         }
         let first = expired.len();
@@ -200,7 +241,8 @@ impl Wheel {
             if at > now {
                 break;
             }
-            self.elapsed = self.elapsed.max(at);
+            self.set_elapsed(at);
+            self.next.set(None);
             let bucket = level * SLOTS + slot;
             let mut idx = std::mem::replace(&mut self.heads[bucket], NIL);
             self.tails[bucket] = NIL;
@@ -220,7 +262,7 @@ impl Wheel {
                 idx = next;
             }
         }
-        self.elapsed = self.elapsed.max(now);
+        self.set_elapsed(now);
         expired[first..].sort_unstable_by_key(|&(deadline, seq, _)| (deadline, seq));
     }
 }
