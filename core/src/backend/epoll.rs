@@ -5,11 +5,12 @@
 //! - Interest changes are recorded per fd and written to the kernel in one pass just before
 //!   `epoll_wait`, so arming and disarming within one iteration costs nothing, and a socket that
 //!   reads continuously costs no `epoll_ctl` at all after its first.
-//! - Connects and pipe writes are tried at submission, and a socket's sends at the end of the
-//!   dispatch pass that queued them (`perform_sends`), all together and in order, as io_uring sends a
-//!   pass's replies in one submission: replies sent one by one as each request is read reach
-//!   their clients in the order of the ready list, again and again, and the connections at
-//!   its end fall behind. Only `EAGAIN`/`EINPROGRESS` arms `EPOLLOUT`.
+//! - Connects and pipe writes are tried at submission, and a socket's small sends made while
+//!   the last wait returned several events at the end of the dispatch pass that queued them
+//!   (`perform_sends`), all together and in order, as io_uring sends a pass's replies in one
+//!   submission: replies sent one by one as each request is read reach their clients in the
+//!   order of the ready list, again and again, and the connections at its end fall behind.
+//!   Only `EAGAIN`/`EINPROGRESS` arms `EPOLLOUT`.
 //! - Each wait's events are handled from a rotating start. Handled in ready-list order, the
 //!   connections answered first (large replies go at once) send their next request first and
 //!   head the next list too, pass after pass, while those at its end fall behind.

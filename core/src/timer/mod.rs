@@ -171,7 +171,7 @@ impl Loop {
             return;
         }
         let repeat = e.repeat;
-        if repeat > 0 {
+        let e = if repeat > 0 {
             // Re-arm before the callback, from the due time, so repeats do not drift.
             let deadline = e
                 .node
@@ -180,11 +180,13 @@ impl Loop {
                 .saturating_add(repeat);
             self.timer_seq += 1;
             self.wheel.insert(&mut self.timers, idx, deadline, self.timer_seq);
+            match self.timers.get_by_index(idx) {
+                Some((_, again)) => again,
+                None => return,
+            }
         } else {
             e.common.set_active(&mut self.alive_refs, false);
-        }
-        let Some((_, e)) = self.timers.get_by_index(idx) else {
-            return;
+            e
         };
         let timer = Timer { idx, gen };
         let mut cb = match e.cb {
