@@ -670,11 +670,8 @@ fn shutdown_after_a_failed_send_finishes_with_its_error() {
         let data = vec![7u8; 8 << 20];
         client.write(lp, &data, None).unwrap();
         drop(peer);
-        let result: Rc<RefCell<Option<Result<(), Error>>>> = Rc::new(RefCell::new(None));
-        let r = result.clone();
-        client
-            .shutdown(lp, Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))))
-            .unwrap();
+        let result = Outcome::default();
+        client.shutdown(lp, Some(record_into(&result))).unwrap();
         // A ticking timer keeps each run short, so a callback that never comes fails the test
         // instead of hanging it.
         let tick = Timer::new(lp);

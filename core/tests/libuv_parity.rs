@@ -155,14 +155,8 @@ fn an_oversized_datagram_fails_with_emsgsize() {
     each_backend(|lp| {
         let u = Udp::bind(lp, "127.0.0.1:0".parse().unwrap(), UdpBindOptions::default()).unwrap();
         let to = u.local_addr(lp).unwrap();
-        let result = Rc::new(RefCell::new(None));
-        let r = result.clone();
-        let sent = u.send_to(
-            lp,
-            &vec![0u8; 70_000],
-            to,
-            Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
-        );
+        let result = Outcome::default();
+        let sent = u.send_to(lp, &vec![0u8; 70_000], to, Some(record_into(&result)));
         match sent {
             Err(e) => assert_eq!(e, Error::EMSGSIZE),
             Ok(()) => {

@@ -124,14 +124,9 @@ fn writing_after_the_reader_left_fails_with_epipe() {
         let (reader, writer) = Stream::pipe_pair(lp).unwrap();
         reader.close(lp, None).unwrap();
         lp.run(RunMode::Default).unwrap();
-        let result = Rc::new(RefCell::new(None));
-        let r = result.clone();
+        let result = Outcome::default();
         writer
-            .write(
-                lp,
-                b"nobody reads this",
-                Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
-            )
+            .write(lp, b"nobody reads this", Some(record_into(&result)))
             .unwrap();
         run_until(lp, LIMIT, |_| result.borrow().is_some());
         assert_eq!(*result.borrow(), Some(Err(Error::EPIPE)));
@@ -147,16 +142,9 @@ fn writing_after_the_reader_left_fails_with_epipe() {
 fn a_queued_write_fails_when_the_reader_leaves() {
     each_backend(|lp| {
         let (reader, writer) = Stream::pipe_pair(lp).unwrap();
-        let result = Rc::new(RefCell::new(None));
-        let r = result.clone();
+        let result = Outcome::default();
         let data = pattern(512 * 1024);
-        writer
-            .write(
-                lp,
-                &data,
-                Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
-            )
-            .unwrap();
+        writer.write(lp, &data, Some(record_into(&result))).unwrap();
         lp.run(RunMode::NoWait).unwrap();
         assert!(result.borrow().is_none(), "the pipe is full, the write waits");
         reader.close(lp, None).unwrap();
@@ -212,11 +200,8 @@ fn gathered_and_immediate_writes_work_on_pipes() {
 fn shutdown_of_a_pipe_fails_with_enotsock() {
     each_backend(|lp| {
         let (reader, writer) = Stream::pipe_pair(lp).unwrap();
-        let result = Rc::new(RefCell::new(None));
-        let r = result.clone();
-        writer
-            .shutdown(lp, Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))))
-            .unwrap();
+        let result = Outcome::default();
+        writer.shutdown(lp, Some(record_into(&result))).unwrap();
         run_until(lp, LIMIT, |_| result.borrow().is_some());
         assert_eq!(*result.borrow(), Some(Err(Error::ENOTSOCK)));
         reader.close(lp, None).unwrap();

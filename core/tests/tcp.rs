@@ -145,19 +145,12 @@ fn eof_is_distinct_from_reset() {
 #[test]
 fn peer_closing_mid_write_gives_an_error_not_sigpipe() {
     each_backend(|lp| {
-        let result = Rc::new(RefCell::new(None));
+        let result = Outcome::default();
         let (client, peer) = connected_pair(lp);
 
         reset_on_close(&peer);
         let chunk = vec![7u8; 256 * 1024];
-        let r = result.clone();
-        client
-            .write(
-                lp,
-                &chunk,
-                Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
-            )
-            .unwrap();
+        client.write(lp, &chunk, Some(record_into(&result))).unwrap();
         run_until(lp, LIMIT, |lp| client.write_queue_size(lp) < chunk.len());
         drop(peer);
         // Keep writing until the failure surfaces.
@@ -174,12 +167,7 @@ fn peer_closing_mid_write_gives_an_error_not_sigpipe() {
             Err(e) => e,
             Ok(()) => {
                 // The first write reached the kernel before the reset; a later one fails.
-                let r = result.clone();
-                let _ = client.write(
-                    lp,
-                    &chunk,
-                    Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
-                );
+                let _ = client.write(lp, &chunk, Some(record_into(&result)));
                 run_until(lp, LIMIT, |_| result.borrow().is_some());
                 let later = result.borrow_mut().take().unwrap();
                 later.expect_err("write to a reset connection fails")
@@ -242,9 +230,8 @@ fn connect_refused() {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let result = Rc::new(RefCell::new(None));
-        let r = result.clone();
-        let s = Stream::tcp_connect(lp, addr, move |_, _, res| *r.borrow_mut() = Some(res)).unwrap();
+        let result = Outcome::default();
+        let s = Stream::tcp_connect(lp, addr, record_into(&result)).unwrap();
         run_until(lp, LIMIT, |_| result.borrow().is_some());
         assert_eq!(result.borrow_mut().take().unwrap(), Err(Error::ECONNREFUSED));
         s.close(lp, None).unwrap();
@@ -287,14 +274,9 @@ fn a_reply_written_just_before_close_still_leaves() {
     // not cancelled when the socket can take it.
     each_backend(|lp| {
         let (client, mut peer) = connected_pair(lp);
-        let result = Rc::new(RefCell::new(None));
-        let r = result.clone();
+        let result = Outcome::default();
         client
-            .write(
-                lp,
-                b"last words",
-                Some(Box::new(move |_, _, res| *r.borrow_mut() = Some(res))),
-            )
+            .write(lp, b"last words", Some(record_into(&result)))
             .unwrap();
         client.close(lp, None).unwrap();
         lp.run(evloop::RunMode::Default).unwrap();

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use evloop::{BackendKind, Config, Handle, Loop, RunMode, Timer};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// The backends to test: those this machine runs, narrowed by `EVLOOP_BACKEND=epoll|uring`.
@@ -191,4 +193,16 @@ pub fn socket_pair() -> (i32, i32) {
     };
     assert_eq!(rc, 0, "socketpair");
     (fds[0], fds[1])
+}
+
+/// A request's result (a write's, a shutdown's), once its callback has run.
+pub type Outcome = Rc<RefCell<Option<evloop::Result<()>>>>;
+
+/// A request's callback, for a handle of type `H` (a stream's `DoneCb`, a UDP socket's…).
+pub type RequestCb<H> = Box<dyn FnOnce(&mut Loop, H, evloop::Result<()>)>;
+
+/// A request callback that records its result in `outcome`.
+pub fn record_into<H: 'static>(outcome: &Outcome) -> RequestCb<H> {
+    let r = outcome.clone();
+    Box::new(move |_, _, res| *r.borrow_mut() = Some(res))
 }
