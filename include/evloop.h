@@ -814,7 +814,9 @@ int evl_loop_alive(evl_loop_t *l);
 
 /**
  * For embedding in another loop: an fd that polls readable when this loop has work. Poll it,
- * then call evl_run(loop, EVL_RUN_READY).
+ * then call evl_run(loop, EVL_RUN_READY). On io_uring call it before the loop first runs (the
+ * first call sets the ring up to wake a foreign loop); later it fails with -EBUSY. Handles
+ * made before the call are fine.
  */
 int evl_backend_fd(evl_loop_t *l);
 

@@ -316,10 +316,14 @@ impl Loop {
 
     /// An fd that becomes readable when the loop has work; poll it from a foreign loop and call
     /// `run(RunMode::Ready)` when it fires, or when [`Loop::backend_timeout`] elapses. On epoll
-    /// it is the epoll fd; on io_uring an eventfd registered with the ring on the first call
-    /// (the ring fd itself does not wake a sleeping poller, see `UringBackend::fd`). A wake-up
-    /// may find nothing new: the run then returns at once.
-    pub fn backend_fd(&self) -> RawFd {
+    /// it is the epoll fd; on io_uring an eventfd registered with the ring on the first call. A
+    /// wake-up may find nothing new: the run then returns at once.
+    ///
+    /// On io_uring ask for it before the loop first runs: the first call sets the ring up to be
+    /// driven from outside (a ring that batches completions for its own waits cannot wake a
+    /// foreign loop reliably), which can only be done before the kernel has seen any of its
+    /// operations. Asked later, it fails with `EBUSY`. Handles made before the call are fine.
+    pub fn backend_fd(&mut self) -> Result<RawFd> {
         self.backend.fd()
     }
 

@@ -245,9 +245,10 @@ fn a_loop_watched_through_its_backend_fd_from_another_loop() {
                 .unwrap();
                 a.waker(lp).unwrap()
             };
+            // An embedder asks for the fd before the inner loop first runs.
+            let fd = inner.borrow_mut().backend_fd().unwrap();
             // Settle the inner loop: its wake-up read is in the kernel before it is watched.
             inner.borrow_mut().run(RunMode::NoWait).unwrap();
-            let fd = inner.borrow().backend_fd();
             let watcher = FdWatcher::new(&mut outer, fd).unwrap();
             let (i, w) = (inner.clone(), woken.clone());
             watcher

@@ -247,7 +247,9 @@ fn time_and_embedding_hooks() {
         lp.update_time();
         assert!(lp.now() >= before + 5);
         assert!(lp.now_ns() / 1_000_000 >= lp.now());
-        assert!(lp.backend_fd() >= 0);
+        let fd = lp.backend_fd().unwrap();
+        assert!(fd >= 0);
+        assert_eq!(lp.backend_fd().unwrap(), fd, "the same fd every time");
         assert_eq!(lp.backend_timeout(), -1, "nothing scheduled");
         let t = Timer::new(lp);
         t.start(lp, 50, 0, |_, _| {}).unwrap();
@@ -257,7 +259,7 @@ fn time_and_embedding_hooks() {
         let start = Instant::now();
         while t.is_active(lp) {
             let mut pfd = libc::pollfd {
-                fd: lp.backend_fd(),
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             };

@@ -239,10 +239,15 @@ pub unsafe extern "C" fn evl_loop_alive(l: *mut evl_loop_t) -> c_int {
 }
 
 /// For embedding in another loop: an fd that polls readable when this loop has work. Poll it,
-/// then call evl_run(loop, EVL_RUN_READY).
+/// then call evl_run(loop, EVL_RUN_READY). On io_uring call it before the loop first runs (the
+/// first call sets the ring up to wake a foreign loop); later it fails with -EBUSY. Handles
+/// made before the call are fine.
 #[no_mangle]
 pub unsafe extern "C" fn evl_backend_fd(l: *mut evl_loop_t) -> c_int {
-    with_loop!(l, -libc::EINVAL, |lp| lp.backend_fd())
+    with_loop!(l, -libc::EINVAL, |lp| match lp.backend_fd() {
+        Ok(fd) => fd,
+        Err(e) => e.code(),
+    })
 }
 
 /// For embedding: milliseconds until the loop must run again (-1: no deadline; 0: now).

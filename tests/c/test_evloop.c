@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <evloop.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1240,6 +1242,72 @@ static void on_echo_conn(evl_stream_t *listener, evl_stream_t *conn, int status,
     echo_accepted++;
     evl_read_start(conn, on_echo_read);
 }
+/* Found by the Node addon: on io_uring a loop driven from a foreign loop answered a lone
+   connection late (p99 16 ms) or, with the peer in the foreign loop's own thread, not at all:
+   its ring kept the receive for the loop's own enter and the fd was signalled late or never.
+   No timer is armed here, so each of the exchanges finishes only if evl_backend_fd() reports
+   it; a poll that runs out its 5 s with nothing due is a lost wake-up. */
+static void test_foreign_loop_hears_every_message(void) {
+    evl_loop_t *l = new_loop();
+    int fd = evl_backend_fd(l);
+    CHECK(fd >= 0);
+    struct sockaddr_in bound;
+    evl_stream_t *server = bind_loopback(l, &bound);
+    CHECK_EQ(evl_listen(server, 16, on_echo_conn), 0);
+    echo_open = echo_accepted = 0;
+    int c = connect_blocking(&bound);
+    CHECK(c >= 0);
+    int one = 1;
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int lost = 0, i;
+    for (i = 0; i < 2000 && !lost; i++) {
+        char msg[64], got[64];
+        memset(msg, i % 251, sizeof msg);
+        CHECK_EQ(send(c, msg, sizeof msg, MSG_NOSIGNAL), sizeof msg);
+        size_t have = 0;
+        while (have < sizeof got && !lost) {
+            ssize_t r = recv(c, got + have, sizeof got - have, MSG_DONTWAIT);
+            if (r > 0) {
+                have += (size_t)r;
+                continue;
+            }
+            int timeout = evl_backend_timeout(l);
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            if (poll(&p, 1, timeout < 0 ? 5000 : timeout) == 0 && timeout < 0) lost = 1;
+            CHECK(evl_run(l, EVL_RUN_READY) >= 0);
+        }
+        CHECK(have == sizeof got && memcmp(got, msg, sizeof msg) == 0);
+    }
+    CHECK_EQ(lost, 0);
+    CHECK_EQ(i, 2000);
+    CHECK_EQ(echo_accepted, 1);
+    close(c);
+    evl_close((evl_handle_t *)server, NULL);
+    for (int spins = 0; evl_loop_alive(l) && spins < 1000; spins++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int timeout = evl_backend_timeout(l);
+        poll(&p, 1, timeout < 0 ? 100 : timeout);
+        evl_run(l, EVL_RUN_READY);
+    }
+    CHECK_EQ(echo_open, 0);
+    finish_loop(l);
+}
+
+/* Asked for after the loop has run, the fd is refused on io_uring (its ring was set up for a
+   loop that waits on its own), and the loop goes on as before. */
+static void test_backend_fd_after_the_first_run(void) {
+    evl_loop_t *l = new_loop();
+    volatile int fired = 0;
+    CHECK_EQ(evl_run(l, EVL_RUN_READY), 0);
+    CHECK_EQ(evl_backend_fd(l), backend == EVL_BACKEND_URING ? -EBUSY : evl_backend_fd(l));
+    evl_timer_t *t;
+    CHECK_EQ(evl_timer_init(l, &t, (void *)&fired), 0);
+    CHECK_EQ(evl_timer_start(t, on_watchdog, 1, 0), 0);
+    run_until(l, &fired);
+    evl_close((evl_handle_t *)t, NULL);
+    finish_loop(l);
+}
+
 #define RESETS 600
 static void *reset_clients(void *arg) {
     const struct sockaddr_in *addr = arg;
@@ -1731,6 +1799,8 @@ static const struct test tests[] = {
     {"poll_rewatch_while_closing", test_poll_rewatch_while_closing},
     {"poll_level_triggered_and_empty_events", test_poll_level_triggered_and_empty_events},
     {"listener_closed_in_its_callback", test_listener_closed_in_its_callback},
+    {"foreign_loop_hears_every_message", test_foreign_loop_hears_every_message},
+    {"backend_fd_after_the_first_run", test_backend_fd_after_the_first_run},
     {"resets_end_every_connection_client_thread", test_resets_end_every_connection},
     {"read_file_bounds_and_bad_paths_files", test_read_file_bounds_and_bad_paths},
     {"timer_extremes_saturate", test_timer_extremes_saturate},

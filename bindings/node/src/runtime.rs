@@ -163,8 +163,12 @@ pub(crate) fn install(env: sys::napi_env, dispatch: sys::napi_value) -> napi::Re
     if let Some(rt) = runtime() {
         return Ok(rt);
     }
-    let lp =
+    let mut lp =
         Loop::new().map_err(|e| js_error(&format!("evloop: cannot create the loop: {}", e.message())))?;
+    // Asked for before anything runs: on io_uring this sets the ring up to wake Node's loop.
+    let fd = lp
+        .backend_fd()
+        .map_err(|e| js_error(&format!("evloop: cannot embed the loop: {}", e.message())))?;
     let fail = |what: &str| js_error(&format!("evloop: {what} failed"));
     let mut dispatch_ref = ptr::null_mut();
     napi_call!(sys::napi_create_reference(env, dispatch, 1, &mut dispatch_ref))
@@ -187,7 +191,6 @@ pub(crate) fn install(env: sys::napi_env, dispatch: sys::napi_value) -> napi::Re
         .map_err(|_| fail("napi_async_init"))?;
     let mut uv_loop = ptr::null_mut();
     napi_call!(sys::napi_get_uv_event_loop(env, &mut uv_loop)).map_err(|_| fail("napi_get_uv_event_loop"))?;
-    let fd = lp.backend_fd();
     let rt: &'static Runtime = Box::leak(Box::new(Runtime {
         env,
         lp: RefCell::new(lp),

@@ -534,9 +534,9 @@ impl Backend {
     }
 
     /// An fd that polls readable when completions are pending (for embedding).
-    pub(crate) fn fd(&self) -> RawFd {
+    pub(crate) fn fd(&mut self) -> Result<RawFd> {
         match self {
-            Backend::Epoll(b) => b.fd(),
+            Backend::Epoll(b) => Ok(b.fd()),
             Backend::Uring(b) => b.fd(),
         }
     }

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::sys::socket::RawAddr;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 /// Operations' kinds ride in the top bits of user_data; cancellation SQEs use zero, which no
 /// loop token can be (its handle-kind bits are never zero).
@@ -88,11 +88,15 @@ enum Offload {
 pub(crate) struct UringBackend {
     // Dropped first: the kernel lets go of the buffer ring before its memory is unmapped.
     ring: IoUring,
+    taskrun: Taskrun,
+    /// Submission queue size the ring was made with (a remade ring gets the same).
+    entries: u32,
+    /// Entries pushed before the ring was first entered, kept so that a ring remade for a
+    /// foreign loop (see `fd`) starts with them; `None` once the kernel has seen any of them.
+    preamble: Option<Vec<squeue::Entry>>,
     buffers: BufRing,
     cqes: Vec<cqueue::Entry>,
     cursor: usize,
-    /// Completion queue size.
-    cq_entries: usize,
     /// SQEs pushed since the last enter.
     queued: usize,
     /// Some of them close fds.
@@ -127,7 +131,7 @@ pub(crate) struct UringBackend {
     /// Entries of file operations queued in this ring since the last enter.
     inline_file_sqes: usize,
     /// For embedding: an eventfd registered with the ring, made by the first `fd()` call.
-    embed_fd: std::cell::Cell<RawFd>,
+    embed_fd: RawFd,
     pub(crate) counters: super::Counters,
 }
 
@@ -193,28 +197,75 @@ fn two_cpus() -> bool {
     std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
 }
 
-fn build_ring(entries: u32) -> std::io::Result<IoUring> {
+/// How the ring hands completions to the loop's thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Taskrun {
+    /// DEFER_TASKRUN: completions are produced only inside the loop's own `io_uring_enter`, in
+    /// batches. Only a thread that waits in that enter is told of them.
+    Deferred,
+    /// COOP_TASKRUN (or the kernel's default): completions are produced by task work that wakes
+    /// the thread wherever it sleeps, so a foreign loop asleep on the registered eventfd hears
+    /// of every one.
+    Wakes,
+}
+
+fn build_ring(entries: u32, taskrun: Taskrun) -> std::io::Result<(IoUring, Taskrun)> {
     let cq = entries.saturating_mul(4).max(entries);
-    let fast = IoUring::builder()
+    let einval = |r: &std::io::Result<IoUring>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EINVAL));
+    if taskrun == Taskrun::Deferred {
+        let fast = IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_submit_all()
+            .build(entries);
+        if !einval(&fast) {
+            return fast.map(|r| (r, Taskrun::Deferred));
+        }
+    }
+    let mut ring = IoUring::builder()
         .setup_cqsize(cq)
         .setup_single_issuer()
-        .setup_defer_taskrun()
+        .setup_coop_taskrun()
         .setup_submit_all()
         .build(entries);
-    match fast {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()
+    if einval(&ring) {
+        ring = IoUring::builder()
             .setup_cqsize(cq)
             .setup_coop_taskrun()
-            .build(entries)
-            .or_else(|e| {
-                if e.raw_os_error() == Some(libc::EINVAL) {
-                    IoUring::builder().setup_cqsize(cq).build(entries)
-                } else {
-                    Err(e)
-                }
-            }),
-        other => other,
+            .build(entries);
     }
+    if einval(&ring) {
+        ring = IoUring::builder().setup_cqsize(cq).build(entries);
+    }
+    ring.map(|r| (r, Taskrun::Wakes))
+}
+
+/// Registers with `ring` what the loop's operations rely on: the ring fd (optional, saves a
+/// file lookup per enter), the stream receive buffers, the datagram buffers if they exist, and
+/// the direct-descriptor table if `direct_wanted` (optional: returns whether it was taken).
+fn register_resources(
+    ring: &IoUring,
+    buffers: &BufRing,
+    datagram_buffers: Option<&BufRing>,
+    direct_wanted: bool,
+) -> Result<bool> {
+    let _ = ring.submitter().register_ring_fd();
+    register_buf_ring(ring, buffers, BUFFER_GROUP)?;
+    if let Some(b) = datagram_buffers {
+        register_buf_ring(ring, b, DATAGRAM_GROUP)?;
+    }
+    Ok(direct_wanted && ring.submitter().register_files_sparse(DIRECT_SLOTS).is_ok())
+}
+
+fn register_buf_ring(ring: &IoUring, buffers: &BufRing, group: u16) -> Result<()> {
+    // SAFETY: every BufRing a ring is given lives in the backend beside the ring, which is
+    // dropped before it (field order), so the kernel lets go of the memory first.
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(buffers.ring_addr(), buffers.count(), group, 0)
+    }?;
+    Ok(())
 }
 
 impl UringBackend {
@@ -222,7 +273,8 @@ impl UringBackend {
         if !kernel_has_multishot_receive() {
             return Err(Error::ENOSYS);
         }
-        let mut ring = build_ring(config.entries.clamp(4, 32768))?;
+        let entries = config.entries.clamp(4, 32768);
+        let (mut ring, taskrun) = build_ring(entries, Taskrun::Deferred)?;
         prove_ring_runs(&mut ring)?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -241,21 +293,9 @@ impl UringBackend {
         if !needed.iter().all(|&op| probe.is_supported(op)) {
             return Err(Error::ENOSYS);
         }
-        // Optional: saves the kernel a file lookup per enter.
-        let _ = ring.submitter().register_ring_fd();
         let count = config.buffers.clamp(1, 32768).next_power_of_two();
         let buffers = BufRing::new(count, config.buffer_size.max(64))?;
         let buffer_size = buffers.buffer_size();
-        // SAFETY: the ring memory lives in `buffers`, which outlives the registration (the ring
-        // is dropped first).
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                buffers.ring_addr(),
-                buffers.count(),
-                BUFFER_GROUP,
-                0,
-            )
-        }?;
         // Optional: linked whole-file reads need these opcodes and a direct-descriptor table.
         let chain = [
             opcode::Statx::CODE,
@@ -264,9 +304,9 @@ impl UringBackend {
             opcode::Close::CODE,
             opcode::FixedFdInstall::CODE,
         ];
-        let direct_slots = if chain.iter().all(|&op| probe.is_supported(op))
-            && ring.submitter().register_files_sparse(DIRECT_SLOTS).is_ok()
-        {
+        let direct_wanted = chain.iter().all(|&op| probe.is_supported(op));
+        let direct = register_resources(&ring, &buffers, None, direct_wanted)?;
+        let direct_slots = if direct {
             (0..DIRECT_SLOTS).rev().collect()
         } else {
             Vec::new()
@@ -274,13 +314,14 @@ impl UringBackend {
         // SAFETY: an all-zero msghdr is valid; only the lengths matter for multishot recvmsg.
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         msghdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-        let cq_entries = ring.params().cq_entries() as usize;
         Ok(UringBackend {
             ring,
+            taskrun,
+            entries,
+            preamble: Some(Vec::new()),
             buffers,
             cqes: Vec::with_capacity(1024),
             cursor: 0,
-            cq_entries,
             queued: 0,
             closes_queued: false,
             wake: None,
@@ -304,7 +345,7 @@ impl UringBackend {
                 Offload::Off
             },
             inline_file_sqes: 0,
-            embed_fd: std::cell::Cell::new(-1),
+            embed_fd: -1,
             counters: super::Counters::default(),
         })
     }
@@ -318,7 +359,7 @@ impl UringBackend {
         // offload ring's completions reach it through a read armed in this ring, and under a
         // foreign loop asleep on `fd()` that chain lost wake-ups (found by the Node addon on
         // kernel 6.18; core/tests/contracts.rs, file_batches_finish_under_a_foreign_loop).
-        if self.inline_file_sqes > 0 && self.embed_fd.get() < 0 {
+        if self.inline_file_sqes > 0 && self.embed_fd < 0 {
             if let Offload::NotYet = self.offload {
                 self.offload = match OffloadRing::new(DIRECT_SLOTS) {
                     Ok(r) => {
@@ -341,23 +382,61 @@ impl UringBackend {
     }
 
     /// The fd a foreign loop polls to learn that this one has work: an eventfd the kernel
-    /// signals whenever completions are posted or deferred work is queued. Not the ring fd:
-    /// with DEFER_TASKRUN, work queued for the ring wakes its submitter task but not those
-    /// waiting in poll or epoll on the ring fd, so a foreign loop asleep on it would never hear
-    /// of it (a `poll()` with no wait does see it). Made on first use, so loops that are not
-    /// embedded pay nothing for the signalling; each `wait` resets it.
-    pub(crate) fn fd(&self) -> RawFd {
-        if self.embed_fd.get() < 0 {
-            let Ok(fd) = crate::sys::eventfd() else {
-                return self.ring.as_raw_fd();
-            };
-            if self.ring.submitter().register_eventfd(fd).is_err() {
-                crate::sys::close(fd);
-                return self.ring.as_raw_fd();
-            }
-            self.embed_fd.set(fd);
+    /// signals whenever it posts completions. Made on first use, so loops that are not embedded
+    /// pay nothing for the signalling; each `wait` resets it.
+    ///
+    /// A DEFER_TASKRUN ring cannot serve a foreign loop. Its work is queued for the loop's own
+    /// enter, and only a thread waiting in that enter is woken: not pollers of the ring fd, and
+    /// the registered eventfd only unreliably (kernel 6.18: when the kernel queues the work from
+    /// a context that may not signal an eventfd it defers the signal by an RCU grace period,
+    /// 4-24 ms here, so a one-connection echo under Node had a 16 ms p99). So the first call
+    /// remakes the ring with COOP_TASKRUN, whose completions are posted by task work that wakes
+    /// the thread wherever it sleeps, and the CQE posting signals the eventfd at once. That can
+    /// only be done before the kernel has seen any operation of the ring (the entries queued
+    /// so far move to the new ring); later it fails with `EBUSY`: an embedder asks for the fd
+    /// before the loop's first run.
+    pub(crate) fn fd(&mut self) -> Result<RawFd> {
+        if self.embed_fd >= 0 {
+            return Ok(self.embed_fd);
         }
-        self.embed_fd.get()
+        if self.taskrun == Taskrun::Deferred {
+            self.remake_ring_for_foreign_loop()?;
+        }
+        let fd = crate::sys::eventfd()?;
+        if let Err(e) = self.ring.submitter().register_eventfd(fd) {
+            crate::sys::close(fd);
+            return Err(e.into());
+        }
+        self.embed_fd = fd;
+        Ok(fd)
+    }
+
+    /// Replaces the DEFER_TASKRUN ring by one whose completions wake a foreign loop (see `fd`).
+    fn remake_ring_for_foreign_loop(&mut self) -> Result<()> {
+        let Some(preamble) = self.preamble.as_ref() else {
+            return Err(Error::EBUSY);
+        };
+        let (mut ring, taskrun) = build_ring(self.entries, Taskrun::Wakes)?;
+        prove_ring_runs(&mut ring)?;
+        let direct = register_resources(
+            &ring,
+            &self.buffers,
+            self.datagram_buffers.as_ref(),
+            !self.direct_slots.is_empty(),
+        )?;
+        if !direct {
+            self.direct_slots.clear();
+        }
+        for entry in preamble {
+            // SAFETY: the entries were queued on the old ring under the same contract as every
+            // push (their pointers stay valid until their completions), and none reached the
+            // kernel there.
+            unsafe { ring.submission().push(entry) }.map_err(|_| Error::EBUSY)?;
+        }
+        // The old ring goes with the entries the kernel never saw, and its registrations.
+        self.ring = ring;
+        self.taskrun = taskrun;
+        Ok(())
     }
 
     fn push(&mut self, entry: squeue::Entry) {
@@ -367,10 +446,14 @@ impl UringBackend {
             // backend contract requires of submitters and as this type keeps for its own.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 self.queued += 1;
+                if let Some(p) = self.preamble.as_mut() {
+                    p.push(entry);
+                }
                 return;
             }
             // Full: hand the queue to the kernel and try again. EBUSY means completions must be
             // reaped first.
+            self.preamble = None;
             match self.ring.submit() {
                 Ok(_) => {
                     self.queued = 0;
@@ -657,6 +740,7 @@ impl UringBackend {
     /// Submits every queued entry with `flags`, waiting for nothing; retried on EINTR, and on
     /// EBUSY (a full CQ) after making room.
     fn enter_without_waiting(&mut self, flags: u32) -> Result<()> {
+        self.preamble = None;
         loop {
             let to_submit = self.ring.submission().len() as u32;
             // SAFETY: a plain enter: no argument struct (size 0, NULL pointer), no wait
@@ -700,11 +784,11 @@ impl UringBackend {
 
     pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
         let mut timeout_ms = if self.has_ready() { 0 } else { timeout_ms };
-        if self.embed_fd.get() >= 0 {
+        if self.embed_fd >= 0 {
             // Reset the embedding eventfd before entering: whatever is posted from here on
             // signals it again, so the foreign loop misses nothing (at worst it wakes once
             // for completions this enter already took).
-            let _ = crate::sys::read(self.embed_fd.get(), &mut [0u8; 8]);
+            let _ = crate::sys::read(self.embed_fd, &mut [0u8; 8]);
         }
         self.inline_file_sqes = 0;
         if let Offload::On(r) = &mut self.offload {
@@ -716,28 +800,27 @@ impl UringBackend {
                 timeout_ms = 1;
             }
         }
+        self.preamble = None;
         let submitter = self.ring.submitter();
-        // With DEFER_TASKRUN completions exist only after an enter with GETEVENTS, so even a
-        // zero timeout enters (waiting for one completion with an immediate deadline).
-        let res = if timeout_ms < 0 {
+        let res = if timeout_ms == 0 && self.embed_fd >= 0 {
+            // A foreign loop's ring (`Taskrun::Wakes`): task work posts its completions on the
+            // way out of any system call, the eventfd read above included, so only queued
+            // entries need an enter.
+            if self.queued > 0 {
+                submitter.submit()
+            } else {
+                Ok(0)
+            }
+        } else if timeout_ms < 0 {
             submitter.submit_and_wait(1)
         } else {
+            // With DEFER_TASKRUN completions exist only after an enter with GETEVENTS, so even a
+            // zero timeout enters (waiting for one completion with an immediate deadline).
             let ms = timeout_ms as u64;
             let ts = types::Timespec::new()
                 .sec(ms / 1000)
                 .nsec(((ms % 1000) * 1_000_000) as u32);
-            // An enter runs at most max(20, min_complete) items of deferred work (kernel 6.13+);
-            // the rest waits for the next enter and signals nothing. A standalone loop makes
-            // that enter itself; an embedded one (`fd()` was asked for) would not, as its
-            // foreign loop sleeps on `fd()`, so its zero-timeout enters ask for a full CQ and
-            // run all of it now. Only embedded loops: asking for more than the CQ holds takes
-            // the kernel through its timed-wait path even when completions are already there.
-            let want = if timeout_ms == 0 && self.embed_fd.get() >= 0 {
-                self.cq_entries
-            } else {
-                1
-            };
-            submitter.submit_with_args(want, &types::SubmitArgs::new().timespec(&ts))
+            submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
         };
         self.queued = 0;
         self.closes_queued = false;
@@ -802,16 +885,7 @@ impl UringBackend {
             return Ok(());
         }
         let buffers = BufRing::new(DATAGRAM_BUFFERS, DATAGRAM_BUFFER_SIZE)?;
-        // SAFETY: the ring memory lives in `datagram_buffers`, which outlives the registration
-        // (the ring is dropped first).
-        unsafe {
-            self.ring.submitter().register_buf_ring_with_flags(
-                buffers.ring_addr(),
-                buffers.count(),
-                DATAGRAM_GROUP,
-                0,
-            )
-        }?;
+        register_buf_ring(&self.ring, &buffers, DATAGRAM_GROUP)?;
         self.datagram_buffers = Some(buffers);
         Ok(())
     }
@@ -1031,8 +1105,8 @@ impl Drop for UringBackend {
         if self.queued > 0 {
             let _ = self.ring.submit();
         }
-        if self.embed_fd.get() >= 0 {
-            crate::sys::close(self.embed_fd.get());
+        if self.embed_fd >= 0 {
+            crate::sys::close(self.embed_fd);
         }
     }
 }
