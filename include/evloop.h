@@ -821,6 +821,14 @@ int evl_loop_alive(evl_loop_t *l);
 int evl_backend_fd(evl_loop_t *l);
 
 /**
+ * For embedding: hands the kernel what was asked for since the loop last waited (replies a
+ * busy pass gathered, operations queued for io_uring). evl_run() does this as it returns; a
+ * foreign loop that writes on this loop's handles outside evl_run() calls it after them so
+ * the writes leave now rather than with the next run. 0 or a negative errno.
+ */
+int evl_loop_flush(evl_loop_t *l);
+
+/**
  * For embedding: milliseconds until the loop must run again (-1: no deadline; 0: now).
  */
 int evl_backend_timeout(evl_loop_t *l);

@@ -327,6 +327,15 @@ impl Loop {
         self.backend.fd()
     }
 
+    /// Hands the kernel what callbacks asked for since the loop last waited: the replies a busy
+    /// pass gathered (epoll) and the operations queued (io_uring). `run` does this as it
+    /// returns. A foreign loop that acts on this loop's events after `run` returns (the Node
+    /// addon runs JavaScript for them then) calls it once they are handled, so that their
+    /// replies leave now, not with the next run.
+    pub fn flush(&mut self) -> Result<()> {
+        self.backend.submit_queued()
+    }
+
     /// Milliseconds until the loop needs to run again without I/O (`-1`: no deadline; `0`: it has
     /// work now).
     pub fn backend_timeout(&self) -> i32 {

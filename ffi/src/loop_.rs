@@ -250,6 +250,15 @@ pub unsafe extern "C" fn evl_backend_fd(l: *mut evl_loop_t) -> c_int {
     })
 }
 
+/// For embedding: hands the kernel what was asked for since the loop last waited (replies a
+/// busy pass gathered, operations queued for io_uring). evl_run() does this as it returns; a
+/// foreign loop that writes on this loop's handles outside evl_run() calls it after them so
+/// the writes leave now rather than with the next run. 0 or a negative errno.
+#[no_mangle]
+pub unsafe extern "C" fn evl_loop_flush(l: *mut evl_loop_t) -> c_int {
+    with_loop!(l, -libc::EINVAL, |lp| crate::code(lp.flush()))
+}
+
 /// For embedding: milliseconds until the loop must run again (-1: no deadline; 0: now).
 #[no_mangle]
 pub unsafe extern "C" fn evl_backend_timeout(l: *mut evl_loop_t) -> c_int {

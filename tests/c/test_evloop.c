@@ -1308,6 +1308,55 @@ static void test_backend_fd_after_the_first_run(void) {
     finish_loop(l);
 }
 
+/* A write made outside evl_run() after a busy pass waits (gathered on epoll, queued for the
+   next enter on io_uring) until the loop runs again, or until evl_loop_flush() hands it over. */
+#define FLUSH_CONNS 16
+static evl_stream_t *flush_conns[FLUSH_CONNS];
+static int flush_accepted, flush_reads;
+static void on_flush_read(evl_stream_t *s, ssize_t n, const char *buf, void *d) {
+    (void)s, (void)buf, (void)d;
+    if (n > 0) flush_reads++;
+}
+static void on_flush_conn(evl_stream_t *listener, evl_stream_t *conn, int status, void *d) {
+    (void)listener, (void)d;
+    if (status != 0 || flush_accepted == FLUSH_CONNS) return;
+    flush_conns[flush_accepted++] = conn;
+    evl_read_start(conn, on_flush_read);
+}
+static void test_flush_sends_what_waits_for_the_next_run(void) {
+    evl_loop_t *l = new_loop();
+    CHECK_EQ(evl_loop_flush(NULL), -EINVAL);
+    CHECK_EQ(evl_loop_flush(l), 0);
+    struct sockaddr_in bound;
+    evl_stream_t *server = bind_loopback(l, &bound);
+    flush_accepted = flush_reads = 0;
+    CHECK_EQ(evl_listen(server, FLUSH_CONNS, on_flush_conn), 0);
+    int clients[FLUSH_CONNS];
+    for (int i = 0; i < FLUSH_CONNS; i++) clients[i] = connect_blocking(&bound);
+    for (int spins = 0; flush_accepted < FLUSH_CONNS && spins < 10000; spins++) evl_run(l, EVL_RUN_NOWAIT);
+    CHECK_EQ(flush_accepted, FLUSH_CONNS);
+    evl_run(l, EVL_RUN_NOWAIT); /* the receives are armed */
+    /* Every client's request is in before the next wait, which so finds them all at once. */
+    for (int i = 0; i < FLUSH_CONNS; i++) CHECK_EQ(send(clients[i], "?", 1, MSG_NOSIGNAL), 1);
+    for (int spins = 0; flush_reads < FLUSH_CONNS && spins < 10000; spins++) evl_run(l, EVL_RUN_ONCE);
+    CHECK_EQ(flush_reads, FLUSH_CONNS);
+    evl_buf_t b = {"late reply", 10};
+    CHECK_EQ(evl_write(flush_conns[0], &b, 1, NULL, NULL), 0);
+    char got[16];
+    CHECK_EQ(recv(clients[0], got, sizeof got, MSG_DONTWAIT), -1);
+    CHECK_EQ(evl_loop_flush(l), 0);
+    struct pollfd p = {.fd = clients[0], .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 5000), 1);
+    CHECK_EQ(recv(clients[0], got, sizeof got, MSG_DONTWAIT), 10);
+    CHECK(memcmp(got, "late reply", 10) == 0);
+    for (int i = 0; i < FLUSH_CONNS; i++) {
+        close(clients[i]);
+        evl_close((evl_handle_t *)flush_conns[i], NULL);
+    }
+    evl_close((evl_handle_t *)server, NULL);
+    finish_loop(l);
+}
+
 #define RESETS 600
 static void *reset_clients(void *arg) {
     const struct sockaddr_in *addr = arg;
@@ -1801,6 +1850,7 @@ static const struct test tests[] = {
     {"listener_closed_in_its_callback", test_listener_closed_in_its_callback},
     {"foreign_loop_hears_every_message", test_foreign_loop_hears_every_message},
     {"backend_fd_after_the_first_run", test_backend_fd_after_the_first_run},
+    {"flush_sends_what_waits_for_the_next_run", test_flush_sends_what_waits_for_the_next_run},
     {"resets_end_every_connection_client_thread", test_resets_end_every_connection},
     {"read_file_bounds_and_bad_paths_files", test_read_file_bounds_and_bad_paths},
     {"timer_extremes_saturate", test_timer_extremes_saturate},

@@ -334,7 +334,13 @@ impl Runtime {
             }
         }
         *self.spare.borrow_mut() = batch;
-        if let Err(e) = ran {
+        // What JavaScript wrote for these events leaves now, not when the prepare hook runs the
+        // loop again at the end of Node's iteration.
+        let flushed = match self.lp.try_borrow_mut() {
+            Ok(mut lp) => lp.flush(),
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = ran.and(flushed) {
             self.fatal(&format!(
                 "evloop: the loop failed: {} ({})",
                 e.message(),

@@ -316,16 +316,17 @@ impl Backend {
     }
 
     /// Whether a stream write of `len` bytes is copied and submitted as a send that happens
-    /// after `write` returns: always on io_uring, which reads the bytes later; on epoll for
-    /// small writes made while the last wait returned several events, which it sends together
-    /// at the end of the pass (see `epoll.rs`). A large write is sent at once from the caller's
-    /// memory, where a copy would cost more than the fairness is worth, and so is a write of a
-    /// pass that had one event or none: one reply has no other to wait for.
+    /// after `write` returns: on io_uring for every write made while the last wait brought
+    /// several completions, which go to the kernel together in the next enter; on epoll for
+    /// small writes of such a pass, which it sends together at the end of the pass (see
+    /// `epoll.rs`). A large write on epoll is sent at once from the caller's memory, where a copy
+    /// would cost more than the fairness is worth, and so is a write of a pass that had one
+    /// event or none, on either backend: one reply has no other to wait for.
     #[inline]
     pub(crate) fn copies_send(&self, len: usize) -> bool {
         match self {
             Backend::Epoll(b) => len < EPOLL_COPIED_SEND_MAX && b.in_crowded_pass(),
-            Backend::Uring(_) => true,
+            Backend::Uring(b) => b.in_crowded_pass(),
         }
     }
 
@@ -340,13 +341,14 @@ impl Backend {
     }
 
     /// Runs `send` (a send from a borrowed buffer: a stream write, a gathered write, a datagram)
-    /// now, if this backend does sends synchronously (epoll). `None`: it does not; submit a send
-    /// operation with owned memory instead.
+    /// now, if this backend sends synchronously at this point: epoll always, io_uring when the
+    /// last wait brought one completion or none (see `UringBackend::in_crowded_pass`). `None`:
+    /// submit a send operation with owned memory instead.
     #[inline]
     pub(crate) fn send_now<T>(&mut self, send: impl FnOnce() -> Result<T>) -> Option<Result<T>> {
         match self {
-            Backend::Epoll(_) => Some(send()),
-            Backend::Uring(_) => None,
+            Backend::Uring(b) if b.in_crowded_pass() => None,
+            _ => Some(send()),
         }
     }
 
