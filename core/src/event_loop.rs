@@ -128,6 +128,8 @@ pub struct Loop {
     now_ns: u64,
     now_ms: u64,
     stop_requested: bool,
+    /// A callback asked that this pass dispatch no more completions (`end_pass`).
+    pass_ended: bool,
     /// Inside `run`: work queued now is handed to the pool in one batch before the next wait.
     pub(crate) running: bool,
     /// Active, referenced handles: the loop is alive while this is non-zero.
@@ -204,6 +206,7 @@ impl Loop {
             now_ns: start_ns,
             now_ms: 0,
             stop_requested: false,
+            pass_ended: false,
             running: false,
             alive_refs: 0,
             wheel: Wheel::new(),
@@ -291,6 +294,23 @@ impl Loop {
     /// Makes `run` return after the current iteration.
     pub fn stop(&mut self) {
         self.stop_requested = true;
+    }
+
+    /// From a callback: the current pass dispatches no further completion. Those not yet
+    /// dispatched stay ready (`backend_timeout` is 0) and come first in the next iteration,
+    /// without a wait; with `RunMode::Ready` the run returns first. For a foreign loop that
+    /// acts on each event after `run` returns (the Node addon runs JavaScript then): it takes
+    /// events one at a time, so a reply leaves before the next request is even read, as when
+    /// callbacks run inside the pass.
+    pub fn end_pass(&mut self) {
+        self.pass_ended = true;
+    }
+
+    /// How many events (epoll) or completions (io_uring) the last wait brought: how busy the
+    /// loop is. An embedder that takes events one at a time (`end_pass`) does so in small
+    /// passes, where a reply waiting for the others costs more than batching saves.
+    pub fn pass_size(&self) -> usize {
+        self.backend.pass_size()
     }
 
     /// Whether anything keeps the loop running: active referenced handles, queued callbacks or
@@ -469,11 +489,15 @@ impl Loop {
     }
 
     fn dispatch_completions(&mut self) {
+        self.pass_ended = false;
         while let Some(c) = self.backend.next_completion() {
             self.completions += 1;
             self.dispatch(&c);
             if !c.data.is_null() && !std::mem::take(&mut self.read_lent) {
                 self.backend.recycle(&c);
+            }
+            if std::mem::take(&mut self.pass_ended) {
+                break;
             }
         }
     }

@@ -613,6 +613,77 @@ fn every_message_of_a_lone_connection_wakes_a_foreign_loop() {
     });
 }
 
+/// `end_pass` from a callback: the run dispatches nothing more of its pass, and the rest is
+/// still ready, without a wait, for the runs that follow, in order. `pass_size` tells how many
+/// the wait brought.
+#[test]
+fn end_pass_leaves_the_rest_of_the_pass_ready() {
+    each_backend(|lp| {
+        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let addr = server.local_addr(lp).unwrap();
+        let conns = Rc::new(RefCell::new(Vec::new()));
+        let c = conns.clone();
+        server
+            .listen(lp, 16, move |_, _, conn| c.borrow_mut().push(conn.unwrap()))
+            .unwrap();
+        let mut clients: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        run_until(lp, LIMIT, |_| conns.borrow().len() == 4);
+        let reads = Rc::new(RefCell::new(Vec::new()));
+        for (i, s) in conns.borrow().iter().enumerate() {
+            let r = reads.clone();
+            s.read_start(lp, move |lp, _, read| {
+                if let evloop::Read::Data(d) = read {
+                    r.borrow_mut().push((i, d.to_vec()));
+                    lp.end_pass();
+                }
+            })
+            .unwrap();
+        }
+        lp.run(RunMode::NoWait).unwrap();
+        for (i, client) in clients.iter_mut().enumerate() {
+            client.write_all(&[i as u8; 8]).unwrap();
+        }
+        // The first run whose wait brings the data dispatches one read of it.
+        let start = Instant::now();
+        while reads.borrow().is_empty() {
+            lp.run(RunMode::Once).unwrap();
+            assert!(start.elapsed() < LIMIT, "no data");
+        }
+        assert_eq!(reads.borrow().len(), 1, "one read per pass");
+        let first_pass = lp.pass_size();
+        // The rest is there without waiting: each no-wait run brings the next read. (Should
+        // the kernel have split the data over two waits, later passes are waited for.)
+        assert!(first_pass >= 1);
+        while reads.borrow().len() < 4 {
+            let before = reads.borrow().len();
+            if before < first_pass {
+                assert_eq!(lp.backend_timeout(), 0, "the pass's other reads are ready");
+                lp.run(RunMode::NoWait).unwrap();
+                assert_eq!(reads.borrow().len(), before + 1, "one read per run");
+            } else {
+                lp.run(RunMode::Once).unwrap();
+            }
+            assert!(start.elapsed() < LIMIT, "reads missing");
+        }
+        let mut seen: Vec<usize> = reads
+            .borrow()
+            .iter()
+            .map(|(i, d)| {
+                assert_eq!(d, &vec![*i as u8; 8]);
+                *i
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2, 3]);
+        drop(clients);
+        for s in conns.borrow().iter() {
+            s.close(lp, None).unwrap();
+        }
+        server.close(lp, None).unwrap();
+        lp.run(RunMode::Default).unwrap();
+    });
+}
+
 /// On io_uring the first `backend_fd` sets the ring up for a foreign loop, which can only be
 /// done before the kernel has seen its operations: asked after a run, it fails with EBUSY and
 /// the loop goes on as it was. epoll's fd serves either way.

@@ -119,6 +119,11 @@ struct Slab {
     used: usize,
 }
 
+/// How many runs one libuv callback makes while the loop has work ready. Reads come to
+/// JavaScript one at a time (each ends its pass, see net.rs), so this bounds how long Node's
+/// own work waits for a busy evloop.
+const RUNS_PER_DRIVE: usize = 64;
+
 /// Size of each slab; reads larger than half of it get a `Buffer` of their own.
 const SLAB_SIZE: usize = 64 * 1024;
 
@@ -309,8 +314,9 @@ impl Runtime {
         }
     }
 
-    /// One non-blocking run of the loop, its events dispatched to JavaScript, and the timer
-    /// re-armed for the loop's next deadline.
+    /// Non-blocking runs of the loop while it has work ready (at most [`RUNS_PER_DRIVE`]), each
+    /// run's events dispatched to JavaScript and what JavaScript wrote for them handed to the
+    /// kernel, then the timer re-armed for the loop's next deadline.
     fn drive(&self) {
         if self.driving.replace(true) {
             return;
@@ -321,10 +327,42 @@ impl Runtime {
             self.driving.set(false);
             return;
         }
-        let ran = match self.lp.try_borrow_mut() {
-            Ok(mut lp) => lp.run(RunMode::Ready).map(|_| ()),
-            Err(_) => Ok(()),
-        };
+        for _ in 0..RUNS_PER_DRIVE {
+            let ran = match self.lp.try_borrow_mut() {
+                Ok(mut lp) => lp.run(RunMode::Ready).map(|_| ()),
+                Err(_) => Ok(()),
+            };
+            self.dispatch_events();
+            // What JavaScript wrote for these events leaves now, not when the prepare hook runs
+            // the loop again at the end of Node's iteration.
+            let flushed = match self.lp.try_borrow_mut() {
+                Ok(mut lp) => lp.flush(),
+                Err(_) => Ok(()),
+            };
+            if let Err(e) = ran.and(flushed) {
+                self.fatal(&format!(
+                    "evloop: the loop failed: {} ({})",
+                    e.message(),
+                    e.name()
+                ));
+                break;
+            }
+            // A read ends its pass (net.rs): the pass's other completions are still ready.
+            if self.lp.try_borrow().map_or(true, |lp| lp.backend_timeout() != 0) {
+                break;
+            }
+        }
+        let _ = napi_call!(sys::napi_close_handle_scope(env, scope));
+        self.driving.set(false);
+        let timeout = self.lp.try_borrow().map(|lp| lp.backend_timeout()).unwrap_or(0);
+        if let Some(d) = self.driver.borrow_mut().as_mut() {
+            d.arm(timeout);
+        }
+        self.sync_ref();
+    }
+
+    /// Hands the events the last run recorded to JavaScript, in order.
+    fn dispatch_events(&self) {
         let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
         std::mem::swap(&mut *self.events.borrow_mut(), &mut batch);
         if !batch.is_empty() {
@@ -334,26 +372,6 @@ impl Runtime {
             }
         }
         *self.spare.borrow_mut() = batch;
-        // What JavaScript wrote for these events leaves now, not when the prepare hook runs the
-        // loop again at the end of Node's iteration.
-        let flushed = match self.lp.try_borrow_mut() {
-            Ok(mut lp) => lp.flush(),
-            Err(_) => Ok(()),
-        };
-        if let Err(e) = ran.and(flushed) {
-            self.fatal(&format!(
-                "evloop: the loop failed: {} ({})",
-                e.message(),
-                e.name()
-            ));
-        }
-        let _ = napi_call!(sys::napi_close_handle_scope(env, scope));
-        self.driving.set(false);
-        let timeout = self.lp.try_borrow().map(|lp| lp.backend_timeout()).unwrap_or(0);
-        if let Some(d) = self.driver.borrow_mut().as_mut() {
-            d.arm(timeout);
-        }
-        self.sync_ref();
     }
 
     /// Calls `func` (the JavaScript dispatcher) for `ev`; `undefined` stands for absent values.

@@ -265,6 +265,12 @@ impl EpollBackend {
         self.events.len() > CROWDED_PASS
     }
 
+    /// Events the last wait returned.
+    #[inline]
+    pub(crate) fn pass_size(&self) -> usize {
+        self.events.len()
+    }
+
     fn queue_send(&mut self, send: QueuedSend) -> Option<i32> {
         if send.fd < 0 {
             return Some(Error::EBADF.code());

@@ -469,6 +469,15 @@ impl Backend {
         }
     }
 
+    /// How many events (epoll) or completions (io_uring) the last wait brought.
+    #[inline]
+    pub(crate) fn pass_size(&self) -> usize {
+        match self {
+            Backend::Epoll(b) => b.pass_size(),
+            Backend::Uring(b) => b.pass_size(),
+        }
+    }
+
     /// Completions are ready without waiting (the loop must not block).
     #[inline]
     pub(crate) fn has_ready(&self) -> bool {

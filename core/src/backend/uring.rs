@@ -868,6 +868,12 @@ impl UringBackend {
         self.pass_completions > 1
     }
 
+    /// Completions the last wait brought (those dispatched since included).
+    #[inline]
+    pub(crate) fn pass_size(&self) -> usize {
+        self.pass_completions
+    }
+
     pub(crate) fn recycle(&mut self, c: &Completion) {
         match c.buf_id {
             NO_BUFFER => {}
