@@ -140,9 +140,9 @@ def main():
              "heading (CPU per message or request: user + system from /proc; latency: the client's).", ""]
     for _, title, _, peer, servers in chosen:
         lines += [f"{title}, against {peer}:", "",
-                  "| conns | server | per s | CPU µs | user µs | p50 µs | p99 µs | p99.9 µs | CPU vs peer "
+                  "| server, connections | per s | CPU µs | user µs | p50 µs | p99 µs | p99.9 µs | CPU vs peer "
                   "| per s vs peer | p99 vs peer | p99.9 vs peer |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for conns in conns_list:
             refs = results[(title, conns, peer)]
             for name, _, _ in servers:
@@ -152,7 +152,7 @@ def main():
                     vs = "| – | – | – | – |"
                 else:
                     vs = "| " + " | ".join(f"{ratio(runs, refs, k):.2f}×" for k in ("cpu_us", "rate", "p99", "p999")) + " |"
-                lines.append(f"| {conns} | {name} | {med['rate']:.0f} | {med['cpu_us']:.2f} | {med['user_us']:.2f} | "
+                lines.append(f"| {name}, {conns} | {med['rate']:.0f} | {med['cpu_us']:.2f} | {med['user_us']:.2f} | "
                              f"{med['p50']:.0f} | {med['p99']:.0f} | {med['p999']:.0f} {vs}")
         lines.append("")
     emit(lines[:-1], args.markdown)

@@ -23,7 +23,7 @@ fi
 out=BENCHMARKS.md
 idle_busy_args=(--plot bench/results/idle_busy.png)
 if [ $quick = 1 ]; then
-    export ECHO_ROUNDS=1 SECONDS_PER_RUN=1 ROUNDS=1 FILES_ROUNDS=1 POLL_ROUNDS=1 PY_ROUNDS=1 NODE_ROUNDS=1 HTTP_ROUNDS=1
+    export ECHO_ROUNDS=1 SECONDS_PER_RUN=1 ROUNDS=1 FILES_ROUNDS=1 POLL_ROUNDS=1 PY_ROUNDS=1 NODE_ROUNDS=1 HTTP_ROUNDS=1 LIGHT_ROUNDS=1
     out=bench/results/QUICK.md
     idle_busy_args=(--quick --plot bench/results/idle_busy-quick.png)
 fi
@@ -62,6 +62,8 @@ python3 bench/python_profile.py --mode http --conns 50 --seconds "$py_seconds" -
 python3 bench/node_echo.py --rounds "${NODE_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/node_echo.md"
 python3 bench/node_idle.py --rounds "${NODE_ROUNDS:-3}" --markdown "$tmp/node_idle.md"
 python3 bench/node_files.py --rounds "${NODE_ROUNDS:-5}" --markdown "$tmp/node_files.md"
+# Every face at 1, 4 and 50 connections, with latency tails (needs the module and the addon).
+python3 bench/light_load.py --rounds "${LIGHT_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/light_load.md"
 {
     echo "## The machine, the peers, the command"
     echo
@@ -79,6 +81,12 @@ python3 bench/node_files.py --rounds "${NODE_ROUNDS:-5}" --markdown "$tmp/node_f
     echo "unlike CPU time on a shared machine): \`bench/instructions.sh 20 4\`"
     echo
     cat "$tmp/instructions.md"
+    echo
+    echo "## Light load: 1, 4 and 50 connections, request/response (\`bench/light_load.py\`)"
+    echo
+    cat "$tmp/light_load.md"
+    echo
+    cat bench/LIGHT_LOAD.md
     echo
     echo "## Timers"
     echo
