@@ -129,6 +129,27 @@ def cpu_ticks(pid):
     return int(fields[11]), int(fields[12])  # utime, stime
 
 
+def measure_server(cmd, env, port, load):
+    """Starts the server `cmd` on CPU 0, waits for it to listen on `port`, runs `load()` and
+    stops the server (SIGTERM, then SIGKILL). Returns what `load` returned and the server's user
+    and system CPU ticks during it."""
+    proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port, proc)
+        u0, s0 = cpu_ticks(proc.pid)
+        result = load()
+        u1, s1 = cpu_ticks(proc.pid)
+    finally:
+        proc.send_signal(15)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return result, u1 - u0, s1 - s0
+
+
 def open_idle(port, n, seconds=600):
     """Idle client processes holding `n` connections to `port` (5,000 a process, under the
     descriptor limit); close their stdin to let them go."""

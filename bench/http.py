@@ -94,21 +94,10 @@ def to_us(text):
 
 
 def one_run(name, cmd, env, port, conns, seconds):
-    proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        echo.wait_port(port, proc)
-        u0, s0 = echo.cpu_ticks(proc.pid)
-        load = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
-                               f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60)
-        u1, s1 = echo.cpu_ticks(proc.pid)
-    finally:
-        proc.send_signal(15)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    load, user, system = echo.measure_server(
+        cmd, env, port,
+        lambda: subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+                                f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60))
     out = load.stdout
     total = re.search(r"(\d+) requests in", out)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -125,8 +114,8 @@ def one_run(name, cmd, env, port, conns, seconds):
     reqs = int(total.group(1))
     return {
         "rate": float(rate.group(1)),
-        "cpu_us": (u1 - u0 + s1 - s0) / echo.HZ * 1e6 / reqs,
-        "user_us": (u1 - u0) / echo.HZ * 1e6 / reqs,
+        "cpu_us": (user + system) / echo.HZ * 1e6 / reqs,
+        "user_us": user / echo.HZ * 1e6 / reqs,
         "p99": to_us(p99.group(1)) if p99 else None,
         "errors": err_count,
     }

@@ -88,22 +88,11 @@ def run_wrk(port, conns, seconds):
 
 
 def one_run(cmd, env, port, driver, conns, seconds):
-    proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        echo.wait_port(port, proc)
-        u0, s0 = echo.cpu_ticks(proc.pid)
-        msgs, rate, p50, p99, p999 = (run_loadgen if driver == "loadgen" else run_wrk)(port, conns, seconds)
-        u1, s1 = echo.cpu_ticks(proc.pid)
-    finally:
-        proc.send_signal(15)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    drive = run_loadgen if driver == "loadgen" else run_wrk
+    (msgs, rate, p50, p99, p999), user, system = echo.measure_server(cmd, env, port,
+                                                                    lambda: drive(port, conns, seconds))
     return {"rate": rate, "p50": p50, "p99": p99, "p999": p999,
-            "cpu_us": (u1 - u0 + s1 - s0) / echo.HZ * 1e6 / msgs, "user_us": (u1 - u0) / echo.HZ * 1e6 / msgs}
+            "cpu_us": (user + system) / echo.HZ * 1e6 / msgs, "user_us": user / echo.HZ * 1e6 / msgs}
 
 
 def ratio(runs, refs, key):
