@@ -229,6 +229,80 @@ def test_debug_mode_refuses_calls_from_a_foreign_thread(loop):
     assert "thread" in str(errors[0])
 
 
+def test_debug_mode_can_be_set_from_another_thread_and_call_soon_is_then_refused(loop):
+    results = {}
+
+    def worker():
+        loop.set_debug(True)
+        results["debug"] = loop.get_debug()
+        for name, call in [("call_soon", lambda: loop.call_soon(print)),
+                           ("call_later", lambda: loop.call_later(60, print)),
+                           ("call_at", lambda: loop.call_at(loop.time() + 60, print))]:
+            try:
+                call()
+                results[name] = "accepted"
+            except RuntimeError as e:
+                results[name] = str(e)
+        loop.set_debug(False)
+
+    async def main():
+        t = threading.Thread(target=worker)
+        t.start()
+        while t.is_alive():
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+    assert results["debug"] is True
+    for name in ("call_soon", "call_later", "call_at"):
+        assert "thread" in results[name], (name, results[name])
+    assert not loop.get_debug()
+
+
+def test_call_soon_from_another_thread_runs_with_debug_off(loop):
+    ran = []
+
+    def worker(fut):
+        loop.call_soon(ran.append, threading.get_ident())
+        loop.call_soon_threadsafe(fut.set_result, None)
+
+    async def main():
+        fut = loop.create_future()
+        t = threading.Thread(target=worker, args=(fut,))
+        t.start()
+        await asyncio.wait_for(fut, 10)
+        t.join()
+        # asyncio queues the callback without waking the loop: give it an iteration.
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    assert len(ran) == 1 and ran[0] != threading.get_ident()
+
+
+def test_timers_from_another_thread_run_with_debug_off(loop):
+    ran = []
+
+    def worker(done):
+        loop.call_later(0.01, ran.append, "later")
+        cancelled = loop.call_later(0.01, ran.append, "cancelled")
+        cancelled.cancel()
+        loop.call_at(loop.time() + 0.02, done.set)
+
+    async def main():
+        done = asyncio.Event()
+        # Event.set from the timer runs on the loop's thread.
+        t = threading.Thread(target=worker, args=(done,))
+        t.start()
+        # asyncio does not wake a sleeping loop for them: keep it turning.
+        for _ in range(1000):
+            if done.is_set():
+                break
+            await asyncio.sleep(0.01)
+        t.join()
+
+    loop.run_until_complete(main())
+    assert ran == ["later"]
+
+
 def test_debug_mode_reports_slow_callbacks(loop, caplog):
     loop.set_debug(True)
     loop.slow_callback_duration = 0.01

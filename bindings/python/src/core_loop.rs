@@ -183,6 +183,35 @@ impl Core {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Starts the core timer of `th` on the loop's thread: it queues `th` when its time comes.
+    pub(crate) fn arm_timer(slf: &Bound<'_, Self>, th: &Py<TimerHandle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lp = this.lp()?;
+        // The core's deadline is in whole milliseconds on its own clock: round the target up,
+        // so a timer never fires before `when`.
+        let due_ns = (th.get().when * 1e9) - this.state.epoch_ns as f64;
+        let due_ms = (due_ns / 1e6).ceil().max(0.0).min(u64::MAX as f64 / 2.0) as u64;
+        let delay_ms = due_ms.saturating_sub(lp.now());
+        let timer = Timer::new(lp);
+        let fired = th.clone_ref(py);
+        let weak = Rc::downgrade(&this.state);
+        timer
+            .start(lp, delay_ms, 0, move |lp, t| {
+                let _ = t.close(lp, None);
+                // SAFETY-free: the GIL is held while the core runs callbacks (see ReleaseGil).
+                Python::with_gil(|py| {
+                    fired.get().fired();
+                    if let Some(st) = weak.upgrade() {
+                        st.ready.borrow_mut().push_back(fired.clone_ref(py).into_any());
+                    }
+                });
+            })
+            .map_err(os_error)?;
+        *th.get().timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer);
+        Ok(())
+    }
+
     pub(crate) fn cancel_timer(&self, timer: Timer) -> PyResult<()> {
         let lp = self.lp()?;
         // EBADF: the loop already let it go (it fired); nothing to free.
@@ -346,7 +375,17 @@ impl Core {
         args: Py<PyTuple>,
         context: Option<PyObject>,
     ) -> PyResult<Py<Handle>> {
-        slf.get().lp()?;
+        let this = slf.get();
+        if this.check_thread().is_err() && !this.is_closed() {
+            // asyncio checks the thread in debug mode only; with debug off it queues the
+            // callback. Here it is queued as call_soon_threadsafe queues it (the ready queue is
+            // the GIL's), with the wake-up asyncio leaves out.
+            if this.state.debug.get() {
+                return Err(foreign_thread());
+            }
+            return Self::call_soon_threadsafe(slf, callback, args, context);
+        }
+        this.lp()?;
         Self::queue_handle(slf, callback, args, context, "call_soon")
     }
 
@@ -402,7 +441,15 @@ impl Core {
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
         let this = slf.get();
-        let lp = this.lp()?;
+        // asyncio checks the thread in debug mode only; with debug off a timer may be scheduled
+        // from another thread, and here the loop's thread arms it (see below).
+        let foreign = this.check_thread().is_err() && !this.is_closed();
+        if foreign && this.state.debug.get() {
+            return Err(foreign_thread());
+        }
+        if !foreign {
+            this.lp()?;
+        }
         if when.is_nan() {
             return Err(PyValueError::new_err("when must not be NaN"));
         }
@@ -416,31 +463,16 @@ impl Core {
                 core: slf.clone().unbind(),
             },
         )?;
-        // The core's deadline is in whole milliseconds on its own clock: round the target up,
-        // so a timer never fires before `when`.
-        let due_ns = (when * 1e9) - this.state.epoch_ns as f64;
-        let due_ms = (due_ns / 1e6).ceil().max(0.0).min(u64::MAX as f64 / 2.0) as u64;
-        let delay_ms = due_ms.saturating_sub(lp.now());
-        let timer = Timer::new(lp);
-        let fired = th.clone_ref(py);
-        let weak = Rc::downgrade(&this.state);
-        timer
-            .start(lp, delay_ms, 0, move |lp, t| {
-                let _ = t.close(lp, None);
-                // SAFETY-free: the GIL is held while the core runs callbacks (see ReleaseGil).
-                Python::with_gil(|py| {
-                    fired.get().fired();
-                    if let Some(st) = weak.upgrade() {
-                        st.ready.borrow_mut().push_back(fired.clone_ref(py).into_any());
-                    }
-                });
-            })
-            .map_err(os_error)?;
-        *th.get().timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer);
+        if foreign {
+            let arm = th.bind(py).getattr(intern!(py, "_arm"))?.unbind();
+            Self::call_soon_threadsafe(slf, arm, PyTuple::empty_bound(py).unbind(), None)?;
+        } else {
+            Self::arm_timer(slf, &th)?;
+        }
         Ok(th)
     }
 
-    /// Queues an asyncio handle (the selector machinery's reader and writer callbacks).
+    /// Queues an asyncio handle (the selector machinery's reader and writer callbacks).    /// Queues an asyncio handle (the selector machinery's reader and writer callbacks).
     fn _add_callback(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         self.lp()?;
         if !handle.getattr(intern!(handle.py(), "_cancelled"))?.is_truthy()? {
@@ -572,8 +604,9 @@ impl Core {
         Ok(())
     }
 
+    /// Any thread may set it, as asyncio allows: the flag is read under the GIL, like the ready
+    /// queue.
     fn _set_core_debug(&self, enabled: bool) -> PyResult<()> {
-        self.check_thread()?;
         self.state.debug.set(enabled);
         Ok(())
     }

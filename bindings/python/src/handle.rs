@@ -281,6 +281,15 @@ impl TimerHandle {
         self.handle.is_cancelled()
     }
 
+    /// Run on the loop's thread for a timer scheduled from another one (`Core::call_at`): it
+    /// starts the core timer unless the handle was cancelled meanwhile.
+    fn _arm(slf: &Bound<'_, TimerHandle>) -> PyResult<()> {
+        if slf.get().handle.is_cancelled() {
+            return Ok(());
+        }
+        Core::arm_timer(slf.get().core.bind(slf.py()), &slf.clone().unbind())
+    }
+
     fn when(&self) -> f64 {
         self.when
     }
