@@ -310,6 +310,30 @@ def test_a_reset_peer_ends_the_connection_with_an_error(loop):
     loop.run_until_complete(main())
 
 
+def test_a_write_to_a_closed_peer_ends_the_connection_with_its_error(loop):
+    # A Unix stream whose peer is gone before the write: the write's EPIPE is what
+    # connection_lost gets, though the peer's EOF waits to be read (issue 30, item 2; evloop
+    # reported None). Over TCP the first write after the peer's FIN succeeds, so the EOF is
+    # the end there on every loop.
+    class Lost(asyncio.Protocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+
+        def connection_lost(self, exc):
+            if not self.lost.done():
+                self.lost.set_result(exc)
+
+    async def main():
+        mine, peer = socket.socketpair()
+        tr, proto = await loop.create_unix_connection(Lost, sock=mine)
+        peer.close()
+        tr.write(b"after the peer left")
+        exc = await asyncio.wait_for(proto.lost, 10)
+        assert isinstance(exc, (BrokenPipeError, ConnectionResetError)), repr(exc)
+
+    loop.run_until_complete(main())
+
+
 def test_connection_refused_and_bad_addresses(loop):
     async def main():
         s = socket.socket()

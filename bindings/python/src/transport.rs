@@ -469,7 +469,15 @@ impl StreamTransport {
     fn after_write(slf: &Bound<'_, Self>, written: evloop::Result<()>) -> PyResult<()> {
         match written {
             Ok(()) => {
-                let queued = slf.get().stream.write_queue_size(slf.get().lp(slf.py())?);
+                let lp = slf.get().lp(slf.py())?;
+                // A send the socket refused inside the write (EPIPE, ECONNRESET) is the
+                // transport's fatal error now, as asyncio's write makes it: the peer's EOF,
+                // if it is read first, must not end the connection as a clean one.
+                if let Some(e) = slf.get().stream.write_error(lp) {
+                    Self::fatal_error(slf, os_error(e), "Fatal write error on socket transport");
+                    return Ok(());
+                }
+                let queued = slf.get().stream.write_queue_size(lp);
                 if queued > 0 {
                     Self::maybe_pause_protocol(slf, queued);
                 }
