@@ -208,6 +208,18 @@ def test_misuse_of_a_running_or_closed_loop_raises(loop):
     coro.close()
 
 
+def run_in_a_thread(loop, worker):
+    """Runs `worker` on a thread of its own while the loop keeps turning, until it returns."""
+
+    async def main():
+        t = threading.Thread(target=worker)
+        t.start()
+        while t.is_alive():
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+
+
 def test_debug_mode_refuses_calls_from_a_foreign_thread(loop):
     loop.set_debug(True)
     errors = []
@@ -218,13 +230,7 @@ def test_debug_mode_refuses_calls_from_a_foreign_thread(loop):
         except RuntimeError as e:
             errors.append(e)
 
-    async def main():
-        t = threading.Thread(target=worker)
-        t.start()
-        while t.is_alive():
-            await asyncio.sleep(0.01)
-
-    loop.run_until_complete(main())
+    run_in_a_thread(loop, worker)
     assert len(errors) == 1
     assert "thread" in str(errors[0])
 
@@ -245,13 +251,7 @@ def test_debug_mode_can_be_set_from_another_thread_and_call_soon_is_then_refused
                 results[name] = str(e)
         loop.set_debug(False)
 
-    async def main():
-        t = threading.Thread(target=worker)
-        t.start()
-        while t.is_alive():
-            await asyncio.sleep(0.01)
-
-    loop.run_until_complete(main())
+    run_in_a_thread(loop, worker)
     assert results["debug"] is True
     for name in ("call_soon", "call_later", "call_at"):
         assert "thread" in results[name], (name, results[name])

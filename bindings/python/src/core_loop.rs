@@ -183,6 +183,19 @@ impl Core {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Whether a callback or timer is being scheduled from a thread other than the loop's, where
+    /// asyncio allows it: with debug mode off (asyncio checks the thread in debug mode only, and
+    /// then refuses, as this does). A closed loop answers as on its own thread.
+    fn scheduled_from_another_thread(&self) -> PyResult<bool> {
+        if self.check_thread().is_ok() || self.is_closed() {
+            return Ok(false);
+        }
+        if self.state.debug.get() {
+            return Err(foreign_thread());
+        }
+        Ok(true)
+    }
+
     /// Starts the core timer of `th` on the loop's thread: it queues `th` when its time comes.
     pub(crate) fn arm_timer(slf: &Bound<'_, Self>, th: &Py<TimerHandle>) -> PyResult<()> {
         let py = slf.py();
@@ -376,13 +389,9 @@ impl Core {
         context: Option<PyObject>,
     ) -> PyResult<Py<Handle>> {
         let this = slf.get();
-        if this.check_thread().is_err() && !this.is_closed() {
-            // asyncio checks the thread in debug mode only; with debug off it queues the
-            // callback. Here it is queued as call_soon_threadsafe queues it (the ready queue is
-            // the GIL's), with the wake-up asyncio leaves out.
-            if this.state.debug.get() {
-                return Err(foreign_thread());
-            }
+        if this.scheduled_from_another_thread()? {
+            // Queued as call_soon_threadsafe queues it (the ready queue is the GIL's), with the
+            // wake-up asyncio leaves out.
             return Self::call_soon_threadsafe(slf, callback, args, context);
         }
         this.lp()?;
@@ -441,12 +450,8 @@ impl Core {
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
         let this = slf.get();
-        // asyncio checks the thread in debug mode only; with debug off a timer may be scheduled
-        // from another thread, and here the loop's thread arms it (see below).
-        let foreign = this.check_thread().is_err() && !this.is_closed();
-        if foreign && this.state.debug.get() {
-            return Err(foreign_thread());
-        }
+        // From another thread the loop's thread arms the timer (see below).
+        let foreign = this.scheduled_from_another_thread()?;
         if !foreign {
             this.lp()?;
         }
@@ -472,7 +477,7 @@ impl Core {
         Ok(th)
     }
 
-    /// Queues an asyncio handle (the selector machinery's reader and writer callbacks).    /// Queues an asyncio handle (the selector machinery's reader and writer callbacks).
+    /// Queues an asyncio handle (the selector machinery's reader and writer callbacks).
     fn _add_callback(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         self.lp()?;
         if !handle.getattr(intern!(handle.py(), "_cancelled"))?.is_truthy()? {

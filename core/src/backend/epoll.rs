@@ -33,7 +33,7 @@ const EVENT_BATCH: usize = 1024;
 /// is worth: C echo at 4 connections, gathering from 2 events on: 0.87x libuv's messages per
 /// second at 1.04x its CPU; from 9 on: 1.14x at 0.83x (bench/light_load.py figures, one A/B
 /// run); at 100 connections passes are larger and nothing changed.
-const CROWDED_PASS: usize = 8;
+pub(crate) const CROWDED_PASS: usize = 8;
 /// Accepts performed for one readiness event before other fds get their turn.
 const ACCEPT_BURST: u32 = 64;
 
@@ -256,13 +256,6 @@ impl EpollBackend {
             }
             Op::Shutdown { fd } => Some(to_res(socket::shutdown_write(fd).map(|_| 0))),
         }
-    }
-
-    /// Whether the last wait returned more than [`CROWDED_PASS`] events: its replies are worth
-    /// sending together.
-    #[inline]
-    pub(crate) fn in_crowded_pass(&self) -> bool {
-        self.events.len() > CROWDED_PASS
     }
 
     /// Events the last wait returned.

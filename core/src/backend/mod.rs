@@ -325,8 +325,18 @@ impl Backend {
     #[inline]
     pub(crate) fn copies_send(&self, len: usize) -> bool {
         match self {
-            Backend::Epoll(b) => len < EPOLL_COPIED_SEND_MAX && b.in_crowded_pass(),
-            Backend::Uring(b) => b.in_crowded_pass(),
+            Backend::Epoll(_) => len < EPOLL_COPIED_SEND_MAX && self.in_crowded_pass(),
+            Backend::Uring(_) => self.in_crowded_pass(),
+        }
+    }
+
+    /// Whether the last wait brought more than the backend's `CROWDED_PASS`: the pass's small
+    /// replies are worth sending together (see `copies_send`).
+    #[inline]
+    fn in_crowded_pass(&self) -> bool {
+        match self {
+            Backend::Epoll(b) => b.pass_size() > epoll::CROWDED_PASS,
+            Backend::Uring(b) => b.pass_size() > uring::CROWDED_PASS,
         }
     }
 
@@ -342,12 +352,12 @@ impl Backend {
 
     /// Runs `send` (a send from a borrowed buffer: a stream write, a gathered write, a datagram)
     /// now, if this backend sends synchronously at this point: epoll always, io_uring when the
-    /// last wait brought one completion or none (see `UringBackend::in_crowded_pass`). `None`:
-    /// submit a send operation with owned memory instead.
+    /// last wait brought one completion or none (`uring::CROWDED_PASS`). `None`: submit a send
+    /// operation with owned memory instead.
     #[inline]
     pub(crate) fn send_now<T>(&mut self, send: impl FnOnce() -> Result<T>) -> Option<Result<T>> {
         match self {
-            Backend::Uring(b) if b.in_crowded_pass() => None,
+            Backend::Uring(_) if self.in_crowded_pass() => None,
             _ => Some(send()),
         }
     }

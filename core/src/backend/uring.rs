@@ -44,6 +44,11 @@ const OFFLOAD_WEIGHT: usize = 2;
 const OFFLOAD_SLOT: u32 = 1 << 16;
 /// The kernel's `IORING_ENTER_GETEVENTS` (io_uring.h); the crate keeps its constants private.
 const IORING_ENTER_GETEVENTS: u32 = 1;
+/// A pass with more completions than this sends its replies together, in the next enter. A lone
+/// reply has nothing to wait for and goes out at once with its own system call, which saves the
+/// loop an enter and an iteration (its send would complete inside that enter, and the
+/// completion satisfy the wait).
+pub(crate) const CROWDED_PASS: usize = 1;
 const BUFFER_GROUP: u16 = 0;
 /// Datagrams get buffers of their own: a receive must hold a whole datagram (up to 64 KiB),
 /// which the stream buffers (16 KiB by default) would truncate.
@@ -134,7 +139,7 @@ pub(crate) struct UringBackend {
     inline_file_sqes: usize,
     /// For embedding: an eventfd registered with the ring, made by the first `fd()` call.
     embed_fd: RawFd,
-    /// Completions the last wait brought (see `in_crowded_pass`).
+    /// Completions the last wait brought (see [`CROWDED_PASS`]).
     pass_completions: usize,
     pub(crate) counters: super::Counters,
 }
@@ -857,15 +862,6 @@ impl UringBackend {
         }
         self.pass_completions = self.cqes.len() - self.cursor;
         Ok(())
-    }
-
-    /// Whether the last wait brought more than one completion. The replies of such a pass are
-    /// worth sending together, in the next enter; a lone reply has nothing to wait for and goes
-    /// out at once with its own system call, which saves the loop an enter and an iteration
-    /// (its send would complete inside that enter, and the completion satisfy the wait).
-    #[inline]
-    pub(crate) fn in_crowded_pass(&self) -> bool {
-        self.pass_completions > 1
     }
 
     /// Completions the last wait brought (those dispatched since included).
