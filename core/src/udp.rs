@@ -43,6 +43,9 @@ pub struct UdpBindOptions {
     pub v6_only: bool,
 }
 
+/// The most datagrams a stopped socket keeps for its next `recv_start` (see `UdpEntry::held`).
+const HELD_DATAGRAMS_MAX: usize = 1024;
+
 struct Datagram {
     data: Vec<u8>,
     /// Boxed: the backend holds its address until the send completes, and the queue may move.
@@ -56,6 +59,11 @@ pub(crate) struct UdpEntry {
     receiving: bool,
     recv_armed: bool,
     recv_cb: Option<RecvCb>,
+    /// Datagrams io_uring received after `recv_stop` and before its cancellation landed (the
+    /// multishot receive takes them off the socket meanwhile): kept, in order, for the next
+    /// `recv_start`, since dropping them would lose data a stop-then-start must not lose. At
+    /// most `HELD_DATAGRAMS_MAX`; a flood past that is dropped as a full socket buffer drops it.
+    held: VecDeque<(Box<[u8]>, SocketAddr)>,
     /// Waiting datagrams; the front one is in flight while `sending`.
     queue: VecDeque<Datagram>,
     sending: bool,
@@ -118,6 +126,7 @@ impl Udp {
             receiving: false,
             recv_armed: false,
             recv_cb: None,
+            held: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             sending: false,
@@ -213,6 +222,11 @@ impl Udp {
         let e = self.entry(lp)?;
         e.recv_cb = Some(Box::new(cb));
         e.receiving = true;
+        if !e.held.is_empty() {
+            // Not inside recv_start: callbacks never run within the call that asks for them.
+            let (idx, gen) = (self.idx, self.gen);
+            lp.call_soon(move |lp| lp.udp_deliver_held(idx, gen));
+        }
         lp.udp_arm_recv(self.idx, self.gen);
         lp.udp_update_active(self.idx, self.gen);
         Ok(())
@@ -476,6 +490,22 @@ impl Loop {
                 self.udp_flush(idx, gen);
             }
             OP_RECV => {
+                if c.res >= 0 && (!e.receiving || !e.held.is_empty()) {
+                    // Stopped (the cancellation has not landed yet), or older datagrams are
+                    // still held: this one waits behind them.
+                    // SAFETY: set by the backend for successful receives; valid until recycled.
+                    let from = unsafe { c.addr.as_ref() }.and_then(RawAddr::inet);
+                    if let (Some(from), true) = (from, e.held.len() < HELD_DATAGRAMS_MAX) {
+                        // SAFETY: as above.
+                        e.held.push_back((unsafe { c.bytes() }.into(), from));
+                    }
+                    if e.receiving {
+                        self.udp_deliver_held(idx, gen);
+                    }
+                    self.udp_arm_recv(idx, gen);
+                    self.udp_update_active(idx, gen);
+                    return;
+                }
                 // ENOBUFS: the backend ran out of receive buffers; the datagram waits in the
                 // socket and the receive is armed again below.
                 if c.res != -libc::ECANCELED && c.res != -libc::ENOBUFS && e.receiving {
@@ -505,6 +535,29 @@ impl Loop {
             _ => {}
         }
         self.udp_update_active(idx, gen);
+    }
+
+    /// Hands the held datagrams to the receive callback, oldest first, while receiving lasts.
+    fn udp_deliver_held(&mut self, idx: u32, gen: u32) {
+        let u = Udp { idx, gen };
+        loop {
+            let Some(e) = self.udps.get_mut(idx, gen) else {
+                return;
+            };
+            if !e.receiving || e.common.closing {
+                return;
+            }
+            let Some((data, from)) = e.held.pop_front() else {
+                return;
+            };
+            let Some(mut cb) = e.recv_cb.take() else { return };
+            cb(self, u, Ok((&data, from)));
+            if let Some(e) = self.udps.get_mut(idx, gen) {
+                if e.recv_cb.is_none() && !e.common.closing {
+                    e.recv_cb = Some(cb);
+                }
+            }
+        }
     }
 
     pub(crate) fn udp_cancel_all(&mut self, idx: u32, gen: u32) {

@@ -127,6 +127,20 @@ def test_write_pipe_with_queued_data_loses_it_with_broken_pipe(loop):
     run(loop, main())
 
 
+def test_abort_empties_a_write_pipes_buffer_at_once(loop):
+    async def main():
+        rfile, wfile = pipe_files()
+        tr, proto = await loop.connect_write_pipe(lambda: Recorder(loop), wfile)
+        tr.write(b"x" * 1_000_000)
+        assert tr.get_write_buffer_size() > 0
+        tr.abort()
+        assert tr.get_write_buffer_size() == 0
+        assert await proto.lost is None
+        rfile.close()
+
+    run(loop, main())
+
+
 def test_write_eof_closes_after_queued_writes(loop):
     async def main():
         rfile, wfile = pipe_files()

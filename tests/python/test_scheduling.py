@@ -6,6 +6,7 @@ import contextvars
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -442,3 +443,63 @@ def test_a_timer_cancelled_from_another_thread_does_not_run(loop):
     assert h.cancelled()
     loop.run_until_complete(asyncio.sleep(0.1))
     assert seen == []
+
+
+# The order asyncio gives one iteration: the callbacks that were ready before it polled run
+# ahead of what the poll brings. A task started by run_until_complete makes its future before a
+# datagram or a chunk that was already waiting is delivered (CPython 3.13's
+# test_datagram_send_to_non_listening_address relies on it).
+
+
+class NextDelivery:
+    """Hands what a protocol is given next to the task awaiting `next_one()`, through a future
+    made only when that task starts waiting."""
+
+    future = None
+
+    def deliver(self, item):
+        self.future.set_result(item)
+
+    async def next_one(self):
+        self.future = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(self.future, 10)
+        finally:
+            self.future = None
+
+
+def test_a_waiting_datagram_comes_after_the_task_that_waits_for_it(loop):
+    class Waiter(asyncio.DatagramProtocol, NextDelivery):
+        def datagram_received(self, data, addr):
+            self.deliver(data)
+
+    def endpoint():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        return loop.run_until_complete(loop.create_datagram_endpoint(Waiter, sock=sock))
+
+    (t1, p1), (t2, p2) = endpoint(), endpoint()
+    for i in range(3):
+        # Sent while the loop is not running: the datagram waits in the socket.
+        t1.sendto(b"%d" % i, t2.get_extra_info("sockname"))
+        assert loop.run_until_complete(p2.next_one()) == b"%d" % i
+        t2.sendto(b"back %d" % i, t1.get_extra_info("sockname"))
+        assert loop.run_until_complete(p1.next_one()) == b"back %d" % i
+    t1.close()
+    t2.close()
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_waiting_stream_data_comes_after_the_task_that_waits_for_it(loop):
+    class Waiter(asyncio.Protocol, NextDelivery):
+        def data_received(self, data):
+            self.deliver(data)
+
+    a, b = socket.socketpair()
+    transport, protocol = loop.run_until_complete(loop.create_connection(Waiter, sock=a))
+    for i in range(3):
+        b.sendall(b"chunk %d" % i)
+        assert loop.run_until_complete(protocol.next_one()) == b"chunk %d" % i
+    transport.close()
+    b.close()
+    loop.run_until_complete(asyncio.sleep(0))

@@ -263,6 +263,25 @@ def test_writing_after_close_or_abort_loses_nothing_and_raises_nothing(loop):
     loop.run_until_complete(main())
 
 
+def test_abort_empties_the_write_buffer_at_once(loop):
+    # asyncio clears its buffer when it closes the socket, before connection_lost: what was
+    # queued is gone, whatever the kernel still holds of a send in flight.
+    async def main():
+        a, b = socket.socketpair()
+        proto = Collect(loop)
+        tr, _ = await loop.create_connection(lambda: proto, sock=a)
+        tr.write(b"x" * 4_000_000)  # the peer reads nothing: most of it stays queued
+        await asyncio.sleep(0.05)
+        assert tr.get_write_buffer_size() > 0
+        tr.abort()
+        assert tr.get_write_buffer_size() == 0
+        assert await proto.lost is None
+        assert tr.get_write_buffer_size() == 0
+        b.close()
+
+    loop.run_until_complete(main())
+
+
 def test_a_protocol_that_raises_is_reported_and_disconnected(loop):
     contexts = []
     loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))

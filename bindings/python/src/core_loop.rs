@@ -486,8 +486,8 @@ impl Core {
         Ok(())
     }
 
-    /// One loop iteration: wait for I/O or timers (not at all if callbacks are ready or the
-    /// loop is stopping), then run the callbacks that are ready.
+    /// One loop iteration: run the callbacks already ready, wait for I/O or timers (not at all
+    /// if callbacks are ready or the loop is stopping), then run the callbacks that are ready.
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -495,6 +495,13 @@ impl Core {
         let lp = this.lp()?;
         if st.running.get() {
             return Err(PyRuntimeError::new_err("This event loop is already running"));
+        }
+        // In asyncio the callbacks that were ready before the poll sit ahead of what the poll
+        // brings: a task that is about to wait for a datagram makes its future before the
+        // datagram is delivered. The native transports call their protocols during the poll,
+        // so those earlier callbacks run first here.
+        if !st.ready.borrow().is_empty() {
+            Self::run_ready(slf)?;
         }
         let stopping = slf.getattr(intern!(py, "_stopping"))?.is_truthy()?;
         let mode = if stopping || !st.ready.borrow().is_empty() {

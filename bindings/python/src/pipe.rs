@@ -458,7 +458,7 @@ impl PipeTransport {
 
     fn get_write_buffer_size(&self) -> PyResult<usize> {
         self.require(true, "get_write_buffer_size")?;
-        Ok(self.stream.write_queue_size(self.lp()?))
+        Ok(self.t.write_buffer_size(self.stream, self.lp()?))
     }
 
     fn get_write_buffer_limits(&self) -> PyResult<(usize, usize)> {

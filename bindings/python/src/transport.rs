@@ -862,7 +862,7 @@ impl StreamTransport {
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
         let lp = self.lp(py)?;
-        Ok(self.stream.write_queue_size(lp))
+        Ok(self.t.write_buffer_size(self.stream, lp))
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {

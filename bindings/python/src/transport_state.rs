@@ -86,6 +86,18 @@ impl TransportState {
         true
     }
 
+    /// What `get_write_buffer_size` reports: the core's queue while the stream is open, and
+    /// nothing once the transport is torn down. Closing the stream drops what was queued (as
+    /// asyncio clears its buffer when it closes), even while a send the kernel still holds has
+    /// yet to come back.
+    pub(crate) fn write_buffer_size(&self, stream: evloop::Stream, lp: &evloop::Loop) -> usize {
+        if self.torn_down.get() {
+            0
+        } else {
+            stream.write_queue_size(lp)
+        }
+    }
+
     /// Schedules the transport's `_call_connection_lost` on the ready queue, as asyncio does
     /// (at the latest in the iteration that is running, whatever the core still has to finish
     /// for the close), or, if the loop is closed and schedules nothing, calls it now.
