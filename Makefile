@@ -3,7 +3,10 @@
 #   make                      libevloop.so/.a (target/release) and the examples (build/examples)
 #   make test-c               the C test suite on every backend, then under ASan and valgrind
 #   make test-diff            differential tests against libuv (needs libuv1-dev)
-#   make install PREFIX=/usr/local   library + SONAME links, include/evloop.h, evloop.pc
+#   make install PREFIX=/usr/local   library + SONAME links, include/evloop.h, evloop.pc, CMake config
+#   make abi-check            the library's ABI against the release baseline in abi/ (libabigail)
+#   make dist                 every release artifact in dist/: C tarball, Python wheels + sdist,
+#                             npm tarball (packaging/README.md)
 #
 # Examples and tests build with -Wall -Wextra -Werror.
 
@@ -18,13 +21,18 @@ LINK := -L$(LIBDIR) -levloop -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lpthread
 EXAMPLES := $(patsubst examples/c/%.c,build/examples/%,$(wildcard examples/c/*.c))
 VALGRIND := valgrind --suppressions=tests/c/valgrind.supp --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q
 
-.PHONY: all lib examples test-c test-diff header-check install clean bench bench-quick
+.PHONY: all lib examples test-c test-diff header-check install clean bench bench-quick \
+	abi-check abi-dump abi-selftest dist dist-c dist-python dist-npm test-dist
 
 all: lib examples
 
+# libevloop.so is linked from libevloop.a by ffi/link.sh (ffi/evloop.map its one version script),
+# then given its SONAME links.
 lib:
 	cargo build --release --quiet -p evloop-ffi
-	ln -sf libevloop.so $(LIBDIR)/libevloop.so.$(MAJOR)
+	ffi/link.sh $(LIBDIR)/libevloop.so.$(VERSION) $(LIBDIR)/libevloop.a $(MAJOR)
+	ln -sf libevloop.so.$(VERSION) $(LIBDIR)/libevloop.so.$(MAJOR)
+	ln -sf libevloop.so.$(MAJOR) $(LIBDIR)/libevloop.so
 
 build/examples/%: examples/c/%.c include/evloop.h lib
 	@mkdir -p build/examples
@@ -60,9 +68,11 @@ header-check: include/evloop.h
 	$(CXX) -std=c++11 -Wall -Werror -Iinclude -c build/header_check.cpp -o build/header_check_cpp.o
 
 test-c: build/test_evloop build/test_evloop_asan header-check
-	@echo "== exported symbols: evl_* only"
-	@bad=$$(nm -D --defined-only $(LIBDIR)/libevloop.so | awk '{print $$3}' | grep -v '^evl_' || true); \
+	@echo "== exported symbols: evl_* only, each in a version node of ffi/evloop.map"
+	@bad=$$(nm -D --defined-only $(LIBDIR)/libevloop.so | awk '$$2 != "A" {print $$3}' | grep -v '^evl_' || true); \
 	  if [ -n "$$bad" ]; then echo "non-evl symbols exported: $$bad"; exit 1; fi
+	@bad=$$(objdump -T $(LIBDIR)/libevloop.so | awk '/ evl_/ && $$(NF-1) !~ /^EVLOOP_/' || true); \
+	  if [ -n "$$bad" ]; then echo "unversioned symbols: $$bad"; exit 1; fi
 	@readelf -d $(LIBDIR)/libevloop.so | grep -q 'SONAME.*libevloop.so.$(MAJOR)' || { echo "SONAME missing"; exit 1; }
 	@echo "== C tests"
 	build/test_evloop
@@ -79,14 +89,30 @@ test-c: build/test_evloop build/test_evloop_asan header-check
 	@# For the same reason a test whose client runs on a thread of its own stalls there.
 	$(VALGRIND) build/test_evloop uring -on_pool -spawn -files -client_thread
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(LIBDIR)/libevloop.so $(DESTDIR)$(PREFIX)/lib/libevloop.so.$(VERSION)
-	ln -sf libevloop.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libevloop.so.$(MAJOR)
-	ln -sf libevloop.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libevloop.so
-	install -m 644 $(LIBDIR)/libevloop.a $(DESTDIR)$(PREFIX)/lib/libevloop.a
-	install -m 644 include/evloop.h $(DESTDIR)$(PREFIX)/include/evloop.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' ffi/evloop.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/evloop.pc
+# The same install as the C release tarball's (packaging/c/Makefile), from the build tree.
+install: dist-c
+	$(MAKE) -C build/dist-c/libevloop-$(VERSION) install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+
+# The ABI of the release in abi/ (scripts/abi.sh says how it is compared).
+abi-check: lib
+	scripts/abi.sh check
+abi-dump: lib
+	scripts/abi.sh dump
+# abi-check's own test: deliberately broken builds must fail it.
+abi-selftest: lib
+	scripts/abi.sh selftest
+
+# Release artifacts (packaging/README.md).
+dist: dist-c dist-python dist-npm
+dist-c: lib
+	packaging/c/stage.sh build/dist-c dist
+dist-python:
+	packaging/python/build.sh dist
+dist-npm:
+	packaging/npm/pack.sh dist
+# Each artifact installed where no Rust toolchain is on PATH, then a real program run on it.
+test-dist: dist
+	packaging/test_installs.sh dist
 
 clean:
 	rm -rf build

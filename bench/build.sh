@@ -20,7 +20,7 @@ if pkg-config --exists libuv; then
     gcc $CFLAGS -o bench/bin/uv_files bench/c/uv_files.c $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -o bench/bin/uv_http bench/c/uv_http.c $(pkg-config --cflags --libs libuv)
     # Through libevloop.so, beside libuv in the same binary.
-    cargo build --release --quiet -p evloop-ffi
+    make --quiet lib
     gcc $CFLAGS -Iinclude -o bench/bin/poll_pingpong bench/c/poll_pingpong.c -Ltarget/release -levloop \
         -Wl,-rpath,"$PWD/target/release" $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -DEVLOOP -Iinclude -o bench/bin/evl_timers bench/c/timers.c -Ltarget/release -levloop \

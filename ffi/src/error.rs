@@ -9,6 +9,26 @@ pub const EVL_VERSION_MINOR: c_uint = 1;
 /// Patch version.
 pub const EVL_VERSION_PATCH: c_uint = 0;
 
+// The header needs the three numbers as literals (cbindgen copies them into #defines); the
+// workspace's version in Cargo.toml is the one source: a build whose literals differ from it
+// fails here. scripts/set_version.sh changes all of them together.
+const fn parse_version_part(s: &str) -> c_uint {
+    let bytes = s.as_bytes();
+    let mut value = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        value = value * 10 + (bytes[i] - b'0') as c_uint;
+        i += 1;
+    }
+    value
+}
+const _: () = assert!(
+    EVL_VERSION_MAJOR == parse_version_part(env!("CARGO_PKG_VERSION_MAJOR"))
+        && EVL_VERSION_MINOR == parse_version_part(env!("CARGO_PKG_VERSION_MINOR"))
+        && EVL_VERSION_PATCH == parse_version_part(env!("CARGO_PKG_VERSION_PATCH")),
+    "EVL_VERSION_* differ from Cargo.toml's version: run scripts/set_version.sh"
+);
+
 /// Passed to read callbacks (as `nread`) when the peer has finished sending.
 pub const EVL_EOF: c_int = -4095;
 
