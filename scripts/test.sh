@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test suite: Rust, C, Python, Node. Each test that touches the loop runs once per backend
+# Runs every test suite: Rust, C, Python, Node, and the release artifacts (make dist) installed
+# where no Rust toolchain is on PATH. Each test that touches the loop runs once per backend
 # this machine supports (EVLOOP_BACKEND=epoll|uring narrows the Rust suites to one); each Python
 # test also runs on asyncio's own loop, the oracle.
 set -euo pipefail
@@ -17,18 +18,14 @@ echo "== pipes on io_uring's single-shot read (kernels before 6.7)"
 EVLOOP_NO_MULTISHOT_READ=1 cargo test --quiet -p evloop-core --test pipes
 echo "== C ABI: header, symbols, C tests on both backends, valgrind"
 make --quiet test-c
+echo "== C ABI: against the release baseline in abi/ (libabigail), and the check's own test"
+make --quiet abi-check
+make --quiet abi-selftest
 scripts/model_checks.sh
 echo "== differential tests against libuv (fd watchers, timers)"
 make --quiet test-diff
 scripts/test_python.sh
 scripts/test_node.sh
-echo "== C ABI: install, then build an example outside the tree with pkg-config"
-prefix=$(mktemp -d)
-make --quiet install PREFIX="$prefix"
-gcc -std=c11 -Wall -Wextra -Werror -o "$prefix/timers" examples/c/timers.c \
-    $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs evloop) -Wl,-rpath,"$prefix/lib"
-"$prefix/timers" > "$prefix/timers.out"
-grep -q "slow ticker" "$prefix/timers.out"
-test -L "$prefix/lib/libevloop.so.0" && test -L "$prefix/lib/libevloop.so"
-rm -rf "$prefix"
-echo "install check: ok"
+echo "== C release: make dist-c, installed with no Rust on PATH, examples built via pkg-config and CMake"
+make --quiet dist-c
+packaging/c/test_install.sh dist

@@ -6,6 +6,8 @@ import { Duplex } from 'stream';
 
 /** The backend the loop runs on. */
 export const backend: 'uring' | 'epoll';
+/** evloop's release (the same number as the npm package's, the Python module's and the C library's). */
+export const version: string;
 
 export interface AddressInfo {
   address: string;
@@ -259,6 +261,7 @@ export namespace fs {
 
 declare const evloop: {
   backend: typeof backend;
+  version: typeof version;
   net: typeof net;
   dgram: typeof dgram;
   fs: typeof fs;

@@ -2,7 +2,7 @@
 // evloop for Node.js: io_uring (or epoll) networking and files, driven from Node's own loop
 // on the main thread. `net` and `dgram` follow Node's modules of the same names.
 
-const { backend } = require('./lib/native');
+const { backend, version } = require('./lib/native');
 const net = require('./lib/net');
 const dgram = require('./lib/dgram');
 const fs = require('./lib/fs');
@@ -10,6 +10,7 @@ const { SocketDuplex } = require('./lib/duplex');
 
 module.exports = {
   backend,
+  version,
   net,
   dgram,
   fs,

@@ -6,7 +6,10 @@ const assert = require('node:assert');
 const path = require('node:path');
 const { once } = require('node:events');
 
-const evloop = require(path.join(__dirname, '..', '..', 'bindings', 'node'));
+// The package under test: the repository's build (bindings/node), or an installed npm package
+// (EVLOOP_NODE_PACKAGE, as scripts/test_node.sh sets it for the release tarball).
+const addonPath = process.env.EVLOOP_NODE_PACKAGE || path.join(__dirname, '..', '..', 'bindings', 'node');
+const evloop = require(addonPath);
 
 if (process.env.EVLOOP_BACKEND) assert.strictEqual(evloop.backend, process.env.EVLOOP_BACKEND);
 
@@ -36,4 +39,4 @@ function within(p, ms = 20000, what = 'operation') {
   return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }
 
-module.exports = { evloop, listen, readAll, within, once };
+module.exports = { evloop, addonPath, listen, readAll, within, once };

@@ -4,9 +4,11 @@
 const { test } = require('node:test');
 const assert = require('node:assert');
 const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
+const { evloop, addonPath } = require('./helpers');
 
-const addon = JSON.stringify(path.join(__dirname, '..', '..', 'bindings', 'node'));
+const addon = JSON.stringify(addonPath);
 
 function run(body) {
   const r = spawnSync(process.execPath, ['-e', `const evloop = require(${addon});\n${body}`], {
@@ -17,6 +19,13 @@ function run(body) {
   assert.strictEqual(r.error, undefined, `the child did not exit by itself: ${r.error}`);
   return r;
 }
+
+test("version: the package's, which is the workspace's (Cargo.toml)", () => {
+  const cargo = fs.readFileSync(path.join(__dirname, '..', '..', 'Cargo.toml'), 'utf8');
+  const workspace = /^version = "(.*)"$/m.exec(cargo)[1];
+  assert.strictEqual(evloop.version, workspace);
+  assert.strictEqual(require(path.join(addonPath, 'package.json')).version, workspace);
+});
 
 test('exits once a server and its connections are closed', () => {
   const r = run(`
@@ -99,7 +108,7 @@ test('an unhandled error event ends the process as in Node, with the error print
 });
 
 test('ESM import gives the same module', () => {
-  const url = JSON.stringify('file://' + path.join(__dirname, '..', '..', 'bindings', 'node', 'index.mjs'));
+  const url = JSON.stringify('file://' + path.join(addonPath, 'index.mjs'));
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import evloop, { createServer, fs, backend } from ${url};\nconsole.log(typeof createServer, typeof fs.readFiles, backend === evloop.backend);`], { encoding: 'utf8', timeout: 20000 });
   assert.strictEqual(r.status, 0, r.stderr);
   assert.strictEqual(r.stdout, 'function function true\n');

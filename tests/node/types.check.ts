@@ -8,6 +8,8 @@ fs.readFiles(['a']).then((b: Buffer[]) => b.length);
 fs.readFile('x', 'utf8').then((t: string) => t.length);
 const u = createSocket('udp4'); u.on('message', (m, r) => r.port);
 console.log(evloop.backend);
+const release: string = evloop.version;
+console.log(release);
 const d = c.toDuplex();
 d.pipe(process.stdout);
 // The members a Socket and its Duplex share (SocketCommon), with `this` kept for chaining.

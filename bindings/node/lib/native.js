@@ -4,11 +4,26 @@
 
 const path = require('path');
 
+// The addon: EVLOOP_NODE_ADDON if set; else a source build (`npm run build` in the repository,
+// or the npm package's fallback, scripts/install.js); else the package's prebuilt binary.
+const PREBUILT = `evloop.${process.platform}-${process.arch}-gnu.node`;
 const candidates = [
   process.env.EVLOOP_NODE_ADDON,
   path.join(__dirname, '..', 'evloop.node'),
+  path.join(__dirname, '..', PREBUILT),
 ].filter(Boolean);
 
+function unsupportedPlatform() {
+  if (process.platform === 'linux' && process.arch === 'x64') return null;
+  const e = new Error(
+    `evloop: runs on Linux x86_64 only (io_uring and epoll); this is ${process.platform}-${process.arch}`,
+  );
+  e.code = 'ERR_EVLOOP_UNSUPPORTED_PLATFORM';
+  return e;
+}
+
+const unsupported = unsupportedPlatform();
+if (unsupported) throw unsupported;
 let native;
 let lastError;
 for (const file of candidates) {
@@ -21,7 +36,8 @@ for (const file of candidates) {
 }
 if (!native) {
   const e = new Error(
-    'evloop: the native addon is not built (run `npm run build` in bindings/node): ' +
+    'evloop: the native addon is not built (in the repository: `npm run build` in bindings/node; ' +
+      'from npm: reinstall, or set EVLOOP_BUILD_FROM_SOURCE=1 to build it with cargo): ' +
       (lastError && lastError.message),
   );
   e.code = 'ERR_EVLOOP_NOT_BUILT';
@@ -65,4 +81,4 @@ function dispatch(owner, kind, a, b, n) {
 
 const backend = native.init(dispatch);
 
-module.exports = { native, backend };
+module.exports = { native, backend, version: native.version() };

@@ -21,6 +21,13 @@ use napi_derive::napi;
 /// Starts evloop in the calling Node environment; `dispatch(owner, kind, a, b, n)` receives
 /// every event. Returns the backend's name (`"uring"` or `"epoll"`). Calling it again returns
 /// the same.
+/// The release this addon was built from: the workspace's one version number (Cargo.toml),
+/// the same as the npm package's, the Python module's and `evl_version_string()`'s.
+#[napi]
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
 #[napi]
 pub fn init(env: Env, dispatch: JsFunction) -> napi::Result<String> {
     // SAFETY: `dispatch` is a live value of this call's environment.
