@@ -6,7 +6,7 @@
 //! (a `WaitHook`), so a batch of completions costs one release and one re-acquisition.
 
 use crate::errors::os_error;
-use crate::handle::{foreign_thread, Handle, Ran, TimerHandle};
+use crate::handle::{copy_current_context, foreign_thread, Handle, Ran, TimerHandle};
 use evloop::monotonic_ns;
 use evloop::{Async, BackendKind, Config, FdWatcher, Handle as _, Loop, RunMode, Timer, WaitHook, Waker};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -63,7 +63,7 @@ pub(crate) struct State {
     /// A `BaseException` raised by a Python call made from inside the core: re-raised when the
     /// run returns.
     pub(crate) escaped: RefCell<Option<PyErr>>,
-    running: Cell<bool>,
+    pub(crate) running: Cell<bool>,
     /// Absolute CLOCK_MONOTONIC nanoseconds at the core loop's time zero.
     epoch_ns: u64,
     debug: Cell<bool>,
@@ -232,13 +232,26 @@ impl Core {
         Ok(())
     }
 
+    /// Without a `context`, the handle takes a copy of the current one, as asyncio's `Handle`
+    /// does: the callback runs in the context it was scheduled from, not in whichever context
+    /// is current when the loop gets to it (a protocol's `call_soon` from its transport's
+    /// context, a subprocess's `pipe_data_received`, a task's wake-up).
     fn make_handle(
         slf: &Bound<'_, Self>,
         callback: PyObject,
         args: Py<PyTuple>,
         context: Option<PyObject>,
-    ) -> Handle {
-        Handle::new(callback, args, context, slf.clone().into_any().unbind())
+    ) -> PyResult<Handle> {
+        let context = match context {
+            Some(context) => context,
+            None => copy_current_context(slf.py())?,
+        };
+        Ok(Handle::new(
+            callback,
+            args,
+            Some(context),
+            slf.clone().into_any().unbind(),
+        ))
     }
 
     /// Makes a handle for `callback(*args)` and appends it to the ready queue (under the GIL,
@@ -251,7 +264,7 @@ impl Core {
         method: &str,
     ) -> PyResult<Py<Handle>> {
         Self::check_callback(slf, &callback, method)?;
-        let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context))?;
+        let h = Py::new(slf.py(), Self::make_handle(slf, callback, args, context)?)?;
         slf.get()
             .state
             .ready
@@ -462,7 +475,7 @@ impl Core {
         let th = Py::new(
             py,
             TimerHandle {
-                handle: Self::make_handle(slf, callback, args, context),
+                handle: Self::make_handle(slf, callback, args, context)?,
                 when,
                 timer: Mutex::new(None),
                 core: slf.clone().unbind(),

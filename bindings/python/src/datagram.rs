@@ -6,6 +6,7 @@
 
 use crate::core_loop::Core;
 use crate::errors::os_error;
+use crate::handle::copy_current_context;
 use crate::transport::{presented_class, report_transport_error, settle_waiter, with_bytes};
 use crate::transport_state::{extra_info, TransportState};
 use evloop::{Handle as _, Loop, Udp};
@@ -122,7 +123,7 @@ impl DatagramTransport {
     ) {
         let py = slf.py();
         let this = slf.get();
-        if let Err(e) = this.t.protocol(py).call_method1(py, method, args) {
+        if let Err(e) = this.t.call_protocol(py, method, args) {
             this.t.report_callback_error(slf.as_any(), e);
         }
     }
@@ -329,7 +330,7 @@ impl DatagramTransport {
         let udp = Udp::adopt(lp, fd).map_err(os_error)?;
         core.bind(py).get().state.transport_fds.borrow_mut().insert(fd);
         Ok(DatagramTransport {
-            t: TransportState::new(core, protocol, Some(sock), fd),
+            t: TransportState::new(core, protocol, copy_current_context(py)?, Some(sock), fd),
             udp,
             extra,
             address,

@@ -68,9 +68,19 @@ pub(crate) fn call_in_context(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
-    let Some(ctx) = context else {
-        return callback.call1(args.clone()).map(drop);
-    };
+    match context {
+        Some(ctx) => run_in_context(py, ctx, callback, args).map(drop),
+        None => callback.call1(args.clone()).map(drop),
+    }
+}
+
+/// `callback(*args)` run inside the context `ctx`, with its result.
+pub(crate) fn run_in_context(
+    py: Python<'_>,
+    ctx: &PyObject,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<PyObject> {
     #[cfg(feature = "abi3")]
     {
         // The stable ABI has no PyContext_Enter: `Context.run(callback, *args)`, a call and a
@@ -79,22 +89,49 @@ pub(crate) fn call_in_context(
         all.push(callback.clone());
         all.extend(args.iter());
         let all = PyTuple::new_bound(py, all);
-        ctx.bind(py).call_method1(pyo3::intern!(py, "run"), all).map(drop)
+        ctx.bind(py)
+            .call_method1(pyo3::intern!(py, "run"), all)
+            .map(Bound::unbind)
     }
     #[cfg(not(feature = "abi3"))]
     {
-        // SAFETY: `ctx` is a live object (held by the handle); PyContext_Enter checks its type
-        // and fails with a Python error (e.g. a context already entered), fetched below.
-        if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
-            return Err(PyErr::fetch(py));
-        }
-        let r = callback.call1(args.clone()).map(drop);
-        // SAFETY: the context was entered above on this thread and the call has returned.
-        if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
-            let exit_err = PyErr::fetch(py);
-            return r.and(Err(exit_err));
-        }
-        r
+        within_context(py, ctx, || callback.call1(args.clone()).map(Bound::unbind))
+    }
+}
+
+/// `f()` with the context `ctx` entered (PyContext_Enter/Exit: no call through `Context.run`).
+#[cfg(not(feature = "abi3"))]
+pub(crate) fn within_context<R>(
+    py: Python<'_>,
+    ctx: &PyObject,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    // SAFETY: `ctx` is a live object (held by the caller); PyContext_Enter checks its type and
+    // fails with a Python error (e.g. a context already entered), fetched below.
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let r = f();
+    // SAFETY: the context was entered above on this thread and `f` has returned.
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
+        let exit_err = PyErr::fetch(py);
+        return r.and(Err(exit_err));
+    }
+    r
+}
+
+/// A copy of the current context, as `contextvars.copy_context()` makes it.
+pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<PyObject> {
+    #[cfg(feature = "abi3")]
+    {
+        py.import_bound(pyo3::intern!(py, "contextvars"))?
+            .call_method0(pyo3::intern!(py, "copy_context"))
+            .map(Bound::unbind)
+    }
+    #[cfg(not(feature = "abi3"))]
+    {
+        // SAFETY: the GIL is held; a new reference, or NULL with an error set.
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
     }
 }
 

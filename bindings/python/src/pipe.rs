@@ -8,7 +8,7 @@
 
 use crate::core_loop::Core;
 use crate::errors::os_error;
-use crate::handle::{report, Ran};
+use crate::handle::{copy_current_context, report, Ran};
 use crate::transport::{
     immutable_bytes, presented_class, report_transport_error, settle_waiter, with_bytes, KeptPyBytes,
     KEEP_MIN,
@@ -103,16 +103,14 @@ impl PipeTransport {
         let this = slf.get();
         match read {
             Read::Data(data) => {
-                let protocol = this.t.protocol(py);
                 let bytes = PyBytes::new_bound(py, data);
-                if let Err(e) = protocol.call_method1(py, intern!(py, "data_received"), (bytes,)) {
+                if let Err(e) = this.t.call_protocol(py, intern!(py, "data_received"), (bytes,)) {
                     Self::report_callback_error(slf, e);
                 }
             }
             Read::Eof => {
                 this.t.closing.set(true);
-                let protocol = this.t.protocol(py);
-                if let Err(e) = protocol.call_method0(py, intern!(py, "eof_received")) {
+                if let Err(e) = this.t.call_protocol(py, intern!(py, "eof_received"), ()) {
                     Self::report_callback_error(slf, e);
                 }
                 Self::close_stream(slf);
@@ -324,7 +322,7 @@ impl PipeTransport {
         extra.bind(py).set_item("pipe", &pipe)?;
         let ring_writes = lp.backend_name() == "uring";
         Ok(PipeTransport {
-            t: TransportState::new(core, protocol, None, fd),
+            t: TransportState::new(core, protocol, copy_current_context(py)?, None, fd),
             stream,
             writes,
             ring_writes,
@@ -342,8 +340,7 @@ impl PipeTransport {
         let py = slf.py();
         let this = slf.get();
         this.t.made.set(true);
-        let protocol = this.t.protocol(py);
-        if let Err(e) = protocol.call_method1(py, intern!(py, "connection_made"), (slf,)) {
+        if let Err(e) = this.t.call_protocol(py, intern!(py, "connection_made"), (slf,)) {
             let owner = this.t.core.clone_ref(py).into_any();
             if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
                 return Err(e);

@@ -5,7 +5,7 @@
 
 use crate::core_loop::Core;
 use crate::errors::os_error;
-use crate::handle::{report, Ran};
+use crate::handle::{copy_current_context, report, Ran};
 use crate::transport_state::TransportState;
 use evloop::{Handle as _, Loop, Read, Stream};
 #[cfg(not(feature = "abi3"))]
@@ -250,9 +250,8 @@ impl StreamTransport {
                 if this.buffered.get() {
                     Self::feed_buffered(slf, data)
                 } else {
-                    let protocol = this.t.protocol.borrow().clone_ref(py);
-                    protocol
-                        .call_method1(py, intern!(py, "data_received"), (PyBytes::new_bound(py, data),))
+                    this.t
+                        .call_protocol(py, intern!(py, "data_received"), (PyBytes::new_bound(py, data),))
                         .map(drop)
                         .map_err(|e| (e, "Fatal error: protocol.data_received() call failed."))
                 }
@@ -269,14 +268,14 @@ impl StreamTransport {
         let py = slf.py();
         let this = slf.get();
         while !data.is_empty() {
-            let protocol = this.t.protocol.borrow().clone_ref(py);
-            let buf = protocol
-                .call_method1(py, intern!(py, "get_buffer"), (data.len(),))
+            let buf = this
+                .t
+                .call_protocol(py, intern!(py, "get_buffer"), (data.len(),))
                 .map_err(|e| (e, "Fatal error: protocol.get_buffer() call failed."))?;
             let n = copy_into(buf.bind(py), data)
                 .map_err(|e| (e, "Fatal error: protocol.get_buffer() call failed."))?;
-            protocol
-                .call_method1(py, intern!(py, "buffer_updated"), (n,))
+            this.t
+                .call_protocol(py, intern!(py, "buffer_updated"), (n,))
                 .map_err(|e| (e, "Fatal error: protocol.buffer_updated() call failed."))?;
             data = &data[n..];
             // The rest was read already: it goes to the protocol even if it paused reading,
@@ -291,9 +290,9 @@ impl StreamTransport {
     fn on_eof(slf: &Bound<'_, Self>) -> Result<(), (PyErr, &'static str)> {
         let py = slf.py();
         let this = slf.get();
-        let protocol = this.t.protocol.borrow().clone_ref(py);
-        let keep_open = protocol
-            .call_method0(py, intern!(py, "eof_received"))
+        let keep_open = this
+            .t
+            .call_protocol(py, intern!(py, "eof_received"), ())
             .map_err(|e| (e, "Fatal error: protocol.eof_received() call failed."))?;
         let keep_open = keep_open
             .is_truthy(py)
@@ -713,7 +712,7 @@ impl StreamTransport {
         }
         let ring_writes = lp.backend_name() == "uring";
         Ok(StreamTransport {
-            t: TransportState::new(core, protocol, sock, fd),
+            t: TransportState::new(core, protocol, copy_current_context(py)?, sock, fd),
             stream,
             ring_writes,
             buffered: Cell::new(buffered),
@@ -736,8 +735,7 @@ impl StreamTransport {
             }
         }
         this.t.made.set(true);
-        let protocol = this.t.protocol.borrow().clone_ref(py);
-        if let Err(e) = protocol.call_method1(py, intern!(py, "connection_made"), (slf,)) {
+        if let Err(e) = this.t.call_protocol(py, intern!(py, "connection_made"), (slf,)) {
             let owner = this.loop_obj(py);
             if let Ran::Escaped(e) = report(py, Some(&owner), e, slf.as_any(), "Exception in callback") {
                 return Err(e);

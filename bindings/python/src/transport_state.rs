@@ -3,11 +3,15 @@
 //! transports embed one each and differ only in the core handle they drive.
 
 use crate::core_loop::Core;
+#[cfg(feature = "abi3")]
+use crate::handle::run_in_context;
+#[cfg(not(feature = "abi3"))]
+use crate::handle::within_context;
 use crate::handle::{report, Ran};
 use crate::transport::{release_fd, report_transport_error, write_buffer_limits, DEFAULT_HIGH_WATER};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 use std::cell::{Cell, RefCell};
 
@@ -15,6 +19,15 @@ pub(crate) struct TransportState {
     /// The loop (a `Core` subclass instance).
     pub(crate) core: Py<Core>,
     pub(crate) protocol: RefCell<PyObject>,
+    /// A copy of the context the transport was made in: its protocol's callbacks run in it, as
+    /// in asyncio (whose reader handle copies the context of the transport's creation), so
+    /// what a program set in a context variable before `create_connection`, `create_server`
+    /// or `subprocess_exec` reaches `data_received` and the rest.
+    /// Let go with the protocol, after `connection_lost`.
+    context: RefCell<Option<PyObject>>,
+    /// A protocol callback of this transport is running in `context`: one it causes (a write
+    /// that pauses the protocol, say) runs there directly, since a context is entered once.
+    in_context: Cell<bool>,
     /// The Python socket the transport was made from, if it is kept: detached (not closed) when
     /// the core closes the fd, so the fd is closed once.
     pub(crate) sock: RefCell<Option<PyObject>>,
@@ -34,10 +47,19 @@ pub(crate) struct TransportState {
 }
 
 impl TransportState {
-    pub(crate) fn new(core: Py<Core>, protocol: PyObject, sock: Option<PyObject>, fd: i32) -> TransportState {
+    /// `context`: `handle::copy_current_context` where the transport is made.
+    pub(crate) fn new(
+        core: Py<Core>,
+        protocol: PyObject,
+        context: PyObject,
+        sock: Option<PyObject>,
+        fd: i32,
+    ) -> TransportState {
         TransportState {
             core,
             protocol: RefCell::new(protocol),
+            context: RefCell::new(Some(context)),
+            in_context: Cell::new(false),
             sock: RefCell::new(sock),
             fd,
             made: Cell::new(false),
@@ -54,6 +76,30 @@ impl TransportState {
 
     pub(crate) fn protocol(&self, py: Python<'_>) -> PyObject {
         self.protocol.borrow().clone_ref(py)
+    }
+
+    /// `protocol.name(*args)`, in the transport's context, with its result.
+    pub(crate) fn call_protocol(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyString>,
+        args: impl IntoPy<Py<PyTuple>>,
+    ) -> PyResult<PyObject> {
+        let protocol = self.protocol(py);
+        let context = self.context.borrow().as_ref().map(|c| c.clone_ref(py));
+        let Some(context) = context.filter(|_| !self.in_context.get()) else {
+            return protocol.call_method1(py, name, args);
+        };
+        self.in_context.set(true);
+        #[cfg(not(feature = "abi3"))]
+        let result = within_context(py, &context, || protocol.call_method1(py, name, args));
+        #[cfg(feature = "abi3")]
+        let result = protocol
+            .bind(py)
+            .getattr(name)
+            .and_then(|method| run_in_context(py, &context, &method, &args.into_py(py).into_bound(py)));
+        self.in_context.set(false);
+        result
     }
 
     /// Replaces the protocol; the old one is dropped after the cell is released (its finalizer
@@ -106,10 +152,20 @@ impl TransportState {
         let Ok(lost) = transport.getattr(intern!(py, "_call_connection_lost")) else {
             return;
         };
-        let scheduled = self
-            .core
-            .bind(py)
-            .call_method1(intern!(py, "call_soon"), (lost.clone(),));
+        // `connection_lost` runs in the context the close came from, as in asyncio: a program's
+        // `close()` or `abort()` its caller's, and an end the kernel reported (met while the
+        // loop polls, outside any callback of this transport) the transport's own, as asyncio
+        // meets it in a reader callback running there.
+        let from_the_kernel = self.core.bind(py).get().state.running.get() && !self.in_context.get();
+        let context = self.context.borrow().as_ref().map(|c| c.clone_ref(py));
+        let kwargs = PyDict::new_bound(py);
+        if let (true, Some(context)) = (from_the_kernel, context) {
+            let _ = kwargs.set_item(intern!(py, "context"), context);
+        }
+        let scheduled =
+            self.core
+                .bind(py)
+                .call_method(intern!(py, "call_soon"), (lost.clone(),), Some(&kwargs));
         if scheduled.is_err() {
             if let Err(e) = lost.call0() {
                 self.report_callback_error(transport, e);
@@ -126,6 +182,8 @@ impl TransportState {
     /// the two do not keep each other alive.
     pub(crate) fn drop_protocol(&self, py: Python<'_>) {
         self.set_protocol(py.None());
+        let context = self.context.borrow_mut().take();
+        drop(context);
     }
 
     pub(crate) fn set_limits(&self, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
@@ -176,6 +234,7 @@ impl TransportState {
         let py = transport.py();
         let exc = self.take_lost_exc(py);
         if self.made.get() {
+            // In the context its handle was scheduled with (see `schedule_connection_lost`).
             let protocol = self.protocol(py);
             if let Err(e) = protocol.call_method1(py, intern!(py, "connection_lost"), (exc,)) {
                 self.report_callback_error(transport, e);
@@ -206,8 +265,8 @@ impl TransportState {
     /// handler as "protocol.NAME() failed", as asyncio reports it.
     fn tell_protocol(&self, transport: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) {
         let py = transport.py();
-        let protocol = self.protocol(py);
-        if let Err(e) = protocol.call_method0(py, name) {
+        if let Err(e) = self.call_protocol(py, name, ()) {
+            let protocol = self.protocol(py);
             let message = format!("protocol.{name}() failed");
             report_transport_error(py, &self.core, transport, &protocol, e, &message);
         }
@@ -240,7 +299,7 @@ impl TransportState {
         if let Ok(p) = self.protocol.try_borrow() {
             visit.call(&*p)?;
         }
-        for cell in [&self.sock, &self.lost_exc] {
+        for cell in [&self.sock, &self.lost_exc, &self.context] {
             if let Ok(obj) = cell.try_borrow() {
                 if let Some(obj) = obj.as_ref() {
                     visit.call(obj)?;
