@@ -10,7 +10,7 @@
 #
 # Examples and tests build with -Wall -Wextra -Werror.
 
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+VERSION := $(shell packaging/version.sh)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 PREFIX ?= /usr/local
 LIBDIR := target/release

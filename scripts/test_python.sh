@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+version=$(packaging/version.sh)
 echo "== Python: release wheels and sdist (make dist-python)"
 make --quiet dist-python
 norust=$(packaging/no_rust_path.sh)

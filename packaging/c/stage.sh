@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 stage_root=$1
 dist=$2
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+version=$(packaging/version.sh)
 name=libevloop-$version
 stage=$stage_root/$name
 rm -rf "$stage"

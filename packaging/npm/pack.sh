@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dist=$(mkdir -p "$1" && cd "$1" && pwd)
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+version=$(packaging/version.sh)
 stage=build/dist-npm/package
 rm -rf "$stage"
 mkdir -p "$stage/scripts" "$stage/rust/bindings"

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dist=$(cd "$1" && pwd)
 work=$2
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+version=$(packaging/version.sh)
 tarball=$dist/evloop-$version.tgz
 norust=$(packaging/no_rust_path.sh)
 say() { echo "npm install: $*" >&2; }
@@ -25,8 +25,6 @@ install_into() { # DIR [ENV...]: npm install of the tarball into a new folder DI
 }
 
 # 1. Prebuilt, offline, no Rust.
-env PATH="$norust" bash -c '! command -v cargo && ! command -v rustc' >/dev/null ||
-    { say "cargo is still on the test PATH"; exit 1; }
 install_into "$work/prebuilt" PATH="$norust" >&2
 pkg=$work/prebuilt/node_modules/evloop
 [ ! -e "$pkg/evloop.node" ] || { say "the install built an addon instead of using the prebuilt one"; exit 1; }

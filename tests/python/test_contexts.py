@@ -55,19 +55,28 @@ def callbacks(protocol):
     return {name for name, _ in protocol.seen}
 
 
+async def connect_in_context(loop, value, factory):
+    """A client connection made by a task that set `request` to `value` first, to a plain
+    socket listener: (transport, protocol, the accepted peer socket, the listener)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    async def connect():
+        request.set(value)
+        return await loop.create_connection(factory, "127.0.0.1", port)
+
+    transport, protocol = await asyncio.create_task(connect())
+    peer, _ = listener.accept()
+    return transport, protocol, peer, listener
+
+
 def test_a_client_connections_callbacks_see_the_context_it_was_made_in(loop):
     for kind in (Recorder, BufferedRecorder):
 
         async def main():
-            listener = socket.create_server(("127.0.0.1", 0))
-            port = listener.getsockname()[1]
-
-            async def connect():
-                request.set("client request")
-                return await loop.create_connection(lambda: kind(loop), "127.0.0.1", port)
-
-            transport, protocol = await asyncio.create_task(connect())
-            peer, _ = listener.accept()
+            transport, protocol, peer, listener = await connect_in_context(
+                loop, "client request", lambda: kind(loop)
+            )
             peer.sendall(b"hello")
             peer.shutdown(socket.SHUT_WR)
             while "eof_received" not in callbacks(protocol):
@@ -193,15 +202,7 @@ def test_flow_control_callbacks_caused_by_a_protocol_callback_run_in_its_context
             self.note("pause_writing")
 
     async def main():
-        listener = socket.create_server(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-
-        async def connect():
-            request.set("writer")
-            return await loop.create_connection(lambda: Writer(loop), "127.0.0.1", port)
-
-        transport, protocol = await asyncio.create_task(connect())
-        peer, _ = listener.accept()
+        transport, protocol, peer, listener = await connect_in_context(loop, "writer", lambda: Writer(loop))
         transport.set_write_buffer_limits(high=64 * 1024)
         peer.sendall(b"go")
         for _ in range(1000):
