@@ -3,6 +3,7 @@
 #   make                      libevloop.so/.a (target/release) and the examples (build/examples)
 #   make test-c               the C test suite on every backend, then under ASan and valgrind
 #   make test-diff            differential tests against libuv (needs libuv1-dev)
+#   make test-adapters        the hiredis, libcurl and c-ares adapters against local servers
 #   make install PREFIX=/usr/local   library + SONAME links, include/evloop.h, evloop.pc, CMake config
 #   make abi-check            the library's ABI against the release baseline in abi/ (libabigail)
 #   make dist                 every release artifact in dist/: C tarball, Python wheels + sdist,
@@ -21,7 +22,7 @@ LINK := -L$(LIBDIR) -levloop -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lpthread
 EXAMPLES := $(patsubst examples/c/%.c,build/examples/%,$(wildcard examples/c/*.c))
 VALGRIND := valgrind --suppressions=tests/c/valgrind.supp --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q
 
-.PHONY: all lib examples test-c test-diff header-check install clean bench bench-quick \
+.PHONY: all lib examples adapters test-adapters test-c test-diff header-check install clean bench bench-quick \
 	abi-check abi-dump abi-selftest dist dist-c dist-python dist-npm test-dist
 
 all: lib examples
@@ -58,6 +59,27 @@ build/diff_libuv: tests/diff/diff_libuv.c include/evloop.h lib
 
 test-diff: build/diff_libuv
 	build/diff_libuv --seeds 300 --jobs 8
+
+# The adapters (include/evloop/adapters/, header-only) and their examples: each built against the
+# library it adapts (hiredis, libcurl, c-ares: libhiredis-dev, libcurl4-openssl-dev, libc-ares-dev).
+ADAPTERS := hiredis:hiredis curl:libcurl ares:libcares
+ADAPTER_EXAMPLES := redis_counter:hiredis http_get:libcurl resolve:libcares
+ADAPTER_HEADERS := $(wildcard include/evloop/adapters/*.h)
+pkg_of = $(lastword $(subst :, ,$(filter $(1):%,$(2))))
+
+build/adapters/test_%: tests/c/adapters/test_%.c tests/c/adapters/common.h $(ADAPTER_HEADERS) include/evloop.h lib
+	@mkdir -p build/adapters
+	$(CC) $(CFLAGS) $(STRICT) -Iinclude -o $@ $< $(LINK) $(shell pkg-config --cflags --libs $(call pkg_of,$*,$(ADAPTERS)))
+
+build/examples/adapters/%: examples/c/adapters/%.c $(ADAPTER_HEADERS) include/evloop.h lib
+	@mkdir -p build/examples/adapters
+	$(CC) $(CFLAGS) $(STRICT) -Iinclude -o $@ $< $(LINK) $(shell pkg-config --cflags --libs $(call pkg_of,$*,$(ADAPTER_EXAMPLES)))
+
+adapters: $(foreach a,$(ADAPTERS),build/adapters/test_$(firstword $(subst :, ,$(a)))) \
+	$(foreach e,$(ADAPTER_EXAMPLES),build/examples/adapters/$(firstword $(subst :, ,$(e))))
+
+test-adapters: adapters
+	tests/c/adapters/run.sh build/adapters build/examples/adapters
 
 # The header alone compiles as strict C99 and as C++11.
 header-check: include/evloop.h

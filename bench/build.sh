@@ -28,6 +28,15 @@ if pkg-config --exists libuv; then
     gcc $CFLAGS -o bench/bin/uv_wakeup bench/c/wakeup.c -lpthread $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -DEVLOOP -Iinclude -o bench/bin/evl_wakeup bench/c/wakeup.c -Ltarget/release -levloop -lpthread \
         -Wl,-rpath,"$PWD/target/release"
+    # The C adapters' client (bench/adapters.py), on libuv and through libevloop.so.
+    if pkg-config --exists hiredis libcurl libcares; then
+        adapter_libs=$(pkg-config --cflags --libs hiredis libcurl libcares)
+        gcc $CFLAGS -o bench/bin/uv_adapters bench/c/adapters.c $adapter_libs $(pkg-config --cflags --libs libuv)
+        gcc $CFLAGS -DEVLOOP -Iinclude -o bench/bin/evl_adapters bench/c/adapters.c -Ltarget/release -levloop \
+            -Wl,-rpath,"$PWD/target/release" $adapter_libs
+    else
+        echo "hiredis, libcurl or c-ares headers not found: the adapter benchmark is skipped" >&2
+    fi
 else
     echo "libuv not found: the libuv peers are skipped" >&2
 fi

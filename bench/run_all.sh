@@ -23,7 +23,7 @@ fi
 out=BENCHMARKS.md
 idle_busy_args=(--plot bench/results/idle_busy.png)
 if [ $quick = 1 ]; then
-    export ECHO_ROUNDS=1 SECONDS_PER_RUN=1 ROUNDS=1 FILES_ROUNDS=1 POLL_ROUNDS=1 PY_ROUNDS=1 NODE_ROUNDS=1 HTTP_ROUNDS=1 LIGHT_ROUNDS=1
+    export ECHO_ROUNDS=1 SECONDS_PER_RUN=1 ROUNDS=1 ADAPTER_ROUNDS=1 FILES_ROUNDS=1 POLL_ROUNDS=1 PY_ROUNDS=1 NODE_ROUNDS=1 HTTP_ROUNDS=1 LIGHT_ROUNDS=1
     out=bench/results/QUICK.md
     idle_busy_args=(--quick --plot bench/results/idle_busy-quick.png)
 fi
@@ -45,6 +45,7 @@ python3 bench/poll.py --rounds "${POLL_ROUNDS:-5}" --markdown "$tmp/poll.md"
 python3 bench/idle_busy.py --rounds "${IDLE_ROUNDS:-3}" --markdown "$tmp/idle_busy.md" "${idle_busy_args[@]}"
 python3 bench/wakeup.py --rounds "${ROUNDS:-3}" --seconds "$([ $quick = 1 ] && echo 1 || echo 2)" --markdown "$tmp/wakeup.md"
 python3 bench/http.py --suite c --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --conns "$http_conns" --markdown "$tmp/http_c.md"
+python3 bench/adapters.py --rounds "${ADAPTER_ROUNDS:-5}" --markdown "$tmp/adapters.md"
 # Python: the package as users install it.
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-build-isolation ./bindings/python
 python3 bench/python_scheduling.py --rounds "${PY_ROUNDS:-3}" --markdown "$tmp/python_scheduling.md"
@@ -117,6 +118,10 @@ python3 bench/light_load.py --rounds "${LIGHT_ROUNDS:-3}" --seconds "$py_seconds
     echo "## HTTP (\`bench/http.py --suite c\`)"
     echo
     cat "$tmp/http_c.md"
+    echo
+    echo "## C library adapters: hiredis, libcurl, c-ares (\`bench/adapters.py\`)"
+    echo
+    cat "$tmp/adapters.md"
     echo
     echo "## Python: echo servers (\`bench/python_echo.py\`)"
     echo

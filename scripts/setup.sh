@@ -19,6 +19,14 @@ pkg-config --exists libuv 2>/dev/null || need+=(libuv1-dev)
 # The release checks: libabigail's abidw/abidiff (make abi-check), CMake (the C install test).
 command -v abidiff >/dev/null || need+=(abigail-tools)
 command -v cmake >/dev/null || need+=(cmake)
+# The C adapters (make test-adapters): the libraries they adapt, and a real server for each.
+pkg-config --exists hiredis 2>/dev/null || need+=(libhiredis-dev)
+pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)
+pkg-config --exists libcares 2>/dev/null || need+=(libc-ares-dev)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v ss >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     sudo_cmd=""

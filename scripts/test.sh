@@ -18,6 +18,8 @@ echo "== pipes on io_uring's single-shot read (kernels before 6.7)"
 EVLOOP_NO_MULTISHOT_READ=1 cargo test --quiet -p evloop-core --test pipes
 echo "== C ABI: header, symbols, C tests on both backends, valgrind"
 make --quiet test-c
+echo "== C adapters (hiredis, libcurl, c-ares) against redis-server, nginx and dnsmasq, both backends"
+make --quiet test-adapters
 echo "== C ABI: against the release baseline in abi/ (libabigail), and the check's own test"
 make --quiet abi-check
 make --quiet abi-selftest

@@ -2,7 +2,8 @@
 # The C release tarball (DIST/libevloop-VERSION-linux-x86_64.tar.gz), installed with its own
 # Makefile into a new prefix where no Rust toolchain is on PATH; then every C example is built
 # against the install through pkg-config and through CMake (shared and static), and run: the
-# timers example and an echo round trip of 1,000 messages, on each backend.
+# timers example and an echo round trip of 1,000 messages, on each backend. The adapters' examples
+# are built from the installed headers (tests/c/adapters/run.sh runs them against real servers).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dist=$1
@@ -31,6 +32,15 @@ for tree in pkgconfig cmake cmake-static; do
     built=$(find "$work/$tree" -maxdepth 1 -type f -executable | wc -l)
     [ "$built" -eq "$examples" ] || { echo "c install: $tree built $built of $examples examples" >&2; exit 1; }
 done
+# The adapters' examples, with the adapters' headers from the install (no -I into this tree).
+cp -r "$prefix/share/evloop/examples/adapters" "$work/adapters"
+in_norust env PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make --quiet -C "$work/adapters" >/dev/null
+for example in redis_counter http_get resolve; do
+    test -x "$work/adapters/$example" || { echo "c install: adapter example $example not built" >&2; exit 1; }
+done
+closed=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+! out=$("$work/adapters/http_get" "http://127.0.0.1:$closed/" 2>&1) && grep -q "Couldn't connect" <<<"$out" ||
+    { echo "c install: http_get against a closed port: $out" >&2; exit 1; }
 ldd "$work/cmake/timers" | grep -q "$prefix/lib/libevloop.so.0" ||
     { echo "c install: the CMake build does not load the installed library" >&2; exit 1; }
 ! ldd "$work/cmake-static/timers" | grep -q libevloop ||
@@ -74,4 +84,4 @@ PY
     done
     echo "c install: $backend: timers and a 1,000-message echo round trip, built via pkg-config, CMake, CMake static"
 done
-echo "c install: ok ($examples examples built three ways from $(basename "$dist")/libevloop-$version-linux-x86_64.tar.gz, no Rust on PATH)"
+echo "c install: ok ($examples examples built three ways and 3 adapter examples from $(basename "$dist")/libevloop-$version-linux-x86_64.tar.gz, no Rust on PATH)"
