@@ -274,3 +274,27 @@ def test_sendto_alternating_destinations_reach_each(loop):
         await asyncio.sleep(0)
 
     run(loop, main())
+
+
+def test_a_socket_that_came_connected_sends_to_its_peer(loop):
+    # `sock=` an already connected UDP socket, no remote_addr: asyncio's transport sends every
+    # datagram to the peer with sock.send(), with or without an address (uvloop too, for None).
+    async def main():
+        peer_tr, peer = await loop.create_datagram_endpoint(lambda: Collector(loop, want=3),
+                                                            local_addr=("127.0.0.1", 0))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect(peer_tr.get_extra_info("sockname"))
+        sock.setblocking(False)
+        tr, proto = await loop.create_datagram_endpoint(lambda: Collector(loop), sock=sock)
+        assert tr.get_extra_info("peername") == peer_tr.get_extra_info("sockname")
+        tr.sendto(b"no address")
+        tr.sendto(b"its own address", peer_tr.get_extra_info("sockname"))
+        tr.sendto(b"another address", ("127.0.0.1", 9))
+        await asyncio.wait_for(peer.enough, 10)
+        assert [d for d, _ in peer.datagrams] == [b"no address", b"its own address", b"another address"]
+        assert proto.errors == [] and proto.lost == []
+        tr.close()
+        peer_tr.close()
+        assert await proto.closed is None
+
+    run(loop, main())

@@ -43,6 +43,9 @@ pub struct DatagramTransport {
     extra: Py<PyDict>,
     /// The connected peer: as given (for comparisons) and as the core sends to it.
     address: Option<(PyObject, SocketAddr)>,
+    /// The peer of a socket that came connected (`sock=`) with no `remote_addr`: asyncio sends
+    /// every datagram there (`sock.send`), whatever address `sendto` is given.
+    connected_peer: Option<SocketAddr>,
     /// The last sender and its Python address tuple: a conversation with one peer makes one
     /// tuple, not one per datagram.
     last_sender: RefCell<Option<(SocketAddr, PyObject)>>,
@@ -327,6 +330,10 @@ impl DatagramTransport {
             }
             _ => None,
         };
+        let connected_peer = match (&address, s.call_method0(intern!(py, "getpeername"))) {
+            (None, Ok(peer)) => Some(to_socket_addr(py, &peer, family)?),
+            _ => None,
+        };
         let udp = Udp::adopt(lp, fd).map_err(os_error)?;
         core.bind(py).get().state.transport_fds.borrow_mut().insert(fd);
         Ok(DatagramTransport {
@@ -334,6 +341,7 @@ impl DatagramTransport {
             udp,
             extra,
             address,
+            connected_peer,
             last_sender: RefCell::new(None),
             last_destination: RefCell::new(None),
             family,
@@ -380,9 +388,11 @@ impl DatagramTransport {
             return Ok(());
         }
         let addr = addr.filter(|a| !a.is_none());
-        let to = match (&this.address, addr) {
-            (Some((_, to)), None) => *to,
-            (Some((given, to)), Some(a)) => {
+        let to = match (&this.address, this.connected_peer, addr) {
+            // A socket that came connected: asyncio's transport calls `sock.send`.
+            (None, Some(peer), _) => peer,
+            (Some((_, to)), _, None) => *to,
+            (Some((given, to)), _, Some(a)) => {
                 if !a.eq(given.bind(py))? {
                     return Err(PyValueError::new_err(format!(
                         "Invalid address: must be None or {}",
@@ -391,7 +401,7 @@ impl DatagramTransport {
                 }
                 *to
             }
-            (None, Some(a)) => match this.destination(py, a) {
+            (None, None, Some(a)) => match this.destination(py, a) {
                 Ok(to) => to,
                 Err(e) if e.is_instance_of::<pyo3::exceptions::PyOSError>(py) => {
                     Self::call_protocol(slf, intern!(py, "error_received"), (e.value_bound(py),));
@@ -402,7 +412,7 @@ impl DatagramTransport {
                     return Ok(());
                 }
             },
-            (None, None) => {
+            (None, None, None) => {
                 // What socket.sendto(data, None) raises in asyncio's transport.
                 let err = PyTypeError::new_err("'NoneType' object is not subscriptable");
                 Self::fatal_error(slf, err, "Fatal write error on datagram transport");
