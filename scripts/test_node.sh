@@ -26,5 +26,6 @@ for backend in "${backends[@]}"; do
     echo "== Node example (repository build) and suites (the installed npm package), EVLOOP_BACKEND=$backend"
     EVLOOP_BACKEND=$backend timeout 60 node examples/node/echo.js --self-test
     EVLOOP_BACKEND=$backend timeout 60 node examples/node/files.js --self-test
+    EVLOOP_BACKEND=$backend timeout 60 node examples/node/express_app.js --self-test
     EVLOOP_BACKEND=$backend EVLOOP_NODE_PACKAGE=$package PATH=$norust timeout 600 node --test tests/node/
 done

@@ -164,6 +164,13 @@ export function connect(port: number, host?: string, connectListener?: () => voi
 export function connect(path: string, connectListener?: () => void): Socket;
 export const createConnection: typeof connect;
 
+/**
+ * An evloop Server (not yet listening) whose accepted connections `httpServer` serves, each as
+ * a stream.Duplex: an Express app, `http.createServer(handler)`, or the server a Fastify
+ * `serverFactory` returns. Listen on it instead of on the http server.
+ */
+export function serveHttp(httpServer: import('http').Server, options?: ServerOptions): Server;
+
 export namespace net {
   export { Socket, Server, createServer, connect, createConnection };
   export const Stream: typeof Socket;
@@ -272,5 +279,6 @@ declare const evloop: {
   Socket: typeof Socket;
   createSocket: typeof createSocket;
   SocketDuplex: typeof SocketDuplex;
+  serveHttp: typeof serveHttp;
 };
 export default evloop;

@@ -7,6 +7,7 @@ const net = require('./lib/net');
 const dgram = require('./lib/dgram');
 const fs = require('./lib/fs');
 const { SocketDuplex } = require('./lib/duplex');
+const { serveHttp } = require('./lib/http');
 
 module.exports = {
   backend,
@@ -21,4 +22,5 @@ module.exports = {
   Socket: net.Socket,
   createSocket: dgram.createSocket,
   SocketDuplex,
+  serveHttp,
 };

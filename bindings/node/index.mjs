@@ -2,4 +2,4 @@
 import evloop from './index.js';
 
 export default evloop;
-export const { backend, version, net, dgram, fs, createServer, connect, createConnection, Server, Socket, createSocket, SocketDuplex } = evloop;
+export const { backend, version, net, dgram, fs, createServer, connect, createConnection, Server, Socket, createSocket, SocketDuplex, serveHttp } = evloop;

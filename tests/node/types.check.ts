@@ -17,3 +17,9 @@ const chained: Socket = c.setNoDelay(true).setKeepAlive(true, 1000).ref();
 const port: number | undefined = d.setNoDelay().unref().remotePort;
 const counts: number = c.bytesRead + d.bytesWritten + (d.localPort ?? 0);
 console.log(chained.remoteAddress, port, counts, d.address(), d.connecting, c.pending);
+// An http.Server served from an evloop listener.
+import * as http from 'http';
+import { serveHttp, Server } from '../../bindings/node';
+const served: Server = serveHttp(http.createServer((_req, res) => res.end('ok')));
+served.listen(0, '127.0.0.1');
+evloop.serveHttp(http.createServer(), { allowHalfOpen: false }).close();
