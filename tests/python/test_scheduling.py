@@ -503,3 +503,82 @@ def test_waiting_stream_data_comes_after_the_task_that_waits_for_it(loop):
     transport.close()
     b.close()
     loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_a_zero_delay_timer_runs_before_what_was_scheduled_after_it(loop):
+    # uvicorn's pattern: a callback arms call_later(0, close) and wakes a task; the task then
+    # yields once (sleep(0)) and expects the timer to have run. In asyncio the timer is due in
+    # the next iteration's batch, so it runs before anything scheduled during that batch.
+    order = []
+
+    async def main():
+        woken = loop.create_future()
+
+        def arm():
+            loop.call_later(0, order.append, "timer")
+            woken.set_result(None)
+
+        loop.call_soon(arm)
+        await woken
+        order.append("task resumed")
+        await asyncio.sleep(0)
+        order.append("task after one yield")
+
+    loop.run_until_complete(main())
+    assert order == ["task resumed", "timer", "task after one yield"]
+
+
+def test_readiness_then_due_timers_then_what_they_scheduled(loop):
+    # One asyncio iteration runs the readiness callbacks its poll found, then the timers that
+    # came due, in one batch; what they schedule runs after both.
+    a, b = socket.socketpair()
+    order = []
+    try:
+
+        def on_readable():
+            loop.remove_reader(a.fileno())
+            order.append("reader")
+            loop.call_soon(order.append, "scheduled by the reader")
+
+        def on_timer():
+            order.append("timer")
+            loop.call_soon(order.append, "scheduled by the timer")
+
+        async def main():
+            b.send(b"x")
+            loop.call_later(0, on_timer)
+            loop.add_reader(a.fileno(), on_readable)
+            while len(order) < 4:
+                await asyncio.sleep(0.001)
+
+        loop.run_until_complete(asyncio.wait_for(main(), 30))
+        assert order == ["reader", "timer", "scheduled by the reader", "scheduled by the timer"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_transport_methods_can_be_replaced_on_the_instance(loop):
+    # As on asyncio's transports (which have a __dict__): aiohttp's suite patches
+    # transport.write with unittest.mock to simulate a reset.
+    from unittest import mock
+
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        with mock.patch.object(transport, "write", side_effect=ConnectionResetError) as write:
+            with pytest.raises(ConnectionResetError):
+                transport.write(b"x")
+            assert write.call_count == 1
+        transport.write(b"after")  # the class's method again
+        b.settimeout(10)
+        assert b.recv(10) == b"after"
+        udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        udp.custom_attribute = 1
+        assert udp.custom_attribute == 1
+        transport.close()
+        udp.close()
+        b.close()
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())

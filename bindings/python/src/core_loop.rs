@@ -53,6 +53,9 @@ pub(crate) struct State {
     /// The core loop (a leaked box, freed by `close` or drop); null once closed.
     lp: Cell<*mut Loop>,
     pub(crate) ready: RefCell<VecDeque<PyObject>>,
+    /// Timers that fired during the current poll: they join the ready queue at its front when
+    /// the poll returns (see `_run_once`).
+    due_timers: RefCell<VecDeque<PyObject>>,
     /// Readiness of watched fds reported during the last run: (fd, selectors mask).
     fd_events: RefCell<Vec<(RawFd, u32)>>,
     watchers: RefCell<HashMap<RawFd, FdWatcher>>,
@@ -203,9 +206,16 @@ impl Core {
         let lp = this.lp()?;
         // The core's deadline is in whole milliseconds on its own clock: round the target up,
         // so a timer never fires before `when`.
-        let due_ns = (th.get().when * 1e9) - this.state.epoch_ns as f64;
+        let when_ns = th.get().when * 1e9;
+        let due_ns = when_ns - this.state.epoch_ns as f64;
         let due_ms = (due_ns / 1e6).ceil().max(0.0).min(u64::MAX as f64 / 2.0) as u64;
-        let delay_ms = due_ms.saturating_sub(lp.now());
+        // A timer already due (`call_later(0)`, a `when` in the past) runs on the next
+        // iteration, as in asyncio; rounding up would put it a millisecond out.
+        let delay_ms = if when_ns <= monotonic_ns() as f64 {
+            0
+        } else {
+            due_ms.saturating_sub(lp.now())
+        };
         let timer = Timer::new(lp);
         let fired = th.clone_ref(py);
         let weak = Rc::downgrade(&this.state);
@@ -216,7 +226,9 @@ impl Core {
                 Python::with_gil(|py| {
                     fired.get().fired();
                     if let Some(st) = weak.upgrade() {
-                        st.ready.borrow_mut().push_back(fired.clone_ref(py).into_any());
+                        st.due_timers
+                            .borrow_mut()
+                            .push_back(fired.clone_ref(py).into_any());
                     }
                 });
             })
@@ -357,6 +369,7 @@ impl Core {
         let state = Rc::new(State {
             lp: Cell::new(std::ptr::null_mut()),
             ready: RefCell::new(VecDeque::new()),
+            due_timers: RefCell::new(VecDeque::new()),
             fd_events: RefCell::new(Vec::new()),
             watchers: RefCell::new(HashMap::new()),
             transport_fds: RefCell::new(HashSet::new()),
@@ -533,11 +546,13 @@ impl Core {
         if unsafe { ffi::PyErr_CheckSignals() } != 0 {
             return Err(PyErr::fetch(py));
         }
+        let scheduled_since = st.ready.borrow().len();
         let events = std::mem::take(&mut *st.fd_events.borrow_mut());
         if !events.is_empty() {
             let list = PyList::new_bound(py, events.iter().map(|&(fd, m)| (fd, m)));
             slf.call_method1(intern!(py, "_process_fd_events"), (list,))?;
         }
+        order_like_asyncio(st, scheduled_since);
         Self::run_ready(slf)
     }
 
@@ -656,5 +671,25 @@ impl Core {
         self.state.close_loop();
         drop(ready);
         Ok(())
+    }
+}
+
+/// asyncio's iteration runs, in one batch: the callbacks ready before it polled (`_run_once`
+/// runs them before its poll), the readiness callbacks the poll found, then the timers that came due;
+/// what any of them schedules waits for the next batch. Here the queue holds, in the order
+/// they arrived, what was scheduled since the batch began (by those callbacks, or by the
+/// native transports' protocol callbacks, which run during the poll), then the readiness
+/// callbacks (`_process_fd_events`, from index `scheduled_since`); the timers wait in
+/// `due_timers`. They are put back in asyncio's order: readiness, timers, the rest.
+fn order_like_asyncio(st: &State, scheduled_since: usize) {
+    let mut due = st.due_timers.borrow_mut();
+    let mut ready = st.ready.borrow_mut();
+    let from = scheduled_since.min(ready.len());
+    let readiness: Vec<PyObject> = ready.drain(from..).collect();
+    while let Some(t) = due.pop_back() {
+        ready.push_front(t);
+    }
+    for h in readiness.into_iter().rev() {
+        ready.push_front(h);
     }
 }

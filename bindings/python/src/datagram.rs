@@ -33,8 +33,9 @@ pub(crate) fn _set_datagram_transport_class(py: Python<'_>, cls: Bound<'_, PyTyp
         .map_err(|_| PyRuntimeError::new_err("the datagram transport class is already set"))
 }
 
-/// A transport over a UDP socket, connected (`address` given) or not.
-#[pyclass(frozen, weakref, module = "evloop._evloop")]
+/// A transport over a UDP socket, connected (`address` given) or not. It has a `__dict__`,
+/// as the stream transport has.
+#[pyclass(frozen, weakref, dict, module = "evloop._evloop")]
 pub struct DatagramTransport {
     /// The life cycle, protocol, socket and flow control every native transport has.
     t: TransportState,

@@ -129,8 +129,10 @@ fn is_buffered(py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
     protocol.is_instance(cls.bind(py))
 }
 
-/// A transport over a connected stream socket.
-#[pyclass(frozen, weakref, module = "evloop._evloop")]
+/// A transport over a connected stream socket. It has a `__dict__`, as asyncio's transports
+/// have: tests and instrumentation replace methods on the instance (aiohttp's suite patches
+/// `transport.write` to simulate a reset).
+#[pyclass(frozen, weakref, dict, module = "evloop._evloop")]
 pub struct StreamTransport {
     /// The life cycle, protocol, socket and flow control every native transport has.
     t: TransportState,
