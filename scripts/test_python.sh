@@ -3,8 +3,9 @@
 # a new venv whose PATH has no cargo or rustc, then the example and the pytest suites run from
 # there: every test on asyncio's own loop (the oracle) and on evloop's, both backends, plus
 # CPython's own asyncio suites, for each interpreter of scripts/pythons.sh. The other CPythons
-# with a wheel (3.9-3.13) install theirs and run the example and the install tests. Last, the
-# sdist builds from source (with cargo) into a venv of its own.
+# with a wheel (3.9-3.13) install theirs and run the example and the install tests. Then other
+# projects' own suites run on python3's wheel (tests/python/frameworks/run.py). Last, the sdist
+# builds from source (with cargo) into a venv of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -57,6 +58,11 @@ for wheel in dist/evloop-"$version"-cp3*-manylinux_2_28_x86_64.whl; do
         run "$venv" -m pytest -q -p no:cacheprovider "$repo/tests/python/test_install.py"
     fi
 done
+
+echo "== Python: aiohttp's, uvicorn's, AnyIO's and websockets' own suites, on asyncio's loop and on evloop's"
+main_tag=$(python3 -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+python3 tests/python/frameworks/run.py --wheel "dist/evloop-$version-$main_tag-$main_tag-manylinux_2_28_x86_64.whl" \
+    --work "$work/frameworks"
 
 echo "== Python: the sdist builds from source (cargo) and installs"
 venv=$(venv_for python3 "$work/sdist" pytest)

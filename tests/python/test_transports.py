@@ -568,3 +568,31 @@ def test_large_bytes_that_must_wait_are_kept_not_copied(evloop_loop):
         await asyncio.wait_for(proto.lost, 30)
 
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("reading", [True, False], ids=["reading", "reading-paused"])
+def test_a_reset_while_writes_wait_is_the_connections_error(loop, reading):
+    # Writes wait in the transport (the peer reads nothing) when the peer resets. asyncio's
+    # writer meets ECONNRESET and connection_lost gets it. evloop's failed send took the
+    # socket's error, so the receive then saw a plain end (connection_lost(None)), or, with
+    # reading paused, nothing reported it at all (AnyIO's test_reset_during_send).
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        proto = Collect(loop)
+        tr, _ = await loop.create_connection(lambda: proto, *listener.getsockname())
+        tr.set_write_buffer_limits(0)
+        if not reading:
+            tr.pause_reading()
+        peer, _ = listener.accept()
+        for _ in range(16):
+            tr.write(b"\0" * (1 << 20))
+        assert proto.paused == 1
+        await asyncio.sleep(0.05)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()  # linger 0: a reset
+        exc = await asyncio.wait_for(proto.lost, 30)
+        assert isinstance(exc, (ConnectionResetError, BrokenPipeError)), repr(exc)
+        assert tr.is_closing()
+        listener.close()
+
+    loop.run_until_complete(main())

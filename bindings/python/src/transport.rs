@@ -258,7 +258,12 @@ impl StreamTransport {
                         .map_err(|e| (e, "Fatal error: protocol.data_received() call failed."))
                 }
             }
-            Read::Eof => Self::on_eof(slf),
+            // A send that failed since the last write took the socket's error (a reset, say),
+            // and the receive then sees only the end: the connection broke, it did not end.
+            Read::Eof => match this.lp(py).ok().and_then(|lp| this.stream.write_error(lp)) {
+                Some(e) => Err((os_error(e), "Fatal write error on socket transport")),
+                None => Self::on_eof(slf),
+            },
             Read::Error(e) => Err((os_error(e), "Fatal read error on socket transport")),
         };
         if let Err((err, message)) = result {
@@ -374,8 +379,12 @@ impl StreamTransport {
         if !slf.get().t.pause_protocol_if_needed(slf.as_any(), queued) {
             return;
         }
-        // Resumed when what is queued now has been handed to the kernel.
-        if let Err(e) = Self::when_flushed(slf, |tr, _| StreamTransport::on_drain(tr)) {
+        // Resumed when what is queued now has been handed to the kernel; a send that failed
+        // instead is the transport's fatal error, as asyncio's writer makes it.
+        if let Err(e) = Self::when_flushed(slf, |tr, r| match r {
+            Ok(()) => StreamTransport::on_drain(tr),
+            Err(e) => StreamTransport::fatal_error(tr, os_error(e), "Fatal write error on socket transport"),
+        }) {
             Self::fatal_error(slf, e, "Fatal write error on socket transport");
         }
     }
