@@ -25,38 +25,23 @@
 
 #include <ares.h>
 #include <evloop.h>
-
-typedef struct evl_ares_socket_t evl_ares_socket_t;
+#include <evloop/adapters/watch_set.h>
 
 typedef struct {
-    evl_loop_t *loop;
+    /* The watchers of c-ares' sockets, and who holds this resolver (watch_set.h). */
+    evl_watch_set_t watches;
     /* NULL once evl_ares_free() has destroyed it. */
     ares_channel channel;
     evl_timer_t *timer;
-    /* The sockets c-ares has open. */
-    evl_ares_socket_t *sockets;
-    /* The timer, each watcher not yet closed, and the owner until evl_ares_free(). */
-    unsigned int refs;
     /* Inside ares_process_fd(): a look-up's callback is running or may run. */
     unsigned int processing;
     /* evl_ares_free() was called; the channel is destroyed once c-ares has returned. */
     int freeing;
 } evl_ares_t;
 
-struct evl_ares_socket_t {
-    evl_ares_t *resolver;
-    ares_socket_t fd;
-    evl_poll_t *poll;
-    evl_ares_socket_t *prev, *next;
-};
-
 /* While sockets are open, the timer comes back at least this often: a query c-ares sends on a
  * socket that is already open tells the glue nothing, and its time-out must still be seen. */
 #define EVL_ARES__RECHECK_MS 1000
-
-static void evl_ares__release(evl_ares_t *r) {
-    if (--r->refs == 0) free(r);
-}
 
 static void evl_ares__on_timeout(evl_timer_t *timer, void *data);
 
@@ -70,7 +55,7 @@ static void evl_ares__schedule(evl_ares_t *r) {
         if (ms > EVL_ARES__RECHECK_MS) ms = EVL_ARES__RECHECK_MS;
         (void)evl_timer_start(r->timer, evl_ares__on_timeout, ms, 0);
         (void)evl_ref((evl_handle_t *)r->timer);
-    } else if (r->sockets != NULL) {
+    } else if (r->watches.head != NULL) {
         (void)evl_timer_start(r->timer, evl_ares__on_timeout, EVL_ARES__RECHECK_MS, 0);
         (void)evl_unref((evl_handle_t *)r->timer);
     } else {
@@ -85,7 +70,7 @@ static void evl_ares__destroy(evl_ares_t *r);
  * does not allow to destroy the channel from inside it, so the destruction waits until here. */
 static void evl_ares__process(evl_ares_t *r, ares_socket_t readable, ares_socket_t writable) {
     if (r->channel == NULL || r->freeing) return;
-    r->refs++;
+    evl_watch_set_hold(&r->watches);
     r->processing++;
     ares_process_fd(r->channel, readable, writable);
     r->processing--;
@@ -93,7 +78,7 @@ static void evl_ares__process(evl_ares_t *r, ares_socket_t readable, ares_socket
         evl_ares__destroy(r);
     else
         evl_ares__schedule(r);
-    evl_ares__release(r);
+    evl_watch_set_release(&r->watches);
 }
 
 static void evl_ares__on_timeout(evl_timer_t *timer, void *data) {
@@ -102,31 +87,13 @@ static void evl_ares__on_timeout(evl_timer_t *timer, void *data) {
 }
 
 static void evl_ares__on_ready(evl_poll_t *poll, int status, unsigned int events, void *data) {
-    evl_ares_socket_t *s = (evl_ares_socket_t *)data;
+    evl_watch_t *w = (evl_watch_t *)data;
     (void)poll;
     /* An error or hang-up: c-ares' own read meets the socket's error and fails over. */
     int bad = status < 0 || (events & (EVL_POLL_ERROR | EVL_DISCONNECT));
-    ares_socket_t fd = s->fd;
-    evl_ares__process(s->resolver, (bad || (events & EVL_READABLE)) ? fd : ARES_SOCKET_BAD,
+    ares_socket_t fd = w->fd;
+    evl_ares__process((evl_ares_t *)w->set->owner, (bad || (events & EVL_READABLE)) ? fd : ARES_SOCKET_BAD,
                       (events & EVL_WRITABLE) ? fd : ARES_SOCKET_BAD);
-}
-
-static void evl_ares__on_socket_closed(evl_handle_t *handle, void *data) {
-    evl_ares_socket_t *s = (evl_ares_socket_t *)data;
-    evl_ares_t *r = s->resolver;
-    (void)handle;
-    free(s);
-    evl_ares__release(r);
-}
-
-static void evl_ares__forget_socket(evl_ares_socket_t *s) {
-    evl_ares_t *r = s->resolver;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        r->sockets = s->next;
-    if (s->next != NULL) s->next->prev = s->prev;
-    (void)evl_close((evl_handle_t *)s->poll, evl_ares__on_socket_closed);
 }
 
 /* ARES_OPT_SOCK_STATE_CB: c-ares opened, changed or (neither readable nor writable) is about to
@@ -134,34 +101,20 @@ static void evl_ares__forget_socket(evl_ares_socket_t *s) {
  * fails the look-up over to the next try. */
 static void evl_ares__on_socket_state(void *data, ares_socket_t fd, int readable, int writable) {
     evl_ares_t *r = (evl_ares_t *)data;
-    evl_ares_socket_t *s = r->sockets;
-    while (s != NULL && s->fd != fd) s = s->next;
+    evl_watch_t *w = evl_watch_find(&r->watches, fd);
     if (!readable && !writable) {
-        if (s != NULL) evl_ares__forget_socket(s);
+        if (w != NULL) evl_watch_remove(w);
         return;
     }
-    if (s == NULL) {
-        s = (evl_ares_socket_t *)calloc(1, sizeof *s);
-        if (s == NULL) return;
-        if (evl_poll_init(r->loop, &s->poll, fd, s) < 0) {
-            free(s);
-            return;
-        }
-        s->resolver = r;
-        s->fd = fd;
-        s->next = r->sockets;
-        if (r->sockets != NULL) r->sockets->prev = s;
-        r->sockets = s;
-        r->refs++;
-    }
-    (void)evl_poll_start(s->poll, (readable ? EVL_READABLE : 0) | (writable ? EVL_WRITABLE : 0),
+    if (w == NULL && (w = evl_watch_add(&r->watches, fd)) == NULL) return;
+    (void)evl_poll_start(w->poll, (readable ? EVL_READABLE : 0) | (writable ? EVL_WRITABLE : 0),
                          evl_ares__on_ready);
     evl_ares__schedule(r);
 }
 
 static void evl_ares__on_timer_closed(evl_handle_t *handle, void *data) {
     (void)handle;
-    evl_ares__release((evl_ares_t *)data);
+    evl_watch_set_release(&((evl_ares_t *)data)->watches);
 }
 
 /* c-ares' status codes (ARES_E*) as negative errno values, for evl_ares_new(). */
@@ -190,8 +143,8 @@ static inline int evl_ares_new(evl_loop_t *loop, const struct ares_options *opti
         free(r);
         return rc;
     }
-    r->loop = loop;
-    r->refs = 2; /* the owner and the timer */
+    evl_watch_set_init(&r->watches, loop, r);
+    evl_watch_set_hold(&r->watches); /* the timer */
     struct ares_options opts = *options;
     opts.sock_state_cb = evl_ares__on_socket_state;
     opts.sock_state_cb_data = r;
@@ -199,7 +152,7 @@ static inline int evl_ares_new(evl_loop_t *loop, const struct ares_options *opti
     if (status != ARES_SUCCESS) {
         r->channel = NULL;
         (void)evl_close((evl_handle_t *)r->timer, evl_ares__on_timer_closed);
-        evl_ares__release(r);
+        evl_watch_set_release(&r->watches);
         return evl_ares__errno(status);
     }
     *out = r;
@@ -217,9 +170,9 @@ static inline ares_channel evl_ares_channel(evl_ares_t *r) {
 static void evl_ares__destroy(evl_ares_t *r) {
     ares_destroy(r->channel);
     r->channel = NULL;
-    while (r->sockets != NULL) evl_ares__forget_socket(r->sockets);
+    while (r->watches.head != NULL) evl_watch_remove(r->watches.head);
     (void)evl_close((evl_handle_t *)r->timer, evl_ares__on_timer_closed);
-    evl_ares__release(r);
+    evl_watch_set_release(&r->watches);
 }
 
 /*

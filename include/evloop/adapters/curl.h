@@ -27,36 +27,20 @@
 
 #include <curl/curl.h>
 #include <evloop.h>
+#include <evloop/adapters/watch_set.h>
 
 /* Receives a finished transfer: its easy handle and libcurl's result for it. */
 typedef void (*evl_curl_done_cb)(CURL *easy, CURLcode result, void *user_data);
 
-typedef struct evl_curl_socket_t evl_curl_socket_t;
-
 typedef struct {
-    evl_loop_t *loop;
+    /* The watchers of libcurl's sockets, and who holds this glue (watch_set.h). */
+    evl_watch_set_t watches;
     /* NULL once evl_curl_free() has detached the glue. */
     CURLM *multi;
     evl_timer_t *timer;
     evl_curl_done_cb done;
     void *user_data;
-    /* The watchers libcurl has asked for and not yet removed. */
-    evl_curl_socket_t *sockets;
-    /* The timer, each watcher not yet closed, and the owner until evl_curl_free(): the memory
-     * goes when the last of them does. */
-    unsigned int refs;
 } evl_curl_t;
-
-struct evl_curl_socket_t {
-    evl_curl_t *glue;
-    curl_socket_t fd;
-    evl_poll_t *poll;
-    evl_curl_socket_t *prev, *next;
-};
-
-static void evl_curl__release(evl_curl_t *g) {
-    if (--g->refs == 0) free(g);
-}
 
 /* Hands each finished transfer to the owner. The message is copied first: libcurl invalidates it
  * when the owner removes the easy handle. */
@@ -76,20 +60,20 @@ static void evl_curl__report_done(evl_curl_t *g) {
 static void evl_curl__act(evl_curl_t *g, curl_socket_t fd, int flags) {
     int running;
     if (g->multi == NULL) return;
-    g->refs++;
+    evl_watch_set_hold(&g->watches);
     curl_multi_socket_action(g->multi, fd, flags, &running);
     evl_curl__report_done(g);
-    evl_curl__release(g);
+    evl_watch_set_release(&g->watches);
 }
 
 static void evl_curl__on_ready(evl_poll_t *poll, int status, unsigned int events, void *data) {
-    evl_curl_socket_t *s = (evl_curl_socket_t *)data;
+    evl_watch_t *w = (evl_watch_t *)data;
     int flags = 0;
     (void)poll;
     if (status < 0 || (events & EVL_POLL_ERROR)) flags |= CURL_CSELECT_ERR;
     if (events & (EVL_READABLE | EVL_DISCONNECT)) flags |= CURL_CSELECT_IN;
     if (events & EVL_WRITABLE) flags |= CURL_CSELECT_OUT;
-    evl_curl__act(s->glue, s->fd, flags);
+    evl_curl__act((evl_curl_t *)w->set->owner, w->fd, flags);
 }
 
 static void evl_curl__on_timeout(evl_timer_t *timer, void *data) {
@@ -97,54 +81,25 @@ static void evl_curl__on_timeout(evl_timer_t *timer, void *data) {
     evl_curl__act((evl_curl_t *)data, CURL_SOCKET_TIMEOUT, 0);
 }
 
-static void evl_curl__on_socket_closed(evl_handle_t *handle, void *data) {
-    evl_curl_socket_t *s = (evl_curl_socket_t *)data;
-    evl_curl_t *g = s->glue;
-    (void)handle;
-    free(s);
-    evl_curl__release(g);
-}
-
-static void evl_curl__forget_socket(evl_curl_socket_t *s) {
-    evl_curl_t *g = s->glue;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        g->sockets = s->next;
-    if (s->next != NULL) s->next->prev = s->prev;
-    (void)evl_close((evl_handle_t *)s->poll, evl_curl__on_socket_closed);
-}
-
 /* CURLMOPT_SOCKETFUNCTION. Returning -1 makes libcurl fail the transfer using the socket. */
 static int evl_curl__on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
     evl_curl_t *g = (evl_curl_t *)userp;
-    evl_curl_socket_t *s = (evl_curl_socket_t *)socketp;
+    evl_watch_t *w = (evl_watch_t *)socketp;
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
+        if (w != NULL) {
             curl_multi_assign(g->multi, fd, NULL);
-            evl_curl__forget_socket(s);
+            evl_watch_remove(w);
         }
         return 0;
     }
-    if (s == NULL) {
-        s = (evl_curl_socket_t *)calloc(1, sizeof *s);
-        if (s == NULL) return -1;
-        if (evl_poll_init(g->loop, &s->poll, fd, s) < 0) {
-            free(s);
-            return -1;
-        }
-        s->glue = g;
-        s->fd = fd;
-        s->next = g->sockets;
-        if (g->sockets != NULL) g->sockets->prev = s;
-        g->sockets = s;
-        g->refs++;
-        curl_multi_assign(g->multi, fd, s);
+    if (w == NULL) {
+        if ((w = evl_watch_add(&g->watches, fd)) == NULL) return -1;
+        curl_multi_assign(g->multi, fd, w);
     }
     unsigned int events = ((what & CURL_POLL_IN) ? EVL_READABLE : 0) |
                           ((what & CURL_POLL_OUT) ? EVL_WRITABLE : 0);
-    return evl_poll_start(s->poll, events, evl_curl__on_ready) < 0 ? -1 : 0;
+    return evl_poll_start(w->poll, events, evl_curl__on_ready) < 0 ? -1 : 0;
 }
 
 /* CURLMOPT_TIMERFUNCTION: -1 stops the timer; 0 means "as soon as possible", which a 0 ms timer
@@ -158,7 +113,7 @@ static int evl_curl__on_timer(CURLM *multi, long timeout_ms, void *userp) {
 
 static void evl_curl__on_timer_closed(evl_handle_t *handle, void *data) {
     (void)handle;
-    evl_curl__release((evl_curl_t *)data);
+    evl_watch_set_release(&((evl_curl_t *)data)->watches);
 }
 
 /*
@@ -177,18 +132,18 @@ static inline int evl_curl_new(evl_loop_t *loop, CURLM *multi, evl_curl_done_cb 
         free(g);
         return rc;
     }
-    g->loop = loop;
+    evl_watch_set_init(&g->watches, loop, g);
+    evl_watch_set_hold(&g->watches); /* the timer */
     g->multi = multi;
     g->done = done;
     g->user_data = user_data;
-    g->refs = 2; /* the owner and the timer */
     if (curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, evl_curl__on_socket) != CURLM_OK ||
         curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, g) != CURLM_OK ||
         curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, evl_curl__on_timer) != CURLM_OK ||
         curl_multi_setopt(multi, CURLMOPT_TIMERDATA, g) != CURLM_OK) {
         g->multi = NULL;
         (void)evl_close((evl_handle_t *)g->timer, evl_curl__on_timer_closed);
-        evl_curl__release(g);
+        evl_watch_set_release(&g->watches);
         return -EINVAL;
     }
     *out = g;
@@ -206,13 +161,13 @@ static inline int evl_curl_free(evl_curl_t *g) {
     curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, NULL);
     curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, NULL);
     curl_multi_setopt(g->multi, CURLMOPT_TIMERDATA, NULL);
-    while (g->sockets != NULL) {
-        curl_multi_assign(g->multi, g->sockets->fd, NULL);
-        evl_curl__forget_socket(g->sockets);
+    while (g->watches.head != NULL) {
+        curl_multi_assign(g->multi, g->watches.head->fd, NULL);
+        evl_watch_remove(g->watches.head);
     }
     g->multi = NULL;
     (void)evl_close((evl_handle_t *)g->timer, evl_curl__on_timer_closed);
-    evl_curl__release(g);
+    evl_watch_set_release(&g->watches);
     return 0;
 }
 
