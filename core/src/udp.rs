@@ -46,6 +46,21 @@ pub struct UdpBindOptions {
 /// The most datagrams a stopped socket keeps for its next `recv_start` (see `UdpEntry::held`).
 const HELD_DATAGRAMS_MAX: usize = 1024;
 
+/// The datagram a receive completion carries and its sender (`EAFNOSUPPORT` for an address
+/// that is not IPv4 or IPv6).
+///
+/// # Safety
+/// `c` is the completion of a successful receive that has not been recycled: the backend set
+/// its bytes and address, which stay valid until then.
+unsafe fn received(c: &Completion) -> Result<(&[u8], SocketAddr)> {
+    // SAFETY: per the caller's promise.
+    match unsafe { c.addr.as_ref() }.and_then(RawAddr::inet) {
+        // SAFETY: as above.
+        Some(from) => Ok((unsafe { c.bytes() }, from)),
+        None => Err(Error::EAFNOSUPPORT),
+    }
+}
+
 struct Datagram {
     data: Vec<u8>,
     /// Boxed: the backend holds its address until the send completes, and the queue may move.
@@ -493,11 +508,10 @@ impl Loop {
                 if c.res >= 0 && (!e.receiving || !e.held.is_empty()) {
                     // Stopped (the cancellation has not landed yet), or older datagrams are
                     // still held: this one waits behind them.
-                    // SAFETY: set by the backend for successful receives; valid until recycled.
-                    let from = unsafe { c.addr.as_ref() }.and_then(RawAddr::inet);
-                    if let (Some(from), true) = (from, e.held.len() < HELD_DATAGRAMS_MAX) {
-                        // SAFETY: as above.
-                        e.held.push_back((unsafe { c.bytes() }.into(), from));
+                    // SAFETY: a successful receive's completion, not yet recycled.
+                    let datagram = unsafe { received(c) };
+                    if let (Ok((data, from)), true) = (datagram, e.held.len() < HELD_DATAGRAMS_MAX) {
+                        e.held.push_back((data.into(), from));
                     }
                     if e.receiving {
                         self.udp_deliver_held(idx, gen);
@@ -509,26 +523,13 @@ impl Loop {
                 // ENOBUFS: the backend ran out of receive buffers; the datagram waits in the
                 // socket and the receive is armed again below.
                 if c.res != -libc::ECANCELED && c.res != -libc::ENOBUFS && e.receiving {
-                    if let Some(mut cb) = e.recv_cb.take() {
-                        let u = Udp { idx, gen };
-                        let result = if c.res < 0 {
-                            Err(Error::from_errno(-c.res))
-                        } else {
-                            // SAFETY: set by the backend for successful receives; valid until recycled.
-                            let from = unsafe { c.addr.as_ref() }.and_then(RawAddr::inet);
-                            match from {
-                                // SAFETY: as above.
-                                Some(from) => Ok((unsafe { c.bytes() }, from)),
-                                None => Err(Error::EAFNOSUPPORT),
-                            }
-                        };
-                        cb(self, u, result);
-                        if let Some(e) = self.udps.get_mut(idx, gen) {
-                            if e.recv_cb.is_none() && !e.common.closing {
-                                e.recv_cb = Some(cb);
-                            }
-                        }
-                    }
+                    let result = if c.res < 0 {
+                        Err(Error::from_errno(-c.res))
+                    } else {
+                        // SAFETY: a successful receive's completion, not yet recycled.
+                        unsafe { received(c) }
+                    };
+                    self.udp_call_recv(idx, gen, result);
                 }
                 self.udp_arm_recv(idx, gen);
             }
@@ -539,7 +540,6 @@ impl Loop {
 
     /// Hands the held datagrams to the receive callback, oldest first, while receiving lasts.
     fn udp_deliver_held(&mut self, idx: u32, gen: u32) {
-        let u = Udp { idx, gen };
         loop {
             let Some(e) = self.udps.get_mut(idx, gen) else {
                 return;
@@ -550,12 +550,20 @@ impl Loop {
             let Some((data, from)) = e.held.pop_front() else {
                 return;
             };
-            let Some(mut cb) = e.recv_cb.take() else { return };
-            cb(self, u, Ok((&data, from)));
-            if let Some(e) = self.udps.get_mut(idx, gen) {
-                if e.recv_cb.is_none() && !e.common.closing {
-                    e.recv_cb = Some(cb);
-                }
+            self.udp_call_recv(idx, gen, Ok((&data, from)));
+        }
+    }
+
+    /// Calls the receive callback with `result`; it is put back afterwards unless the call
+    /// installed another (a new `recv_start`) or closed the socket.
+    fn udp_call_recv(&mut self, idx: u32, gen: u32, result: Result<(&[u8], SocketAddr)>) {
+        let Some(mut cb) = self.udps.get_mut(idx, gen).and_then(|e| e.recv_cb.take()) else {
+            return;
+        };
+        cb(self, Udp { idx, gen }, result);
+        if let Some(e) = self.udps.get_mut(idx, gen) {
+            if e.recv_cb.is_none() && !e.common.closing {
+                e.recv_cb = Some(cb);
             }
         }
     }

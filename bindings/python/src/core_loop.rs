@@ -684,12 +684,10 @@ impl Core {
 fn order_like_asyncio(st: &State, scheduled_since: usize) {
     let mut due = st.due_timers.borrow_mut();
     let mut ready = st.ready.borrow_mut();
-    let from = scheduled_since.min(ready.len());
-    let readiness: Vec<PyObject> = ready.drain(from..).collect();
+    let readiness = ready.len() - scheduled_since.min(ready.len());
     while let Some(t) = due.pop_back() {
         ready.push_front(t);
     }
-    for h in readiness.into_iter().rev() {
-        ready.push_front(h);
-    }
+    // [timers, scheduled since, readiness] -> [readiness, timers, scheduled since], in place.
+    ready.rotate_right(readiness);
 }

@@ -86,8 +86,13 @@ impl TransportState {
         args: impl IntoPy<Py<PyTuple>>,
     ) -> PyResult<PyObject> {
         let protocol = self.protocol(py);
-        let context = self.context.borrow().as_ref().map(|c| c.clone_ref(py));
-        let Some(context) = context.filter(|_| !self.in_context.get()) else {
+        // Cloned, not borrowed across the call: the callback may end the transport, which lets
+        // the context go.
+        let context = match self.in_context.get() {
+            true => None,
+            false => self.context.borrow().as_ref().map(|c| c.clone_ref(py)),
+        };
+        let Some(context) = context else {
             return protocol.call_method1(py, name, args);
         };
         self.in_context.set(true);

@@ -35,6 +35,15 @@ static int backend_from(const char *name) {
     return -1;
 }
 
+/* `TEST --probe BACKEND`: exits 0 if this machine can make a loop on BACKEND, 1 if not, and
+ * does nothing otherwise; run.sh asks it before choosing the backends to test. */
+static void answer_probe(int argc, char **argv) {
+    if (argc != 3 || strcmp(argv[1], "--probe") != 0) return;
+    evl_loop_t *loop;
+    if (evl_loop_new(&loop, backend_from(argv[2])) < 0) exit(1);
+    exit(evl_loop_free(loop) == 0 ? 0 : 1);
+}
+
 /* Open descriptors of this process: every test ends with as many as it began with. */
 static int open_fds(void) {
     DIR *d = opendir("/proc/self/fd");

@@ -21,7 +21,7 @@ done
 . "$work/ports"
 
 backends=(epoll)
-"$build/test_hiredis" uring "$redis_port" "$closed_port" >/dev/null 2>&1 && backends+=(uring)
+"$build/test_hiredis" --probe uring && backends+=(uring)
 valgrind=(valgrind --suppressions=tests/c/valgrind.supp --error-exitcode=9 --leak-check=full
     --errors-for-leak-kinds=definite -q)
 for backend in "${backends[@]}"; do

@@ -105,6 +105,7 @@ static void on_freed(void *arg, int status, int timeouts, struct hostent *host) 
 
 int main(int argc, char **argv) {
     test_name = "c-ares";
+    answer_probe(argc, argv);
     if (argc != 3) fail("usage: test_ares uring|epoll PORT");
     int backend = backend_from(argv[1]);
     int port = atoi(argv[2]);

@@ -125,6 +125,7 @@ static void check_partial(evl_timer_t *timer, void *data) {
 
 int main(int argc, char **argv) {
     test_name = "curl";
+    answer_probe(argc, argv);
     if (argc != 4) fail("usage: test_curl uring|epoll PORT CLOSED_PORT");
     int backend = backend_from(argv[1]);
     port = atoi(argv[2]);

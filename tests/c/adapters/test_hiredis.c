@@ -101,6 +101,7 @@ static void on_refused(const redisAsyncContext *ac, int status) {
 
 int main(int argc, char **argv) {
     test_name = "hiredis";
+    answer_probe(argc, argv);
     if (argc != 4) fail("usage: test_hiredis uring|epoll PORT CLOSED_PORT");
     int backend = backend_from(argv[1]);
     int port = atoi(argv[2]), closed_port = atoi(argv[3]);

@@ -145,8 +145,8 @@ def make_venv(work, wheel):
     return python
 
 
-def outcomes(junit):
-    """{test id: 'passed' | 'failed' | 'skipped'} from pytest's junit XML."""
+def outcomes(junit, tree):
+    """{test id: 'passed' | 'failed' | 'skipped'} from pytest's junit XML of a run in `tree`."""
     result = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         module = case.get("classname", "")
@@ -155,7 +155,7 @@ def outcomes(junit):
         node = None
         for i in range(len(parts), 0, -1):
             candidate = "/".join(parts[:i]) + ".py"
-            if os.path.exists(os.path.join(os.getcwd(), candidate)):
+            if os.path.exists(os.path.join(tree, candidate)):
                 node = "::".join([candidate] + parts[i:] + [case.get("name")])
                 break
         node = node or f"{module}::{case.get('name')}"
@@ -196,13 +196,7 @@ def run_suite(name, tree, python, loop, work):
                 a, b = line.split()
                 made[0] += int(a)
                 made[1] += int(b)
-    cwd = os.getcwd()
-    os.chdir(tree)
-    try:
-        result = outcomes(junit)
-    finally:
-        os.chdir(cwd)
-    return result, made, took
+    return outcomes(junit, tree), made, took
 
 
 def main():
