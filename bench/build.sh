@@ -25,6 +25,8 @@ if pkg-config --exists libuv; then
         -Wl,-rpath,"$PWD/target/release" $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -DEVLOOP -Iinclude -o bench/bin/evl_timers bench/c/timers.c -Ltarget/release -levloop \
         -Wl,-rpath,"$PWD/target/release"
+    gcc $CFLAGS -DEVLOOP -DCALLER_MEMORY -Iinclude -o bench/bin/evl_timers_in bench/c/timers.c -Ltarget/release \
+        -levloop -Wl,-rpath,"$PWD/target/release"
     gcc $CFLAGS -o bench/bin/uv_wakeup bench/c/wakeup.c -lpthread $(pkg-config --cflags --libs libuv)
     gcc $CFLAGS -DEVLOOP -Iinclude -o bench/bin/evl_wakeup bench/c/wakeup.c -Ltarget/release -levloop -lpthread \
         -Wl,-rpath,"$PWD/target/release"

@@ -8,7 +8,9 @@
  * - Every handle follows one life cycle: *_init or a constructor -> start/stop ->
  *   evl_close(handle, cb) -> cb runs once, after which the library frees the handle.
  *   Handles are opaque and owned by the library; cast any of them to evl_handle_t * for the
- *   evl_close / evl_ref / evl_unref / evl_is_* / evl_handle_*_data functions.
+ *   evl_close / evl_ref / evl_unref / evl_is_* / evl_handle_*_data functions. A timer may
+ *   instead live in memory the caller owns (evl_handle_size, evl_timer_init_in), which the
+ *   library stops using when the close callback is called.
  * - Functions return 0 (or a non-negative count) on success and a negative errno value on
  *   failure (-EINVAL, -EBADF...); evl_err_name() and evl_strerror() name them. EVL_EOF marks
  *   the end of a stream in read callbacks.
@@ -84,6 +86,12 @@
  * evl_dirent_t type: block device.
  */
 #define EVL_DIRENT_BLOCK 7
+
+/**
+ * A timer, for evl_handle_size(). The kinds of handle that can live in caller memory are
+ * numbered from 1; timers are the only one so far.
+ */
+#define EVL_HANDLE_TIMER 1
 
 /**
  * Run until nothing is alive or evl_stop() is called.
@@ -715,6 +723,14 @@ int evl_fs_write_file(evl_loop_t *l,
                       void *user_data);
 
 /**
+ * Bytes of caller memory a handle of `kind` (EVL_HANDLE_*) needs for its evl_*_init_in
+ * constructor, aligned to 8 bytes (malloc()'s alignment suffices); 0 for a kind without one.
+ * The size belongs to the library build, not to the ABI: ask at run time and never hard-code
+ * it (as with libuv's uv_handle_size()).
+ */
+size_t evl_handle_size(int kind);
+
+/**
  * Closes any handle: stops it, cancels its operations, and calls `cb(handle, user_data)` once
  * (it may be NULL) after everything the handle lent the kernel is back and its fd is closed.
  * After evl_close() none of the handle's own callbacks (read, connection, timer, poll, signal,
@@ -1062,6 +1078,18 @@ int evl_stream_fileno(evl_stream_t *s);
  * Creates a stopped timer with `user_data` in `*out`.
  */
 int evl_timer_init(evl_loop_t *l, evl_timer_t **out, void *user_data);
+
+/**
+ * Creates a stopped timer with `user_data` in `memory`, which the caller owns: at least
+ * evl_handle_size(EVL_HANDLE_TIMER) bytes aligned to 8, kept in place until the timer's close
+ * callback runs (the callback may free it; after it the library never touches the memory, which
+ * may then be initialised again). `memory` is then the timer's handle: pass it to every evl_timer_*
+ * function and to evl_close(). No allocation is made, so a program that keeps its timers inside
+ * timer. -EINVAL for NULL or misaligned memory. Initialising memory that holds a timer whose
+ * close callback has not run is undefined (as with libuv's handles): what the memory holds is
+ * not read, so that fresh malloc() memory is fine under valgrind.
+ */
+int evl_timer_init_in(evl_loop_t *l, evl_timer_t *memory, void *user_data);
 
 /**
  * Calls `cb` after `timeout` ms, then every `repeat` ms if `repeat` is not 0. Restarts a running

@@ -9,7 +9,7 @@ use crate::slab::Slab;
 use crate::stream::StreamEntry;
 use crate::sys;
 use crate::timer::wheel::{Expired, Wheel};
-use crate::timer::TimerEntry;
+use crate::timer::Timers;
 use crate::udp::UdpEntry;
 use crate::wakeup::{AsyncEntry, WakeState};
 use std::collections::VecDeque;
@@ -135,7 +135,7 @@ pub struct Loop {
     /// Active, referenced handles: the loop is alive while this is non-zero.
     pub(crate) alive_refs: usize,
     pub(crate) wheel: Wheel,
-    pub(crate) timers: Slab<TimerEntry>,
+    pub(crate) timers: Timers,
     pub(crate) timer_seq: u64,
     expired: Vec<Expired>,
     soon: VecDeque<SoonCb>,
@@ -210,7 +210,7 @@ impl Loop {
             running: false,
             alive_refs: 0,
             wheel: Wheel::new(),
-            timers: Slab::new(),
+            timers: Timers::new(),
             timer_seq: 0,
             expired: Vec::new(),
             soon: VecDeque::new(),

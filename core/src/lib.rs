@@ -53,6 +53,6 @@ pub use stream::tcp::BindOptions;
 pub use stream::{AcceptCb, DoneCb, DrainCb, KeptBytes, Read, ReadCb, ReadFn, Stream};
 pub use sys::monotonic_ns;
 pub use threadpool::WorkId;
-pub use timer::{Timer, TimerCb, TimerFn};
+pub use timer::{Timer, TimerCb, TimerFn, TimerPlace};
 pub use udp::{RecvCb, SendCb, Udp, UdpBindOptions};
 pub use wakeup::{Async, AsyncCb, Waker};

@@ -180,3 +180,46 @@ fn read_start_fn_allocates_nothing_per_stream() {
         lp.run(RunMode::Default).unwrap();
     });
 }
+
+/// Timers in places (`Timer::new_in`, what the C ABI's evl_timer_init_in uses): making, starting,
+/// stopping and restarting them allocates nothing once the loop's table of places has room.
+#[test]
+fn timers_in_places_allocate_nothing() {
+    use evloop::{Timer, TimerPlace};
+    use std::mem::MaybeUninit;
+    use std::ptr::NonNull;
+    fn noop(_: &mut evloop::Loop, _: Timer, _: usize) {}
+    each_backend(|lp| {
+        const N: usize = 1000;
+        let mut places: Vec<MaybeUninit<TimerPlace>> = (0..N).map(|_| MaybeUninit::uninit()).collect();
+        let ptrs: Vec<NonNull<TimerPlace>> = places.iter_mut().map(|p| NonNull::from(p).cast()).collect();
+        // Warm the table of places: make and close as many timers first.
+        // SAFETY: every place outlives its timer (closed and run below before the places go).
+        let warm: Vec<Timer> = ptrs.iter().map(|&p| unsafe { Timer::new_in(lp, p) }).collect();
+        for t in warm {
+            t.close(lp, None).unwrap();
+        }
+        lp.run(RunMode::NoWait).unwrap();
+        let mut timers: Vec<Timer> = Vec::with_capacity(N);
+        let before = allocations();
+        for &p in &ptrs {
+            // SAFETY: as above.
+            timers.push(unsafe { Timer::new_in(lp, p) });
+        }
+        for (i, (&t, &p)) in timers.iter().zip(&ptrs).enumerate() {
+            // SAFETY: the place each was made in, open.
+            unsafe {
+                t.start_fn_in(lp, p, 1000 + i as u64, 0, noop, 0).unwrap();
+                t.stop_in(lp, p).unwrap();
+                t.start_fn_in(lp, p, 2000, 0, noop, 0).unwrap();
+            }
+        }
+        let after = allocations();
+        assert_eq!(after - before, 0, "timers in places allocated");
+        for t in timers {
+            t.close(lp, None).unwrap();
+        }
+        lp.run(RunMode::Default).unwrap();
+        drop(places);
+    });
+}

@@ -347,3 +347,101 @@ fn random_starts_stops_and_closes_fire_exactly_the_running_timers() {
         assert!(!lp.alive());
     });
 }
+
+/// Timers whose state lives in memory the test owns (`Timer::new_in`), beside timers in the
+/// loop's table: the same firing order, stops that never fire, restarts, and closes that hand the
+/// memory back.
+#[test]
+fn timers_in_places_fire_like_any_timer() {
+    use evloop::TimerPlace;
+    use std::mem::MaybeUninit;
+    use std::ptr::NonNull;
+    each_backend(|lp| {
+        const N: usize = 500;
+        let mut places: Vec<MaybeUninit<TimerPlace>> = (0..N).map(|_| MaybeUninit::uninit()).collect();
+        let fired: Rc<RefCell<Vec<usize>>> = Rc::new(RefCell::new(Vec::new()));
+        fn on_fire(_: &mut Loop, _: Timer, data: usize) {
+            // SAFETY: `data` is the address of the test's `RefCell`, alive while the loop runs.
+            unsafe { (*(data as *const RefCell<Vec<usize>>)).borrow_mut().push(0) };
+        }
+        let mut timers = Vec::new();
+        for (i, place) in places.iter_mut().enumerate() {
+            let place = NonNull::from(place).cast::<TimerPlace>();
+            // SAFETY: the places outlive the loop's use of them (closed below before they go).
+            let t = unsafe { Timer::new_in(lp, place) };
+            let inline = Timer::new(lp);
+            timers.push((t, place, inline, i));
+        }
+        let log = Rc::new(RefCell::new(Vec::new()));
+        for &(t, place, inline, i) in &timers {
+            // SAFETY: the place the timer was made in, not closed.
+            unsafe {
+                t.start_fn_in(
+                    lp,
+                    place,
+                    5 + (i % 3) as u64,
+                    0,
+                    on_fire,
+                    Rc::as_ptr(&fired) as usize,
+                )
+            }
+            .unwrap();
+            let log = log.clone();
+            inline
+                .start(lp, 5 + (i % 3) as u64, 0, move |_, _| log.borrow_mut().push(i))
+                .unwrap();
+        }
+        // Every fourth placed timer is stopped; one of them is restarted.
+        for &(t, place, _, i) in &timers {
+            if i % 4 == 0 {
+                // SAFETY: as above.
+                unsafe { t.stop_in(lp, place) }.unwrap();
+                assert!(!t.is_active(lp));
+            }
+        }
+        let (t0, place0, _, _) = timers[0];
+        // SAFETY: as above.
+        unsafe { t0.start_fn_in(lp, place0, 1, 0, on_fire, Rc::as_ptr(&fired) as usize) }.unwrap();
+        lp.run(RunMode::Default).unwrap();
+        let stopped = (0..N).filter(|i| i % 4 == 0).count();
+        assert_eq!(fired.borrow().len(), N - stopped + 1);
+        assert_eq!(log.borrow().len(), N);
+        // An id reaches a placed timer like any other.
+        assert_eq!(t0.repeat(lp), Ok(0));
+        assert_eq!(t0.stop(lp), Ok(()));
+        let closed = Rc::new(Cell::new(0));
+        for &(t, _, inline, _) in &timers {
+            let c = closed.clone();
+            t.close(lp, Some(Box::new(move |_| c.set(c.get() + 1)))).unwrap();
+            inline.close(lp, None).unwrap();
+        }
+        // Closing: the places are not used, and the ids are stale, once the callbacks ran.
+        lp.run(RunMode::Default).unwrap();
+        assert_eq!(closed.get(), N);
+        assert_eq!(t0.stop(lp), Err(Error::EBADF));
+        drop(places);
+    });
+}
+
+/// A loop dropped with timers still open in places drops what they hold (a boxed callback here)
+/// and leaves the places alone.
+#[test]
+fn a_loop_dropped_with_timers_in_places_drops_their_callbacks() {
+    use evloop::TimerPlace;
+    use std::mem::MaybeUninit;
+    use std::ptr::NonNull;
+    for backend in backends() {
+        let mut place = MaybeUninit::<TimerPlace>::uninit();
+        let held = Rc::new(());
+        {
+            let mut lp = new_loop(backend);
+            // SAFETY: the place outlives the loop.
+            let t = unsafe { Timer::new_in(&mut lp, NonNull::from(&mut place).cast()) };
+            let h = held.clone();
+            t.start(&mut lp, 60_000, 0, move |_, _| assert!(Rc::strong_count(&h) > 1))
+                .unwrap();
+            assert_eq!(Rc::strong_count(&held), 2);
+        }
+        assert_eq!(Rc::strong_count(&held), 1, "the loop dropped the callback");
+    }
+}

@@ -1,5 +1,7 @@
 /*
- * timers: one-shot and repeating timers, restart with evl_timer_again, and close.
+ * timers: one-shot and repeating timers, restart with evl_timer_again, and close; the slow
+ * ticker lives in memory the program owns (evl_handle_size + evl_timer_init_in), freed in its
+ * close callback.
  *
  *   timers
  *
@@ -7,17 +9,25 @@
  */
 #include <evloop.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 struct ticker {
     const char *name;
     int remaining;
+    int in_caller_memory;
 };
+
+static void free_in_close(evl_handle_t *handle, void *user_data) {
+    (void)user_data;
+    free(handle); /* the library is done with caller memory once its close callback runs */
+}
 
 static void on_tick(evl_timer_t *timer, void *user_data) {
     struct ticker *t = user_data;
     evl_loop_t *loop = evl_handle_get_loop((evl_handle_t *)timer);
     printf("%6llu ms  %s\n", (unsigned long long)evl_now(loop), t->name);
-    if (--t->remaining == 0) evl_close((evl_handle_t *)timer, NULL); /* closing from its own callback is fine */
+    if (--t->remaining == 0) /* closing from its own callback is fine */
+        evl_close((evl_handle_t *)timer, t->in_caller_memory ? free_in_close : NULL);
 }
 
 static void on_once(evl_timer_t *timer, void *user_data) {
@@ -31,11 +41,13 @@ static void on_once(evl_timer_t *timer, void *user_data) {
 int main(void) {
     evl_loop_t *loop;
     if (evl_loop_new(&loop, EVL_BACKEND_AUTO) < 0) return 1;
-    struct ticker fast = {"fast ticker (every 50 ms)", 6}, slow = {"slow ticker (every 120 ms)", 3};
-    evl_timer_t *t_fast, *t_slow, *t_once;
+    struct ticker fast = {"fast ticker (every 50 ms)", 6, 0}, slow = {"slow ticker (every 120 ms)", 3, 1};
+    evl_timer_t *t_fast, *t_once;
     evl_timer_init(loop, &t_fast, &fast);
     evl_timer_start(t_fast, on_tick, 50, 50);
-    evl_timer_init(loop, &t_slow, &slow);
+    /* The size is asked at run time: it is not part of the ABI. */
+    evl_timer_t *t_slow = malloc(evl_handle_size(EVL_HANDLE_TIMER));
+    if (!t_slow || evl_timer_init_in(loop, t_slow, &slow) < 0) return 1;
     evl_timer_start(t_slow, on_tick, 120, 120);
     evl_timer_init(loop, &t_once, t_slow);
     evl_timer_start(t_once, on_once, 100, 0);

@@ -50,9 +50,18 @@ pub struct evl_process_t {
     _private: [u8; 0],
 }
 
-/// The first word of every live record; `CLOSING` is or-ed in by evl_close.
+/// The first word of every live record; the flags below are or-ed into its low bits.
 const HANDLE_MAGIC: u32 = 0x6576_6c68;
+/// evl_close was called.
 const CLOSING: u32 = 1;
+/// The record is in memory the caller owns (evl_*_init_in) and is never freed by the library.
+const IN_CALLER_MEMORY: u32 = 2;
+const FLAGS: u32 = CLOSING | IN_CALLER_MEMORY;
+const _: () = assert!(HANDLE_MAGIC & FLAGS == 0);
+
+/// A timer, for evl_handle_size(). The kinds of handle that can live in caller memory are
+/// numbered from 1; timers are the only one so far.
+pub const EVL_HANDLE_TIMER: c_int = 1;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Kind {
@@ -90,13 +99,14 @@ union Extra {
     none: (),
 }
 
-/// The record behind every opaque handle pointer; freed after the close callback. Every idle
+/// The record behind every opaque handle pointer; freed after the close callback unless it lives
+/// in the caller's memory. Every idle
 /// connection a C program holds pays for one, so it is kept to 40 bytes (a 48-byte malloc
 /// chunk): the kind is `id`'s tag and the closing flag a bit of the first word. `repr(C)`
 /// keeps that word first, where a check can read it.
 #[repr(C)]
 pub(crate) struct Handle {
-    /// `HANDLE_MAGIC`, with `CLOSING` once evl_close was called. Atomic because evl_async_send
+    /// `HANDLE_MAGIC` with the flags above. Atomic because evl_async_send
     /// reads it from other threads while the loop's thread may be closing the handle.
     state: AtomicU32,
     pub(crate) id: Id,
@@ -132,6 +142,10 @@ impl Handle {
 
     fn set_closing(&self) {
         self.state.fetch_or(CLOSING, Ordering::Relaxed);
+    }
+
+    pub(crate) fn in_caller_memory(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & IN_CALLER_MEMORY != 0
     }
 
     /// The timer's callback (None for other kinds, or before its first start).
@@ -174,24 +188,35 @@ impl Handle {
     }
 }
 
+impl Handle {
+    /// Drops what the kind keeps in `extra` (a wake-up handle's waker), leaving nothing to drop.
+    fn release_extra(&mut self) {
+        if let Id::Async(_) = self.id {
+            // SAFETY: a wake-up handle's record holds `waker` until here, and `none` after.
+            unsafe { ManuallyDrop::drop(&mut self.extra.waker) };
+            self.extra = Extra { none: () };
+        }
+    }
+}
+
 impl Drop for Handle {
     fn drop(&mut self) {
-        if let Id::Async(_) = self.id {
-            // SAFETY: a wake-up handle's record holds `waker`, dropped here only.
-            unsafe { ManuallyDrop::drop(&mut self.extra.waker) }
-        }
+        self.release_extra();
     }
 }
 
 /// Wraps a new core handle in a record owned by the library; returns the pointer C sees.
 pub(crate) unsafe fn new_handle<T>(l: *mut evl_loop_t, id: Id, data: *mut c_void) -> *mut T {
-    let extra = match id {
+    // SAFETY: forwarded from the caller.
+    unsafe { into_record(l, id, data, extra_for(id), None) }
+}
+
+fn extra_for(id: Id) -> Extra {
+    match id {
         Id::Timer(_) => Extra { timer_cb: None },
         Id::Stream(_) => Extra { read_cb: None },
         _ => Extra { none: () },
-    };
-    // SAFETY: forwarded from the caller.
-    unsafe { into_record(l, id, data, extra) }
+    }
 }
 
 /// `new_handle` for a wake-up handle, whose record keeps the waker other threads use.
@@ -205,49 +230,128 @@ pub(crate) unsafe fn new_async(
         waker: ManuallyDrop::new(waker),
     };
     // SAFETY: forwarded from the caller.
-    unsafe { into_record(l, Id::Async(a), data, extra) }
+    unsafe { into_record(l, Id::Async(a), data, extra, None) }
 }
 
-unsafe fn into_record<T>(l: *mut evl_loop_t, id: Id, data: *mut c_void, extra: Extra) -> *mut T {
-    let h = Box::new(Handle {
-        state: AtomicU32::new(HANDLE_MAGIC),
+/// Writes a record into `memory` (the caller's, checked by `caller_memory`) or a new allocation.
+unsafe fn into_record<T>(
+    l: *mut evl_loop_t,
+    id: Id,
+    data: *mut c_void,
+    extra: Extra,
+    memory: Option<*mut T>,
+) -> *mut T {
+    let flags = if memory.is_some() { IN_CALLER_MEMORY } else { 0 };
+    let record = Handle {
+        state: AtomicU32::new(HANDLE_MAGIC | flags),
         id,
         l,
         data,
         extra,
-    });
-    // SAFETY: `l` was validated by the caller; only its counter is touched.
-    unsafe { *ptr::addr_of_mut!((*state(l)).handles) += 1 };
-    Box::into_raw(h).cast()
+    };
+    // SAFETY: `l` was validated by the caller; only its counter is touched. `memory` is
+    // writable for a record and aligned for it (`caller_memory` checked the alignment; the size
+    // is the header's contract, from evl_handle_size).
+    unsafe {
+        *ptr::addr_of_mut!((*state(l)).handles) += 1;
+        match memory {
+            Some(m) => {
+                ptr::write(m.cast::<Handle>(), record);
+                m
+            }
+            None => Box::into_raw(Box::new(record)).cast(),
+        }
+    }
 }
 
-/// The body of every constructor: validates the loop and `out`, makes the core handle, and
-/// stores the new record's pointer in `*out`.
+/// Checks memory a caller offers for a new record: NULL and misaligned memory give -EINVAL.
+/// What the memory holds is not read: it is usually fresh from malloc, and a check of its
+/// contents would be a read of uninitialised memory in every valgrind or MSan run of the
+/// caller's program.
+fn caller_memory<T>(memory: *mut T) -> Result<(), c_int> {
+    let h = memory.cast::<Handle>();
+    if h.is_null() || (h as usize) & (std::mem::align_of::<Handle>() - 1) != 0 {
+        return Err(-libc::EINVAL);
+    }
+    Ok(())
+}
+
+/// Where a constructor puts the new record.
+enum Destination<T> {
+    /// A new allocation, whose pointer goes to `*out`.
+    Library(*mut *mut T),
+    /// Memory the caller owns (the evl_*_init_in constructors); the handle pointer is the memory.
+    Caller(*mut T),
+}
+
+/// The body of every constructor: validates the loop and the destination, makes the core
+/// handle, and puts its record there.
+fn construct<T>(
+    l: *mut evl_loop_t,
+    destination: Destination<T>,
+    data: *mut c_void,
+    make: impl FnOnce(&mut Loop) -> evloop::Result<Id>,
+) -> c_int {
+    crate::with_loop(l, |lp| {
+        let memory = match destination {
+            Destination::Library(out) if out.is_null() => return Err(-libc::EINVAL),
+            Destination::Library(_) => None,
+            Destination::Caller(memory) => caller_memory(memory).map(|()| Some(memory))?,
+        };
+        let id = make(lp).map_err(|e| e.code())?;
+        // SAFETY: `l` was validated by with_loop, the memory by caller_memory.
+        let record = unsafe { into_record(l, id, data, extra_for(id), memory) };
+        if let Destination::Library(out) = destination {
+            // SAFETY: checked for NULL above, writable (the header's contract).
+            unsafe { *out = record };
+        }
+        Ok(0)
+    })
+}
+
+/// A constructor's body, for a record the library allocates and stores in `*out`.
 pub(crate) fn create<T>(
     l: *mut evl_loop_t,
     out: *mut *mut T,
     data: *mut c_void,
     make: impl FnOnce(&mut Loop) -> evloop::Result<Id>,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: `l` validated by loop_mut, `out` checked for NULL and writable (contract).
-        unsafe {
-            let lp = match loop_mut(l) {
-                Ok(lp) => lp,
-                Err(e) => return e,
-            };
-            if out.is_null() {
-                return -libc::EINVAL;
-            }
-            match make(lp) {
-                Ok(id) => {
-                    *out = new_handle(l, id, data);
-                    0
-                }
-                Err(e) => e.code(),
-            }
-        }
-    })
+    construct(l, Destination::Library(out), data, make)
+}
+
+/// A constructor's body, for a record in `memory`, which the caller owns.
+pub(crate) fn create_in<T>(
+    l: *mut evl_loop_t,
+    memory: *mut T,
+    data: *mut c_void,
+    make: impl FnOnce(&mut Loop) -> evloop::Result<Id>,
+) -> c_int {
+    construct(l, Destination::Caller(memory), data, make)
+}
+
+/// Where, in caller memory, the core's state of a timer follows its record: the whole timer is
+/// one block, so a start or a stop fetches that block and nothing else of the timer's.
+const TIMER_PLACE_OFFSET: usize =
+    std::mem::size_of::<Handle>().next_multiple_of(std::mem::align_of::<evloop::TimerPlace>());
+const TIMER_IN_CALLER_MEMORY: usize = TIMER_PLACE_OFFSET + std::mem::size_of::<evloop::TimerPlace>();
+const _: () = assert!(std::mem::align_of::<evloop::TimerPlace>() <= 8 && std::mem::align_of::<Handle>() <= 8);
+
+/// The core's part of a timer in caller memory (after its record).
+pub(crate) fn timer_place(record: *mut Handle) -> std::ptr::NonNull<evloop::TimerPlace> {
+    // SAFETY: the record is the start of a block of TIMER_IN_CALLER_MEMORY bytes; never NULL.
+    unsafe { std::ptr::NonNull::new_unchecked(record.cast::<u8>().wrapping_add(TIMER_PLACE_OFFSET).cast()) }
+}
+
+/// Bytes of caller memory a handle of `kind` (EVL_HANDLE_*) needs for its evl_*_init_in
+/// constructor, aligned to 8 bytes (malloc()'s alignment suffices); 0 for a kind without one.
+/// The size belongs to the library build, not to the ABI: ask at run time and never hard-code
+/// it (as with libuv's uv_handle_size()).
+#[no_mangle]
+pub extern "C" fn evl_handle_size(kind: c_int) -> usize {
+    match kind {
+        EVL_HANDLE_TIMER => TIMER_IN_CALLER_MEMORY,
+        _ => 0,
+    }
 }
 
 /// The record behind `p`, if it is a handle of `kind` (any kind for `None`).
@@ -259,7 +363,7 @@ pub(crate) unsafe fn record<'a, T>(p: *mut T, kind: Option<Kind>) -> Result<&'a 
     // SAFETY: `p` is a handle pointer the library returned and whose close callback has not run
     // (the header's contract); the magic check catches pointers of other types.
     unsafe {
-        if (*ptr::addr_of!((*h).state)).load(Ordering::Relaxed) & !CLOSING != HANDLE_MAGIC {
+        if (*ptr::addr_of!((*h).state)).load(Ordering::Relaxed) & !FLAGS != HANDLE_MAGIC {
             return Err(-libc::EINVAL);
         }
         let h = &mut *h;
@@ -386,15 +490,30 @@ pub unsafe extern "C" fn evl_close(p: *mut evl_handle_t, cb: evl_close_cb) -> c_
         }
         h.set_closing();
         let raw = h as *mut Handle as usize;
+        let in_caller_memory = h.in_caller_memory();
         let close_cb: evloop::CloseCb = Box::new(move |lp| {
             let h = raw as *mut Handle;
+            // SAFETY: the core handle is gone, so nothing but this callback refers to the record.
+            let l = unsafe { (*h).l };
+            if in_caller_memory {
+                // The caller may free or reuse the memory from its close callback on, so the
+                // library finishes with the record first; the callback can still read it.
+                // SAFETY: as above; the record stays readable until `cb` returns.
+                unsafe {
+                    (*h).release_extra();
+                    if let Some(cb) = cb {
+                        call_c(h, lp, |data| cb(h.cast(), data));
+                    }
+                    *ptr::addr_of_mut!((*state(l)).handles) -= 1;
+                }
+                return;
+            }
             if let Some(cb) = cb {
                 // SAFETY: the record is alive until freed just below.
                 unsafe { call_c(h, lp, |data| cb(h.cast(), data)) };
             }
-            // SAFETY: the core handle is gone, so nothing refers to the record any more.
+            // SAFETY: as above.
             unsafe {
-                let l = (*h).l;
                 (*ptr::addr_of!((*h).state)).store(0, Ordering::Relaxed);
                 drop(Box::from_raw(h));
                 *ptr::addr_of_mut!((*state(l)).handles) -= 1;

@@ -42,14 +42,25 @@ pub(crate) fn request<C: Copy>(
     cb: Option<C>,
     f: impl FnOnce(&mut evloop::Loop, C) -> Result<libc::c_int, libc::c_int>,
 ) -> libc::c_int {
+    with_loop(l, |lp| {
+        let cb = cb.ok_or(-libc::EINVAL)?;
+        f(lp, cb)
+    })
+}
+
+/// The body of a call on loop `l`, inside the panic guard: an invalid loop is refused; `f`
+/// returns the call's result or a negative errno.
+pub(crate) fn with_loop(
+    l: *mut loop_::evl_loop_t,
+    f: impl FnOnce(&mut evloop::Loop) -> Result<libc::c_int, libc::c_int>,
+) -> libc::c_int {
     guard(-libc::EIO, || {
         // SAFETY: validated by loop_mut.
         let lp = match unsafe { loop_::loop_mut(l) } {
             Ok(lp) => lp,
             Err(e) => return e,
         };
-        let Some(cb) = cb else { return -libc::EINVAL };
-        f(lp, cb).unwrap_or_else(|e| e)
+        f(lp).unwrap_or_else(|e| e)
     })
 }
 

@@ -2,7 +2,7 @@
 
 use crate::guard;
 use crate::handle::{call_c, evl_async_t, new_async, record, Handle, Kind};
-use crate::loop_::{evl_loop_t, loop_mut};
+use crate::loop_::evl_loop_t;
 use libc::{c_int, c_void};
 
 /// Runs on the loop's thread after one or more evl_async_send() calls.
@@ -17,37 +17,27 @@ pub unsafe extern "C" fn evl_async_init(
     cb: evl_async_cb,
     user_data: *mut c_void,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: validated by loop_mut; `out` checked for NULL.
+    crate::request(l, cb, |lp, cb| {
+        if out.is_null() {
+            return Err(-libc::EINVAL);
+        }
+        // The callback needs the record, which exists only after the handle: a cell carries it.
+        let cell = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let c = cell.clone();
+        let a = evloop::Async::new(lp, move |lp, _| {
+            let h = c.get() as *mut Handle;
+            // SAFETY: the record lives while core runs its callbacks.
+            unsafe { call_c(h, lp, |data| cb(h.cast(), data)) }
+        })
+        .map_err(|e| e.code())?;
+        let waker = a.waker(lp).map_err(|e| e.code())?;
+        // SAFETY: `l` was validated by `request`; `out` checked for NULL, writable (contract).
         unsafe {
-            let lp = match loop_mut(l) {
-                Ok(lp) => lp,
-                Err(e) => return e,
-            };
-            let Some(cb) = cb else { return -libc::EINVAL };
-            if out.is_null() {
-                return -libc::EINVAL;
-            }
-            // The callback needs the record, which exists only after the handle: a cell carries it.
-            let cell = std::rc::Rc::new(std::cell::Cell::new(0usize));
-            let c = cell.clone();
-            let a = match evloop::Async::new(lp, move |lp, _| {
-                let h = c.get() as *mut Handle;
-                // The record lives while core runs its callbacks.
-                call_c(h, lp, |data| cb(h.cast(), data))
-            }) {
-                Ok(a) => a,
-                Err(e) => return e.code(),
-            };
-            let waker = match a.waker(lp) {
-                Ok(w) => w,
-                Err(e) => return e.code(),
-            };
             let h = new_async(l, a, waker, user_data);
             cell.set(h as usize);
             *out = h;
-            0
         }
+        Ok(0)
     })
 }
 

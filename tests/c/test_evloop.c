@@ -233,6 +233,160 @@ static void test_timer_repeat_again_and_close_in_callback(void) {
     finish_loop(l);
 }
 
+/* ---- timers in caller memory (evl_timer_init_in) ---- */
+
+#define IN_TIMERS 64
+static size_t in_size;
+static unsigned char *in_block;
+static int in_fired[IN_TIMERS], in_order[IN_TIMERS], in_order_count, in_closed;
+static evl_timer_t *in_timer(int i) { return (evl_timer_t *)(in_block + (size_t)i * in_size); }
+static void on_in_timer(evl_timer_t *t, void *data) {
+    int i = (int)(intptr_t)data;
+    CHECK(t == in_timer(i));
+    in_fired[i]++;
+    if (in_order_count < IN_TIMERS) in_order[in_order_count++] = i;
+}
+static void on_in_closed(evl_handle_t *h, void *data) {
+    /* The record is still readable here, and the memory may be reused or freed from here on. */
+    CHECK(evl_handle_get_data(h) == data);
+    CHECK_EQ(evl_is_closing(h), 1);
+    in_closed++;
+}
+static void on_in_closed_free(evl_handle_t *h, void *data) {
+    (void)data;
+    in_closed++;
+    free(h);
+}
+
+static void test_timers_in_caller_memory(void) {
+    evl_loop_t *l = new_loop();
+    in_size = evl_handle_size(EVL_HANDLE_TIMER);
+    CHECK(in_size >= sizeof(void *));
+    CHECK_EQ(evl_handle_size(0), 0);
+    CHECK_EQ(evl_handle_size(99), 0);
+    /* Fresh from malloc, not cleared: valgrind would see a read of it. */
+    in_block = malloc(IN_TIMERS * in_size + 1);
+    /* Bad memory and bad loops. */
+    CHECK_EQ(evl_timer_init_in(l, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_timer_init_in(l, (evl_timer_t *)(in_block + 1), NULL), -EINVAL);
+    CHECK_EQ(evl_timer_init_in(NULL, in_timer(0), NULL), -EINVAL);
+    for (int i = 0; i < IN_TIMERS; i++) {
+        in_fired[i] = 0;
+        CHECK_EQ(evl_timer_init_in(l, in_timer(i), (void *)(intptr_t)i), 0);
+    }
+    CHECK(evl_handle_get_loop((evl_handle_t *)in_timer(3)) == l);
+    CHECK(evl_handle_get_data((evl_handle_t *)in_timer(3)) == (void *)(intptr_t)3);
+    CHECK_EQ(evl_timer_again(in_timer(3)), -EINVAL); /* never started */
+    /* One in four is stopped again, some before and some after their neighbours: the stopped
+       ones never fire, and those due in the same millisecond keep their start order. */
+    for (int i = 0; i < IN_TIMERS; i++) CHECK_EQ(evl_timer_start(in_timer(i), on_in_timer, 5 + (i % 2), 0), 0);
+    for (int i = IN_TIMERS - 3; i >= IN_TIMERS / 2; i -= 4) CHECK_EQ(evl_timer_stop(in_timer(i)), 0);
+    for (int i = 1; i < IN_TIMERS / 2; i += 4) CHECK_EQ(evl_timer_stop(in_timer(i)), 0);
+    CHECK_EQ(evl_timer_stop(in_timer(5)), 0); /* twice */
+    CHECK_EQ(evl_is_active((evl_handle_t *)in_timer(1)), 0);
+    CHECK_EQ(evl_is_active((evl_handle_t *)in_timer(0)), 1);
+    /* A stopped timer started again fires once, last of its millisecond (started last). */
+    CHECK_EQ(evl_timer_start(in_timer(1), on_in_timer, 5, 0), 0);
+    CHECK(evl_timer_get_due_in(in_timer(1)) <= 5);
+    in_order_count = 0;
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    int want_order[IN_TIMERS], n = 0;
+    for (int i = 0; i < IN_TIMERS; i += 2) want_order[n++] = i;
+    want_order[n++] = 1;
+    for (int i = 3; i < IN_TIMERS; i += 2)
+        if (i % 4 != 1) want_order[n++] = i;
+    CHECK_EQ(in_order_count, n);
+    for (int k = 0; k < n && k < in_order_count; k++) CHECK_EQ(in_order[k], want_order[k]);
+    for (int i = 0; i < IN_TIMERS; i++) CHECK_EQ(in_fired[i], (i % 4 == 1 && i != 1) ? 0 : 1);
+    /* Repeat, set_repeat and again work on them as on any timer. */
+    in_fired[2] = 0;
+    CHECK_EQ(evl_timer_start(in_timer(2), on_in_timer, 1, 1), 0);
+    CHECK_EQ(evl_timer_get_repeat(in_timer(2)), 1);
+    CHECK_EQ(evl_timer_set_repeat(in_timer(2), 2), 0);
+    CHECK_EQ(evl_timer_again(in_timer(2)), 0);
+    while (in_fired[2] < 3) CHECK_EQ(evl_run(l, EVL_RUN_ONCE), 1);
+    CHECK_EQ(evl_timer_stop(in_timer(2)), 0);
+    CHECK_EQ(evl_loop_alive(l), 0);
+    /* Unreferenced, a running timer keeps nothing alive. */
+    CHECK_EQ(evl_timer_start(in_timer(4), on_in_timer, 60000, 0), 0);
+    CHECK_EQ(evl_unref((evl_handle_t *)in_timer(4)), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    /* Open timers keep the loop from being freed; closing hands the memory back after the close
+       callback, once, and the memory can then hold a new timer. */
+    CHECK_EQ(evl_loop_free(l), -EBUSY);
+    in_closed = 0;
+    for (int i = 0; i < IN_TIMERS; i++) CHECK_EQ(evl_close((evl_handle_t *)in_timer(i), on_in_closed), 0);
+    CHECK_EQ(evl_timer_start(in_timer(0), on_in_timer, 1, 0), -EBADF);
+    CHECK_EQ(evl_timer_stop(in_timer(0)), -EBADF);
+    CHECK_EQ(evl_close((evl_handle_t *)in_timer(0), NULL), -EBADF);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(in_closed, IN_TIMERS);
+    CHECK_EQ(evl_timer_init_in(l, in_timer(0), (void *)(intptr_t)0), 0);
+    in_fired[0] = 0;
+    CHECK_EQ(evl_timer_start(in_timer(0), on_in_timer, 1, 0), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(in_fired[0], 1);
+    CHECK_EQ(evl_close((evl_handle_t *)in_timer(0), NULL), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    /* A timer in its own allocation, running when closed, freed in its close callback (valgrind
+       and ASan see any later touch). */
+    evl_timer_t *own = malloc(in_size);
+    CHECK_EQ(evl_timer_init_in(l, own, NULL), 0);
+    CHECK_EQ(evl_timer_start(own, on_in_timer, 100000, 0), 0);
+    in_closed = 0;
+    CHECK_EQ(evl_close((evl_handle_t *)own, on_in_closed_free), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    CHECK_EQ(in_closed, 1);
+    free(in_block);
+    finish_loop(l);
+}
+
+/* Starts and stops in a random order across many timers in caller memory and in the library's,
+   against a model of which must fire. */
+#define MIXED_TIMERS 2000
+static int mixed_fired[MIXED_TIMERS];
+static void on_mixed(evl_timer_t *t, void *data) {
+    (void)t;
+    mixed_fired[(intptr_t)data]++;
+}
+
+static void test_timers_in_caller_memory_mixed_with_the_librarys(void) {
+    evl_loop_t *l = new_loop();
+    size_t size = evl_handle_size(EVL_HANDLE_TIMER);
+    unsigned char *block = malloc(MIXED_TIMERS / 2 * size);
+    evl_timer_t *timers[MIXED_TIMERS];
+    int running[MIXED_TIMERS] = {0};
+    for (int i = 0; i < MIXED_TIMERS; i++) {
+        if (i % 2) {
+            timers[i] = (evl_timer_t *)(block + (size_t)(i / 2) * size);
+            CHECK_EQ(evl_timer_init_in(l, timers[i], (void *)(intptr_t)i), 0);
+        } else {
+            CHECK_EQ(evl_timer_init(l, &timers[i], (void *)(intptr_t)i), 0);
+        }
+        mixed_fired[i] = 0;
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int step = 0; step < 20000; step++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int i = (int)(x % MIXED_TIMERS);
+        if ((x >> 32) % 3) {
+            CHECK_EQ(evl_timer_start(timers[i], on_mixed, 20 + (x >> 40) % 40, 0), 0);
+            running[i] = 1;
+        } else {
+            CHECK_EQ(evl_timer_stop(timers[i]), 0);
+            running[i] = 0;
+        }
+    }
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    for (int i = 0; i < MIXED_TIMERS; i++) CHECK_EQ(mixed_fired[i], running[i]);
+    for (int i = 0; i < MIXED_TIMERS; i++) CHECK_EQ(evl_close((evl_handle_t *)timers[i], NULL), 0);
+    CHECK_EQ(evl_run(l, EVL_RUN_DEFAULT), 0);
+    free(block);
+    finish_loop(l);
+}
+
 static int bg_fired;
 static void on_bg(evl_timer_t *t, void *d) {
     (void)t;
@@ -1830,6 +1984,8 @@ static const struct test tests[] = {
     {"timer_order", test_timer_order},
     {"timer_repeat_again_and_close_in_callback", test_timer_repeat_again_and_close_in_callback},
     {"ref_unref_and_data", test_ref_unref_and_data},
+    {"timers_in_caller_memory", test_timers_in_caller_memory},
+    {"timers_in_caller_memory_mixed_with_the_librarys", test_timers_in_caller_memory_mixed_with_the_librarys},
     {"tcp_echo", test_tcp_echo},
     {"tcp_connect_refused_and_bad_addresses", test_tcp_connect_refused_and_bad_addresses},
     {"backpressure_and_adopt", test_backpressure_and_adopt},

@@ -46,7 +46,9 @@ fn main() {
         order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
     }
     let rss_before = rss_bytes();
+    let t0 = Instant::now();
     let timers: Vec<Timer> = (0..N).map(|_| Timer::new(&mut lp)).collect();
+    let init_ns = t0.elapsed().as_nanos() as f64 / N as f64;
 
     let t0 = Instant::now();
     for (t, &ms) in timers.iter().zip(&timeouts) {
@@ -92,7 +94,7 @@ fn main() {
     }
     lp.run(RunMode::Default).unwrap();
     println!(
-        "RESULT impl=evloop-{} start_ns={start_ns:.1} stop_in_order_ns={stop_in_order_ns:.1} stop_random_ns={stop_random_ns:.1} \
+        "RESULT impl=evloop-{} init_ns={init_ns:.1} start_ns={start_ns:.1} stop_in_order_ns={stop_in_order_ns:.1} stop_random_ns={stop_random_ns:.1} \
          iteration_after_cancel_us={iteration_after_cancel_us} fire_cpu_ns={fire_cpu_ns:.1} fire_wall_ms={fire_wall_ms} bytes_per_timer={bytes_per_timer:.0}",
         lp.backend_name()
     );

@@ -1,8 +1,13 @@
 //! Timer handles (libuv's `uv_timer_t`) over the timing wheel.
 
+mod store;
 pub(crate) mod wheel;
 
-use wheel::{Node, Nodes};
+pub use store::TimerPlace;
+pub(crate) use store::Timers;
+use wheel::Node;
+
+use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
@@ -26,26 +31,42 @@ handle_type!(
     Kind::Timer
 );
 
+/// `repr(C)`, in the order a stop reads it: what a stop touches (the common state, the
+/// generation a place checks, the node's slot and stopped flag) is in the first 28 bytes, so
+/// that a timer in caller memory, behind its 40-byte C record, stops within one or two adjacent
+/// cache lines.
+#[repr(C)]
 pub(crate) struct TimerEntry {
     pub(crate) common: Common,
-    repeat: u64,
+    /// Its generation, which a timer reached through its place checks (`Timers::get_in`); a
+    /// `u32` fits where the entry had padding, a whole id would not.
+    gen: u32,
+    started_once: bool,
     /// Its place in the wheel, with its deadline and start order (a sequence number, so that
     /// timers due in the same millisecond fire in the order they were started).
     node: Node,
-    started_once: bool,
+    repeat: u64,
     cb: Option<Callback>,
 }
 
 impl Timer {
     /// A stopped timer.
     pub fn new(lp: &mut Loop) -> Timer {
-        let (idx, gen) = lp.timers.insert(TimerEntry {
-            common: Common::new(),
-            repeat: 0,
-            node: Node::default(),
-            started_once: false,
-            cb: None,
-        });
+        let (idx, gen) = lp.timers.insert(TimerEntry::new());
+        Timer { idx, gen }
+    }
+
+    /// A stopped timer whose state lives in `place`, memory the caller provides (a binding that
+    /// keeps a record per timer puts it there): creating it allocates nothing, and
+    /// [`Timer::start_fn_in`] and [`Timer::stop_in`] reach it without the loop's tables. Every
+    /// other function works as for any timer.
+    ///
+    /// # Safety
+    /// `place` must stay valid and in place, untouched by anyone else, until the timer's close
+    /// has completed (its close callback runs) or the loop is dropped.
+    pub unsafe fn new_in(lp: &mut Loop, place: NonNull<TimerPlace>) -> Timer {
+        // SAFETY: forwarded from the caller.
+        let (idx, gen) = unsafe { lp.timers.insert_placed(place) };
         Timer { idx, gen }
     }
 
@@ -81,14 +102,35 @@ impl Timer {
         self.start_with(lp, timeout_ms, repeat_ms, Callback::Plain(f, data))
     }
 
+    /// [`Timer::start_fn`] for a timer made by [`Timer::new_in`], reached through its place.
+    ///
+    /// # Safety
+    /// `place` must be the one the timer was made in, and the timer not closed yet (its close
+    /// callback has not run).
+    pub unsafe fn start_fn_in(
+        self,
+        lp: &mut Loop,
+        place: NonNull<TimerPlace>,
+        timeout_ms: u64,
+        repeat_ms: u64,
+        f: TimerFn,
+        data: usize,
+    ) -> Result<()> {
+        // SAFETY: forwarded from the caller. The entry is the caller's memory, not the loop's, so
+        // holding it does not borrow `lp`; the wheel reaches other timers' nodes only.
+        let e = unsafe { Timers::get_in(place, self.idx, self.gen) }.ok_or(Error::EBADF)?;
+        e.start(Callback::Plain(f, data), repeat_ms)?;
+        let deadline = lp.now().saturating_add(timeout_ms);
+        lp.timer_seq += 1;
+        e.common.set_active(&mut lp.alive_refs, true);
+        lp.wheel
+            .reschedule(&mut lp.timers, self.idx, &mut e.node, deadline, lp.timer_seq);
+        Ok(())
+    }
+
     fn start_with(self, lp: &mut Loop, timeout_ms: u64, repeat_ms: u64, cb: Callback) -> Result<()> {
         let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
-        if e.common.closing {
-            return Err(Error::EBADF);
-        }
-        e.cb = Some(cb);
-        e.repeat = repeat_ms;
-        e.started_once = true;
+        e.start(cb, repeat_ms)?;
         lp.arm_timer(self.idx, self.gen, timeout_ms);
         Ok(())
     }
@@ -97,7 +139,20 @@ impl Timer {
     pub fn stop(self, lp: &mut Loop) -> Result<()> {
         let e = lp.timers.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         e.common.set_active(&mut lp.alive_refs, false);
-        lp.wheel.remove(&mut lp.timers, self.idx);
+        lp.wheel.stop(&mut lp.timers, self.idx);
+        Ok(())
+    }
+
+    /// [`Timer::stop`] for a timer made by [`Timer::new_in`], reached through its place: the
+    /// stop touches nothing but the place (the wheel defers unlinking it, see `Wheel::stop`).
+    ///
+    /// # Safety
+    /// As for [`Timer::start_fn_in`].
+    pub unsafe fn stop_in(self, lp: &mut Loop, place: NonNull<TimerPlace>) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        let e = unsafe { Timers::get_in(place, self.idx, self.gen) }.ok_or(Error::EBADF)?;
+        e.common.set_active(&mut lp.alive_refs, false);
+        lp.wheel.stop_node(&mut e.node);
         Ok(())
     }
 
@@ -136,6 +191,48 @@ impl Timer {
         } else {
             0
         })
+    }
+}
+
+impl TimerEntry {
+    fn new() -> TimerEntry {
+        TimerEntry {
+            common: Common::new(),
+            gen: 0,
+            repeat: 0,
+            node: Node::default(),
+            started_once: false,
+            cb: None,
+        }
+    }
+
+    /// Writes a new stopped timer with generation `gen` at `at`, field by field: built whole and
+    /// copied, the entry went through the stack, and reading it back there in wider pieces than
+    /// it was written stalled store forwarding.
+    ///
+    /// # Safety
+    /// `at` must be valid for writes of a `TimerEntry` and aligned for it.
+    unsafe fn write_new(at: *mut TimerEntry, gen: u32) {
+        // SAFETY: forwarded from the caller; each field is written once, none read.
+        unsafe {
+            std::ptr::addr_of_mut!((*at).common).write(Common::new());
+            std::ptr::addr_of_mut!((*at).gen).write(gen);
+            std::ptr::addr_of_mut!((*at).started_once).write(false);
+            std::ptr::addr_of_mut!((*at).node).write(Node::default());
+            std::ptr::addr_of_mut!((*at).repeat).write(0);
+            std::ptr::addr_of_mut!((*at).cb).write(None);
+        }
+    }
+
+    /// Takes the callback and repeat interval of a start (the caller then schedules it).
+    fn start(&mut self, cb: Callback, repeat_ms: u64) -> Result<()> {
+        if self.common.closing {
+            return Err(Error::EBADF);
+        }
+        self.cb = Some(cb);
+        self.repeat = repeat_ms;
+        self.started_once = true;
+        Ok(())
     }
 }
 
@@ -206,11 +303,6 @@ impl Loop {
     }
 }
 
-impl Nodes for crate::slab::Slab<TimerEntry> {
-    #[inline]
-    fn node(&mut self, idx: u32) -> &mut Node {
-        // The wheel holds only timers that are alive: a closing timer leaves it before its entry
-        // is removed.
-        &mut self.live_by_index(idx).node
-    }
-}
+// Every pending timer pays for its entry: a C program's, with its record, is held to libuv's
+// 152 bytes per timer (BENCHMARKS.md, "Timers").
+const _: () = assert!(std::mem::size_of::<TimerEntry>() <= 88);

@@ -2,10 +2,12 @@
 //! range before a timer is parked at the top level and re-examined).
 //!
 //! Insertion and removal are O(1): each timer is a node of an intrusive doubly-linked list in its
-//! slot. The nodes live inside the timers' own entries (see [`Nodes`]), so stopping a timer
-//! touches its entry and its two neighbours and nothing else. Finding the next deadline scans at
-//! most six 64-bit occupancy masks. Timers due in the same millisecond come out in start order
-//! (by sequence number), whatever level they waited in.
+//! slot. The nodes live inside the timers' own entries (see [`Nodes`]). Stopping a timer touches
+//! its own node and nothing else: the node stays in its list, marked stopped, and leaves it when
+//! its slot is next processed, when the timer is scheduled again, or when it is removed (see
+//! [`Wheel::stop`]). Finding the next deadline scans at most six 64-bit masks of the slots that
+//! hold running timers. Timers due in the same millisecond come out in start order (by sequence
+//! number), whatever level they waited in.
 
 use std::cell::Cell;
 
@@ -20,13 +22,17 @@ const NIL: u32 = u32::MAX;
 const UNLINKED: u16 = u16::MAX;
 
 /// A timer's place in the wheel: kept by the caller, in the timer's own record.
+/// `repr(C)` with the slot and the stopped flag first: a stop reads and writes those alone.
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct Node {
-    deadline: u64,
-    seq: u64,
+    bucket: u16,
+    /// Linked but stopped: it waits in its list to be unlinked, and never fires from there.
+    stopped: bool,
     prev: u32,
     next: u32,
-    bucket: u16,
+    deadline: u64,
+    seq: u64,
 }
 
 impl Default for Node {
@@ -37,6 +43,7 @@ impl Default for Node {
             prev: NIL,
             next: NIL,
             bucket: UNLINKED,
+            stopped: false,
         }
     }
 }
@@ -67,7 +74,11 @@ pub(crate) struct Wheel {
     elapsed: u64,
     heads: [u32; LEVELS * SLOTS],
     tails: [u32; LEVELS * SLOTS],
+    /// Running (not stopped) timers in each slot's list.
+    running: [u32; LEVELS * SLOTS],
+    /// Per level, the slots with running timers.
     occupied: [u64; LEVELS],
+    /// Running timers.
     len: usize,
     /// `next_expiration`'s last answer, until a link, an unlink or a new `elapsed`: a loop asks
     /// twice per iteration (its wait's timeout, then `advance`), and scanning the levels up to a
@@ -94,13 +105,14 @@ impl Wheel {
             elapsed: 0,
             heads: [NIL; LEVELS * SLOTS],
             tails: [NIL; LEVELS * SLOTS],
+            running: [0; LEVELS * SLOTS],
             occupied: [0; LEVELS],
             len: 0,
             next: Cell::new(None),
         }
     }
 
-    /// Timers currently waiting.
+    /// Timers currently running.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -108,17 +120,40 @@ impl Wheel {
 
     /// Schedules timer `idx` (which must not be linked) for `deadline` (ms, on the loop's clock).
     pub(crate) fn insert(&mut self, nodes: &mut impl Nodes, idx: u32, deadline: u64, seq: u64) {
-        let node = nodes.node(idx);
+        let tail = self.schedule(idx, nodes.node(idx), deadline, seq);
+        self.append_after(nodes, tail, idx);
+    }
+
+    /// Schedules timer `idx` again: unlinks it if it is linked, running or stopped, then
+    /// inserts it. `node` is its node, which the caller has in hand (the wheel reaches only its
+    /// neighbours through `nodes`).
+    pub(crate) fn reschedule(
+        &mut self,
+        nodes: &mut impl Nodes,
+        idx: u32,
+        node: &mut Node,
+        deadline: u64,
+        seq: u64,
+    ) {
+        if let Some(links) = self.detach(node) {
+            self.close_gap(nodes, links);
+        }
+        let tail = self.schedule(idx, node, deadline, seq);
+        self.append_after(nodes, tail, idx);
+    }
+
+    fn schedule(&mut self, idx: u32, node: &mut Node, deadline: u64, seq: u64) -> u32 {
         debug_assert_eq!(node.bucket, UNLINKED);
         node.deadline = deadline;
         node.seq = seq;
-        self.link(nodes, idx);
         self.len += 1;
+        self.link_node(idx, node)
     }
 
-    fn link(&mut self, nodes: &mut impl Nodes, idx: u32) {
+    /// Puts `node` (timer `idx`'s) at the end of its deadline's slot; returns the slot's old
+    /// tail, whose `next` the caller points at `idx` (see `append_after`).
+    fn link_node(&mut self, idx: u32, node: &mut Node) -> u32 {
         self.next.set(None);
-        let node = nodes.node(idx);
         // A past deadline goes in the current slot; a far one waits at the top level.
         let when = node.deadline.clamp(self.elapsed, self.elapsed + MAX_SPAN);
         let level = level_for(self.elapsed, when);
@@ -127,26 +162,78 @@ impl Wheel {
         node.bucket = bucket as u16;
         node.prev = tail;
         node.next = NIL;
+        node.stopped = false;
         if tail == NIL {
             self.heads[bucket] = idx;
-        } else {
-            nodes.node(tail).next = idx;
         }
         self.tails[bucket] = idx;
+        self.running[bucket] += 1;
         self.occupied[level] |= 1 << (bucket % SLOTS);
+        tail
     }
 
-    /// Unschedules timer `idx`; does nothing if it is not linked.
-    pub(crate) fn remove(&mut self, nodes: &mut impl Nodes, idx: u32) {
-        let node = nodes.node(idx);
-        if node.bucket == UNLINKED {
+    fn append_after(&mut self, nodes: &mut impl Nodes, tail: u32, idx: u32) {
+        if tail != NIL {
+            nodes.node(tail).next = idx;
+        }
+    }
+
+    /// One running timer fewer in `bucket`; the slot no longer counts as occupied without any.
+    fn not_running(&mut self, bucket: usize) {
+        self.len -= 1;
+        self.running[bucket] -= 1;
+        if self.running[bucket] == 0 {
+            self.occupied[bucket / SLOTS] &= !(1 << (bucket % SLOTS));
+            self.next.set(None);
+        }
+    }
+
+    /// Stops timer `idx` (it will not fire) without unlinking it; does nothing if it is not
+    /// running. Unlinking writes to both neighbours, which in a wheel of many timers are cache
+    /// misses of their own, so it is left to whatever visits the node next: processing its slot,
+    /// scheduling the timer again, or `remove`. Each stopped node is unlinked once, so the cost
+    /// is deferred, never repeated; and a slot that holds only stopped timers is not occupied, so
+    /// it never wakes the loop. (Go's runtime timers defer deletion in the same way.)
+    pub(crate) fn stop(&mut self, nodes: &mut impl Nodes, idx: u32) {
+        self.stop_node(nodes.node(idx));
+    }
+
+    /// `stop` for a node the caller has in hand.
+    pub(crate) fn stop_node(&mut self, node: &mut Node) {
+        if node.bucket == UNLINKED || node.stopped {
             return;
         }
-        self.next.set(None);
-        let (bucket, prev, next) = (node.bucket as usize, node.prev, node.next);
+        node.stopped = true;
+        let bucket = node.bucket as usize;
+        self.not_running(bucket);
+    }
+
+    /// Unschedules timer `idx`, running or stopped, and unlinks it; does nothing if it is not
+    /// linked.
+    pub(crate) fn remove(&mut self, nodes: &mut impl Nodes, idx: u32) {
+        if let Some(links) = self.detach(nodes.node(idx)) {
+            self.close_gap(nodes, links);
+        }
+    }
+
+    /// Takes `node` out of the counts and marks it unlinked; returns its slot and neighbours,
+    /// between which `close_gap` then closes the list (None if it was not linked).
+    fn detach(&mut self, node: &mut Node) -> Option<(usize, u32, u32)> {
+        if node.bucket == UNLINKED {
+            return None;
+        }
+        let links = (node.bucket as usize, node.prev, node.next);
+        if !node.stopped {
+            self.not_running(links.0);
+        }
         node.bucket = UNLINKED;
         node.prev = NIL;
         node.next = NIL;
+        node.stopped = false;
+        Some(links)
+    }
+
+    fn close_gap(&mut self, nodes: &mut impl Nodes, (bucket, prev, next): (usize, u32, u32)) {
         if prev == NIL {
             self.heads[bucket] = next;
         } else {
@@ -157,10 +244,6 @@ impl Wheel {
         } else {
             nodes.node(next).prev = prev;
         }
-        if self.heads[bucket] == NIL {
-            self.occupied[bucket / SLOTS] &= !(1 << (bucket % SLOTS));
-        }
-        self.len -= 1;
     }
 
     /// The earliest tick at which a slot holds timers: exact for the lowest level, a lower bound
@@ -230,7 +313,7 @@ impl Wheel {
     }
 
     /// Advances the wheel to `now`, unlinking every timer due at or before it into `expired`,
-    /// sorted by deadline then start order.
+    /// sorted by deadline then start order, and every stopped timer it passes.
     pub(crate) fn advance(&mut self, nodes: &mut impl Nodes, now: u64, expired: &mut Vec<Expired>) {
         if self.len == 0 {
             self.set_elapsed(now);
@@ -246,6 +329,7 @@ impl Wheel {
             let bucket = level * SLOTS + slot;
             let mut idx = std::mem::replace(&mut self.heads[bucket], NIL);
             self.tails[bucket] = NIL;
+            self.running[bucket] = 0;
             self.occupied[level] &= !(1 << slot);
             while idx != NIL {
                 let node = nodes.node(idx);
@@ -253,11 +337,14 @@ impl Wheel {
                 node.bucket = UNLINKED;
                 node.prev = NIL;
                 node.next = NIL;
-                if node.deadline <= now {
+                if std::mem::take(&mut node.stopped) {
+                    // Counted out when it was stopped.
+                } else if node.deadline <= now {
                     expired.push((node.deadline, node.seq, idx));
                     self.len -= 1;
                 } else {
-                    self.link(nodes, idx);
+                    let tail = self.link_node(idx, nodes.node(idx));
+                    self.append_after(nodes, tail, idx);
                 }
                 idx = next;
             }
@@ -288,6 +375,14 @@ mod tests {
     impl TestNodes {
         fn is_linked(&mut self, idx: u32) -> bool {
             self.node(idx).bucket != UNLINKED
+        }
+    }
+
+    impl Wheel {
+        /// What the loop does to (re)start a timer: unlink it wherever it is, then insert it.
+        fn insert_again(&mut self, nodes: &mut TestNodes, idx: u32, deadline: u64, seq: u64) {
+            self.remove(nodes, idx);
+            self.insert(nodes, idx, deadline, seq);
         }
     }
 
@@ -322,6 +417,95 @@ mod tests {
         assert_eq!(drain(&mut w, &mut n, 150), Vec::<u32>::new());
         assert_eq!(drain(&mut w, &mut n, 200), vec![8]);
         assert_eq!(w.timeout(200), None);
+    }
+
+    #[test]
+    fn a_stopped_timer_neither_fires_nor_sets_the_timeout_and_leaves_with_its_slot() {
+        let (mut w, mut n) = (Wheel::new(), TestNodes::default());
+        w.insert(&mut n, 1, 100, 0);
+        w.insert(&mut n, 2, 100, 1);
+        w.insert(&mut n, 3, 5000, 2);
+        w.stop(&mut n, 1);
+        w.stop(&mut n, 1);
+        assert_eq!(w.len(), 2);
+        assert!(n.is_linked(1), "a stop leaves the node where it is");
+        w.stop(&mut n, 2);
+        // Only stopped timers are left in the 100 ms slot: the wheel waits for the far one.
+        assert!(w.timeout(0).unwrap() > 100);
+        w.stop(&mut n, 3);
+        assert_eq!((w.len(), w.timeout(0)), (0, None));
+        // Scheduled again, a stopped timer leaves its old slot first.
+        w.insert_again(&mut n, 2, 200, 3);
+        assert!(n.is_linked(1) && n.node(1).stopped && !n.node(2).stopped);
+        assert_eq!(drain(&mut w, &mut n, 150), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut n, 200), vec![2]);
+        // Processing slots passes the stopped nodes and unlinks them.
+        w.insert(&mut n, 4, 6000, 4);
+        assert_eq!(drain(&mut w, &mut n, 6000), vec![4]);
+        for idx in [1, 3] {
+            w.remove(&mut n, idx);
+            assert!(!n.is_linked(idx));
+        }
+        assert_eq!((w.len(), w.timeout(6000)), (0, None));
+    }
+
+    #[test]
+    fn random_starts_stops_and_removals_fire_what_a_model_fires() {
+        let (mut w, mut n) = (Wheel::new(), TestNodes::default());
+        // The model: each timer's (deadline, seq) while it runs.
+        let count = if cfg!(miri) { 64 } else { 2_000u32 };
+        let mut model: Vec<Option<(u64, u64)>> = vec![None; count as usize];
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let (mut now, mut seq) = (0u64, 0u64);
+        let steps = if cfg!(miri) { 400 } else { 60_000 };
+        for _ in 0..steps {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let idx = (x % count as u64) as u32;
+            match (x >> 32) % 8 {
+                0..=3 => {
+                    seq += 1;
+                    let deadline = now + (x >> 40) % 300_000;
+                    w.insert_again(&mut n, idx, deadline, seq);
+                    model[idx as usize] = Some((deadline, seq));
+                }
+                4 | 5 => {
+                    w.stop(&mut n, idx);
+                    model[idx as usize] = None;
+                }
+                6 => {
+                    w.remove(&mut n, idx);
+                    assert!(!n.is_linked(idx));
+                    model[idx as usize] = None;
+                }
+                _ => {
+                    now += (x >> 45) % 5_000;
+                    let mut want: Vec<(u64, u64, u32)> = (0..count)
+                        .filter_map(|i| {
+                            model[i as usize]
+                                .filter(|&(d, _)| d <= now)
+                                .map(|(d, s)| (d, s, i))
+                        })
+                        .collect();
+                    want.sort();
+                    for &(_, _, i) in &want {
+                        model[i as usize] = None;
+                    }
+                    let got = drain(&mut w, &mut n, now);
+                    assert_eq!(got, want.into_iter().map(|(_, _, i)| i).collect::<Vec<_>>());
+                    assert_eq!(w.len(), model.iter().flatten().count());
+                    let earliest = model.iter().flatten().map(|&(d, _)| d).min();
+                    match (w.timeout(now), earliest) {
+                        (None, None) => {}
+                        (Some(t), Some(d)) => {
+                            assert!(now + t <= d, "the wheel wakes no later than its first timer")
+                        }
+                        other => panic!("timeout and model disagree: {other:?}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
