@@ -11,6 +11,7 @@ gcc $CFLAGS -o bench/bin/loadgen bench/c/loadgen.c
 gcc $CFLAGS -o bench/bin/bare_echo bench/c/bare_echo.c
 if [ -f /usr/include/liburing.h ]; then
     gcc $CFLAGS -o bench/bin/uring_echo bench/c/uring_echo.c -luring
+    gcc $CFLAGS -o bench/bin/wake_paths bench/c/wake_paths.c -luring -lpthread
 else
     echo "liburing-dev not found: the bare liburing echo server is skipped" >&2
 fi

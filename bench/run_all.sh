@@ -34,6 +34,7 @@ make --quiet examples
 tmp=$(mktemp -d)
 python3 bench/echo.py --rounds "${ECHO_ROUNDS:-5}" --seconds "${SECONDS_PER_RUN:-4}" $([ $quick = 1 ] || echo --matrix --matrix-seconds 2) --markdown "$tmp/echo.md"
 bench/instructions.sh 20 4 > "$tmp/instructions.md"
+python3 bench/receive_buffers.py --rounds "${ROUNDS:-3}" --seconds "$([ $quick = 1 ] && echo 1 || echo 2)" --markdown "$tmp/receive_buffers.md"
 python3 bench/timers.py --rounds "${ROUNDS:-3}" --markdown "$tmp/timers.md"
 if [ $quick = 1 ]; then
     python3 bench/idle.py --first 1000 --second 3000 --markdown "$tmp/idle.md"
@@ -82,6 +83,10 @@ python3 bench/light_load.py --rounds "${LIGHT_ROUNDS:-3}" --seconds "$py_seconds
     echo "unlike CPU time on a shared machine): \`bench/instructions.sh 20 4\`"
     echo
     cat "$tmp/instructions.md"
+    echo
+    echo "## io_uring receive buffers: filled a piece at a time, or whole (\`bench/receive_buffers.py\`)"
+    echo
+    cat "$tmp/receive_buffers.md"
     echo
     echo "## Light load: 1, 4 and 50 connections, request/response (\`bench/light_load.py\`)"
     echo

@@ -8,6 +8,11 @@ each backend against libuv's uv_async_send, same run, rounds interleaved.
   CPU 0, the senders spread over both CPUs); sends per second (the cost of a send that finds a
   wake-up already pending), callbacks per second, and the loop thread's CPU per callback.
 
+Beside them, with no loop at all (bench/c/wake_paths.c, where liburing is installed), the kernel's
+ways to wake a thread asleep in io_uring_enter: an eventfd read armed in its ring (evloop's
+path), IORING_OP_MSG_RING from the waker's own ring, IORING_OP_FUTEX_WAIT armed in its ring
+woken by futex(FUTEX_WAKE), and epoll_wait on an eventfd (libuv's path); same round trip.
+
 usage: bench/wakeup.py [--seconds 2] [--rounds 3] [--markdown FILE]
 """
 import argparse
@@ -30,10 +35,13 @@ def impls():
     return out
 
 
+WAKE_PATHS = ("eventfd", "msg_ring", "futex", "epoll")
+
+
 def run(cmd, env, mode, seconds):
     out = subprocess.run(cmd + [mode, str(seconds)], env={**os.environ, **env}, capture_output=True, text=True,
                          timeout=seconds + 60, check=True).stdout
-    return {k: float(v) for k, v in (kv.split("=") for kv in out.split()) if k != "impl"}
+    return {k: float(v) for k, v in (kv.split("=") for kv in out.split() if "=" in kv) if k not in ("impl", "mode")}
 
 
 def main():
@@ -48,6 +56,11 @@ def main():
             for mode in ("rtt", "senders"):
                 res.setdefault((name, mode), []).append(run(cmd, env, mode, args.seconds))
             print(f"round {r + 1} {name}: {res[(name, 'rtt')][-1]} {res[(name, 'senders')][-1]}", flush=True)
+        bare = os.path.join(HERE, "bin", "wake_paths")
+        if os.path.exists(bare):
+            for path in WAKE_PATHS:
+                res.setdefault((path, "bare"), []).append(run([bare], {}, path, args.seconds))
+                print(f"round {r + 1} bare {path}: {res[(path, 'bare')][-1]}", flush=True)
 
     def med(name, mode, key):
         return statistics.median(x[key] for x in res[(name, mode)])
@@ -69,6 +82,16 @@ def main():
                      f"{ratio(name, 'rtt', 'p99_us')} | {med(name, 'senders', 'sends_per_s') / 1e6:.1f} M | "
                      f"{med(name, 'senders', 'callbacks_per_s'):.0f} | "
                      f"{med(name, 'senders', 'loop_cpu_ns_per_callback'):.0f} |")
+    if ("epoll", "bare") in res:
+        lines += ["", "The kernel's wake-up paths with no loop (`bench/c/wake_paths.c`), same round trip; ratios "
+                  "against epoll_wait on an eventfd (libuv's path):", "",
+                  "| path | p50 µs | p99 µs | p99.9 µs | p50 vs epoll | p99 vs epoll | sleeper syscalls per wake-up |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for path in WAKE_PATHS:
+            lines.append(f"| {path} | {med(path, 'bare', 'p50_us'):.1f} | {med(path, 'bare', 'p99_us'):.1f} | "
+                         f"{med(path, 'bare', 'p999_us'):.1f} | {ratio(path, 'bare', 'p50_us', 'epoll')} | "
+                         f"{ratio(path, 'bare', 'p99_us', 'epoll')} | "
+                         f"{med(path, 'bare', 'sleeper_calls_per_wake'):.2f} |")
     emit(lines, args.markdown)
 
 

@@ -16,6 +16,8 @@ cargo test --quiet --workspace 2>&1 | tee /tmp/evloop-cargo-test.log
 grep -q "test result: ok" /tmp/evloop-cargo-test.log
 echo "== pipes on io_uring's single-shot read (kernels before 6.7)"
 EVLOOP_NO_MULTISHOT_READ=1 cargo test --quiet -p evloop-core --test pipes
+echo "== streams on io_uring's whole receive buffers (kernels before 6.12)"
+EVLOOP_NO_INCREMENTAL_BUFFERS=1 cargo test --quiet -p evloop-core --test tcp --test pipes --test unix_udp --test no_alloc
 echo "== C ABI: header, symbols, C tests on both backends, valgrind"
 make --quiet test-c
 echo "== C adapters (hiredis, libcurl, c-ares) against redis-server, nginx and dnsmasq, both backends"

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "threads.h"
 #ifdef EVLOOP
 #include <evloop.h>
 typedef evl_loop_t loop_t;
@@ -52,11 +53,6 @@ typedef uv_async_t async_t_;
 #define MAX_SAMPLES 4000000
 #define SENDERS 4
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t thread_cpu_ns(void) {
     struct timespec ts;
@@ -64,12 +60,6 @@ static uint64_t thread_cpu_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void pin(int cpu) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
 
 static void die(const char *what) {
     fprintf(stderr, "wakeup: %s failed\n", what);

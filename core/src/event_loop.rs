@@ -82,8 +82,11 @@ pub struct Config {
     /// io_uring: submission queue entries (the completion queue gets four times as many).
     pub ring_entries: u32,
     /// io_uring: receive buffers in the provided-buffer ring (rounded up to a power of two).
+    /// Where the kernel fills buffers a piece at a time (6.12+, see
+    /// [`Loop::receive_buffers_incremental`]) the same bytes are regrouped into buffers of at
+    /// least 64 KiB.
     pub ring_buffers: u16,
-    /// io_uring: size of each provided receive buffer.
+    /// io_uring: size of each provided receive buffer (see `ring_buffers`).
     pub ring_buffer_size: u32,
     /// io_uring, two or more CPUs: share batches of file operations with a second ring whose
     /// kernel thread (SQPOLL) runs them on another core. `EVLOOP_FILE_OFFLOAD=0` turns it off.
@@ -243,6 +246,14 @@ impl Loop {
     /// The backend this loop runs on: `"epoll"` or `"uring"`.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Whether the kernel fills the io_uring backend's receive buffers a piece at a time
+    /// (incremental provided-buffer rings, Linux 6.12+; not with `EVLOOP_NO_INCREMENTAL_BUFFERS`
+    /// set): then a message of up to 64 KiB arrives in one or two reads, where whole 16 KiB
+    /// buffers take one read per 16 KiB. False on epoll, which reads into one 64 KiB buffer.
+    pub fn receive_buffers_incremental(&self) -> bool {
+        self.backend.receive_buffers_incremental()
     }
 
     /// The loop's cached time in milliseconds, updated at the start of each iteration.

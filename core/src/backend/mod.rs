@@ -292,6 +292,13 @@ impl Backend {
         }
     }
 
+    pub(crate) fn receive_buffers_incremental(&self) -> bool {
+        match self {
+            Backend::Epoll(_) => false,
+            Backend::Uring(b) => b.receive_buffers_incremental(),
+        }
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Epoll(_) => "epoll",

@@ -50,6 +50,9 @@ const IORING_ENTER_GETEVENTS: u32 = 1;
 /// completion satisfy the wait).
 pub(crate) const CROWDED_PASS: usize = 1;
 const BUFFER_GROUP: u16 = 0;
+/// The least size of an incremental ring's receive buffers: the largest message a loopback
+/// socket hands over at once (its MTU), so that it arrives in one completion.
+const INCREMENTAL_BUFFER_SIZE: u32 = 64 * 1024;
 /// Datagrams get buffers of their own: a receive must hold a whole datagram (up to 64 KiB),
 /// which the stream buffers (16 KiB by default) would truncate.
 const DATAGRAM_GROUP: u16 = 1;
@@ -271,8 +274,12 @@ fn register_buf_ring(ring: &IoUring, buffers: &BufRing, group: u16) -> Result<()
     // SAFETY: every BufRing a ring is given lives in the backend beside the ring, which is
     // dropped before it (field order), so the kernel lets go of the memory first.
     unsafe {
-        ring.submitter()
-            .register_buf_ring_with_flags(buffers.ring_addr(), buffers.count(), group, 0)
+        ring.submitter().register_buf_ring_with_flags(
+            buffers.ring_addr(),
+            buffers.count(),
+            group,
+            buffers.registration_flags(),
+        )
     }?;
     Ok(())
 }
@@ -303,8 +310,17 @@ impl UringBackend {
             return Err(Error::ENOSYS);
         }
         let count = config.buffers.clamp(1, 32768).next_power_of_two();
-        let buffers = BufRing::new(count, config.buffer_size.max(64))?;
-        let buffer_size = buffers.buffer_size();
+        let size = config.buffer_size.max(64);
+        let plain = || BufRing::new(count, size);
+        let mut buffers = if std::env::var_os("EVLOOP_NO_INCREMENTAL_BUFFERS").is_none() {
+            // The same bytes in buffers of at least 64 KiB, filled a piece at a time.
+            let big = size.max(INCREMENTAL_BUFFER_SIZE);
+            let total = count as u64 * size as u64;
+            let big_count = (total / big as u64).clamp(8, 32768).next_power_of_two() as u16;
+            BufRing::new_incremental(big_count, big)?
+        } else {
+            plain()?
+        };
         // Optional: linked whole-file reads need these opcodes and a direct-descriptor table.
         let chain = [
             opcode::Statx::CODE,
@@ -314,7 +330,15 @@ impl UringBackend {
             opcode::FixedFdInstall::CODE,
         ];
         let direct_wanted = chain.iter().all(|&op| probe.is_supported(op));
-        let direct = register_resources(&ring, &buffers, None, direct_wanted)?;
+        let direct = match register_resources(&ring, &buffers, None, direct_wanted) {
+            // A kernel before 6.12 refuses incremental rings: whole buffers, then.
+            Err(_) if buffers.is_incremental() => {
+                buffers = plain()?;
+                register_resources(&ring, &buffers, None, direct_wanted)?
+            }
+            other => other?,
+        };
+        let buffer_size = buffers.buffer_size();
         let direct_slots = if direct {
             (0..DIRECT_SLOTS).rev().collect()
         } else {
@@ -874,8 +898,12 @@ impl UringBackend {
         match c.buf_id {
             NO_BUFFER => {}
             id if id & DATAGRAM_BUF != 0 => self.recycle_datagram_buffer(id as u16),
-            id => self.buffers.recycle(id as u16),
+            id => self.buffers.release(id as u16),
         }
+    }
+
+    pub(crate) fn receive_buffers_incremental(&self) -> bool {
+        self.buffers.is_incremental()
     }
 
     pub(crate) fn lend_read_buffer(&mut self, buf_id: u32) -> bool {
@@ -893,7 +921,7 @@ impl UringBackend {
         debug_assert!(buf_id < DATAGRAM_BUF && self.lent_read_buffers > 0);
         self.lent_read_buffers -= 1;
         if recycle {
-            self.buffers.recycle(buf_id as u16);
+            self.buffers.release(buf_id as u16);
         }
     }
 
@@ -933,11 +961,14 @@ impl UringBackend {
                 k if k == OpKind::Recv as u8 => {
                     if let Some(bid) = cqueue::buffer_select(flags) {
                         if res > 0 {
-                            c.data = self.buffers.buffer(bid);
+                            c.data = self.buffers.take(bid, res as u32, cqueue::buffer_more(flags));
                             c.buf_id = bid as u32;
-                        } else {
+                        } else if !self.buffers.is_incremental() {
                             self.buffers.recycle(bid);
                         }
+                        // An end or an error takes nothing from an incremental buffer, which
+                        // stays the kernel's (whatever the flags say: kernels before the fix
+                        // for liburing issue 1553 reported it consumed without moving past it).
                     }
                 }
                 k if k == OpKind::RecvFrom as u8 => {
