@@ -772,3 +772,84 @@ fn receive_buffers_shared_by_many_connections_keep_every_byte() {
         lp.run(evloop::RunMode::Default).unwrap();
     });
 }
+
+/// A read callback's bytes written back with a completion callback, one message at a time: on
+/// io_uring an idle stream in a quiet pass sends at once with a system call, and what that send
+/// took must not also be queued as a loan of the receive buffer (it was, and every byte went out
+/// twice: found by the C suite's echo once reads reached 64 KiB).
+#[test]
+fn echoed_reads_with_write_callbacks_go_out_once() {
+    use std::io::Read as _;
+    each_backend(|lp| {
+        let listener = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let addr = listener.local_addr(lp).unwrap();
+        let written = Rc::new(Cell::new(0usize));
+        let w = written.clone();
+        listener
+            .listen(lp, 16, move |lp, _, conn| {
+                let conn = conn.unwrap();
+                let w = w.clone();
+                conn.read_start(lp, move |lp, s, read| {
+                    if let Read::Data(d) = read {
+                        let w = w.clone();
+                        let n = d.len();
+                        s.write(
+                            lp,
+                            d,
+                            Some(Box::new(move |_, _, r| {
+                                r.unwrap();
+                                w.set(w.get() + n);
+                            })),
+                        )
+                        .unwrap();
+                    }
+                })
+                .unwrap();
+            })
+            .unwrap();
+        let client = std::thread::spawn(move || {
+            let mut sock = std::net::TcpStream::connect(addr).unwrap();
+            sock.set_nodelay(true).unwrap();
+            for round in 0..200u32 {
+                let msg: Vec<u8> = (0..32 * 1024u32)
+                    .map(|i| (i.wrapping_mul(7) ^ round) as u8)
+                    .collect();
+                sock.write_all(&msg).unwrap();
+                let mut got = vec![0u8; msg.len()];
+                sock.read_exact(&mut got).unwrap();
+                if got != msg {
+                    return Err(format!("round {round}: the echo differs"));
+                }
+            }
+            // Then 8 MiB at once, read back by a second thread: the echo's sends fill the socket
+            // and queue, and whatever a quiet pass had left queued goes out with them.
+            let big: Vec<u8> = (0..8u32 << 20)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect();
+            let expected = big.clone();
+            let mut reader = sock.try_clone().unwrap();
+            let reading = std::thread::spawn(move || {
+                let mut got = vec![0u8; expected.len()];
+                reader.read_exact(&mut got).unwrap();
+                got == expected
+            });
+            sock.write_all(&big).unwrap();
+            if !reading.join().unwrap() {
+                return Err("the 8 MiB echo differs".into());
+            }
+            // Nothing more may follow.
+            sock.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                .unwrap();
+            let mut extra = [0u8; 1];
+            match sock.read(&mut extra) {
+                Ok(n) if n > 0 => Err("bytes beyond the echo".into()),
+                _ => Ok(()),
+            }
+        });
+        run_until(lp, LIMIT, |_| client.is_finished());
+        client.join().unwrap().unwrap();
+        run_until(lp, LIMIT, |_| written.get() == 200 * 32 * 1024 + (8 << 20));
+        listener.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}

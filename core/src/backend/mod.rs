@@ -474,15 +474,7 @@ impl Backend {
     /// Gives back a buffer `lend_read_buffer` held, for reuse.
     pub(crate) fn return_read_buffer(&mut self, buf_id: u32) {
         if let Backend::Uring(b) = self {
-            b.return_read_buffer(buf_id, true);
-        }
-    }
-
-    /// Undoes `lend_read_buffer` while the buffer's completion is still being dispatched (it
-    /// recycles the buffer itself).
-    pub(crate) fn return_read_buffer_unused(&mut self, buf_id: u32) {
-        if let Backend::Uring(b) = self {
-            b.return_read_buffer(buf_id, false);
+            b.return_read_buffer(buf_id);
         }
     }
 

@@ -917,12 +917,10 @@ impl UringBackend {
         true
     }
 
-    pub(crate) fn return_read_buffer(&mut self, buf_id: u32, recycle: bool) {
+    pub(crate) fn return_read_buffer(&mut self, buf_id: u32) {
         debug_assert!(buf_id < DATAGRAM_BUF && self.lent_read_buffers > 0);
         self.lent_read_buffers -= 1;
-        if recycle {
-            self.buffers.release(buf_id as u16);
-        }
+        self.buffers.release(buf_id as u16);
     }
 
     fn recycle_datagram_buffer(&mut self, bid: u16) {

@@ -717,12 +717,6 @@ impl Stream {
         cb: Option<DoneCb>,
         sent: SentNow,
     ) -> Result<bool> {
-        let queued = match queued {
-            Queued::Copy([one]) if one.len() >= LEND_READ_MIN && lp.lendable.holds(one) => {
-                lp.lend_read(one).map_or(queued, Queued::Received)
-            }
-            other => other,
-        };
         let total: usize = match &queued {
             Queued::Copy(parts) => parts.iter().map(|p| p.len()).sum(),
             Queued::Kept(buf) => buf.bytes().len(),
@@ -731,10 +725,6 @@ impl Stream {
         let sent_now = match sent {
             SentNow::Bytes(n) => n,
             SentNow::Failed(err) => {
-                if let Queued::Received(chunk) = queued {
-                    // Not queued after all: the buffer goes back with its completion.
-                    lp.unlend_read(chunk);
-                }
                 let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
                 let w = e.w.get_or_insert_with(WriteState::new);
                 w.queued_total += total as u64;
@@ -744,6 +734,18 @@ impl Stream {
                 lp.stream_sent(self.idx, self.gen, err.code());
                 return Ok(true);
             }
+        };
+        // What the first step did not send, if it is the read callback's bytes, is sent from
+        // the receive buffer they arrived in (held until then) instead of copied. Only what was
+        // not sent: io_uring sends an idle stream's write at once in a quiet pass, and a loan of
+        // the whole read sent every byte of it twice.
+        let queued = match queued {
+            Queued::Copy([one])
+                if one.len().saturating_sub(sent_now) >= LEND_READ_MIN && lp.lendable.holds(one) =>
+            {
+                lp.lend_read(&one[sent_now..]).map_or(queued, Queued::Received)
+            }
+            other => other,
         };
         let e = lp.streams.get_mut(self.idx, self.gen).ok_or(Error::EBADF)?;
         let w = e.w.get_or_insert_with(WriteState::new);
@@ -758,7 +760,7 @@ impl Stream {
             }
             Queued::Kept(buf) if sent_now < total => w.pending.push_back(Chunk::Kept(buf, sent_now)),
             Queued::Kept(_) => {}
-            // Only io_uring lends, and it sends nothing inside `write`: all of it is queued.
+            // The loan holds only what was not sent (above).
             Queued::Received(chunk) => w.pending.push_back(chunk),
         }
         w.queued_total += total as u64;
@@ -869,14 +871,6 @@ impl Loop {
             len: data.len(),
             buf_id,
         })
-    }
-
-    /// Undoes `lend_read` for a chunk that was not queued.
-    fn unlend_read(&mut self, chunk: Chunk) {
-        if let Chunk::ReadBuffer { buf_id, .. } = chunk {
-            self.read_lent = false;
-            self.backend.return_read_buffer_unused(buf_id);
-        }
     }
 
     pub(crate) fn stream_insert(&mut self, fd: RawFd, family: i32) -> Stream {
