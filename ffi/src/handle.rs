@@ -493,29 +493,22 @@ pub unsafe extern "C" fn evl_close(p: *mut evl_handle_t, cb: evl_close_cb) -> c_
         let in_caller_memory = h.in_caller_memory();
         let close_cb: evloop::CloseCb = Box::new(move |lp| {
             let h = raw as *mut Handle;
-            // SAFETY: the core handle is gone, so nothing but this callback refers to the record.
-            let l = unsafe { (*h).l };
-            if in_caller_memory {
-                // The caller may free or reuse the memory from its close callback on, so the
-                // library finishes with the record first; the callback can still read it.
-                // SAFETY: as above; the record stays readable until `cb` returns.
-                unsafe {
-                    (*h).release_extra();
-                    if let Some(cb) = cb {
-                        call_c(h, lp, |data| cb(h.cast(), data));
-                    }
-                    *ptr::addr_of_mut!((*state(l)).handles) -= 1;
-                }
-                return;
-            }
-            if let Some(cb) = cb {
-                // SAFETY: the record is alive until freed just below.
-                unsafe { call_c(h, lp, |data| cb(h.cast(), data)) };
-            }
-            // SAFETY: as above.
+            // SAFETY: the core handle is gone, so nothing but this callback refers to the record,
+            // which stays readable until `cb` returns. Caller memory may be freed or reused from
+            // the close callback on, so the library finishes with such a record first; its own
+            // records are freed after the callback.
             unsafe {
-                (*ptr::addr_of!((*h).state)).store(0, Ordering::Relaxed);
-                drop(Box::from_raw(h));
+                let l = (*h).l;
+                if in_caller_memory {
+                    (*h).release_extra();
+                }
+                if let Some(cb) = cb {
+                    call_c(h, lp, |data| cb(h.cast(), data));
+                }
+                if !in_caller_memory {
+                    (*ptr::addr_of!((*h).state)).store(0, Ordering::Relaxed);
+                    drop(Box::from_raw(h));
+                }
                 *ptr::addr_of_mut!((*state(l)).handles) -= 1;
             }
         });

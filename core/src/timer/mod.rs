@@ -120,11 +120,10 @@ impl Timer {
         // holding it does not borrow `lp`; the wheel reaches other timers' nodes only.
         let e = unsafe { Timers::get_in(place, self.idx, self.gen) }.ok_or(Error::EBADF)?;
         e.start(Callback::Plain(f, data), repeat_ms)?;
-        let deadline = lp.now().saturating_add(timeout_ms);
-        lp.timer_seq += 1;
+        let (deadline, seq) = lp.next_schedule(timeout_ms);
         e.common.set_active(&mut lp.alive_refs, true);
         lp.wheel
-            .reschedule(&mut lp.timers, self.idx, &mut e.node, deadline, lp.timer_seq);
+            .reschedule(&mut lp.timers, self.idx, &mut e.node, deadline, seq);
         Ok(())
     }
 
@@ -213,14 +212,23 @@ impl TimerEntry {
     /// # Safety
     /// `at` must be valid for writes of a `TimerEntry` and aligned for it.
     unsafe fn write_new(at: *mut TimerEntry, gen: u32) {
+        // Taken apart whole, so that a field added to the entry cannot be left unwritten here.
+        let TimerEntry {
+            common,
+            gen: _,
+            started_once,
+            node,
+            repeat,
+            cb,
+        } = TimerEntry::new();
         // SAFETY: forwarded from the caller; each field is written once, none read.
         unsafe {
-            std::ptr::addr_of_mut!((*at).common).write(Common::new());
+            std::ptr::addr_of_mut!((*at).common).write(common);
             std::ptr::addr_of_mut!((*at).gen).write(gen);
-            std::ptr::addr_of_mut!((*at).started_once).write(false);
-            std::ptr::addr_of_mut!((*at).node).write(Node::default());
-            std::ptr::addr_of_mut!((*at).repeat).write(0);
-            std::ptr::addr_of_mut!((*at).cb).write(None);
+            std::ptr::addr_of_mut!((*at).started_once).write(started_once);
+            std::ptr::addr_of_mut!((*at).node).write(node);
+            std::ptr::addr_of_mut!((*at).repeat).write(repeat);
+            std::ptr::addr_of_mut!((*at).cb).write(cb);
         }
     }
 
@@ -237,17 +245,20 @@ impl TimerEntry {
 }
 
 impl Loop {
-    fn arm_timer(&mut self, idx: u32, gen: u32, timeout_ms: u64) {
-        let now = self.now();
+    /// The deadline and start sequence of a timer started now for `timeout_ms`.
+    fn next_schedule(&mut self, timeout_ms: u64) -> (u64, u64) {
         self.timer_seq += 1;
-        let seq = self.timer_seq;
+        (self.now().saturating_add(timeout_ms), self.timer_seq)
+    }
+
+    fn arm_timer(&mut self, idx: u32, gen: u32, timeout_ms: u64) {
+        let (deadline, seq) = self.next_schedule(timeout_ms);
         let Some(e) = self.timers.get_mut(idx, gen) else {
             return;
         };
         e.common.set_active(&mut self.alive_refs, true);
         self.wheel.remove(&mut self.timers, idx);
-        self.wheel
-            .insert(&mut self.timers, idx, now.saturating_add(timeout_ms), seq);
+        self.wheel.insert(&mut self.timers, idx, deadline, seq);
     }
 
     /// A closing timer leaves the wheel, and its callback (with what it holds) goes at once, not
