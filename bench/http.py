@@ -12,7 +12,10 @@ the client, so the server's CPU time per request (user and system, from /proc/PI
 servers; ratios are medians of per-round ratios against the reference (libuv for C, uvloop for
 Python), which share each round's machine state.
 
-usage: bench/http.py [--suite c|python] [--conns 1,50,500] [--seconds 4] [--rounds 3]
+With --tls (Python suite) the app serves HTTPS with a fresh self-signed certificate; wrk keeps
+its connections, so this measures TLS records rather than handshakes.
+
+usage: bench/http.py [--suite c|python] [--tls] [--loops L1,L2] [--conns 1,50,500] [--seconds 4] [--rounds 3]
                      [--markdown FILE]
 Needs wrk and nginx (Debian: wrk, nginx-light), aiohttp for the Python suite, and the binaries of
 bench/build.sh and `make`.
@@ -80,10 +83,22 @@ def c_servers():
     return out
 
 
-def python_servers():
+def python_servers(tls, only=None):
     server = os.path.join(HERE, "python", "http_server.py")
-    kinds = python_loops()
-    return [(f"aiohttp on {k}", lambda port, _d, k=k: [sys.executable, server, str(port), k], {}) for k in kinds]
+    kinds = [k for k in python_loops() if not only or k in only]
+
+    def command(port, scratch, kind):
+        return [sys.executable, server, str(port), kind] + (self_signed(scratch) if tls else [])
+    return [(f"aiohttp on {k}", lambda port, d, k=k: command(port, d, k), {}) for k in kinds]
+
+
+def self_signed(scratch):
+    """[certificate file, key file] of a self-signed certificate for localhost, made once."""
+    cert, key = os.path.join(scratch, "cert.pem"), os.path.join(scratch, "key.pem")
+    if not os.path.exists(cert):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=localhost", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return [cert, key]
 
 
 def to_us(text):
@@ -93,11 +108,11 @@ def to_us(text):
     return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
 
 
-def one_run(name, cmd, env, port, conns, seconds):
+def one_run(name, cmd, env, port, conns, seconds, scheme="http"):
     load, user, system = echo.measure_server(
         cmd, env, port,
         lambda: subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
-                                f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60))
+                                f"{scheme}://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60))
     out = load.stdout
     total = re.search(r"(\d+) requests in", out)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -124,6 +139,8 @@ def one_run(name, cmd, env, port, conns, seconds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--suite", choices=["c", "python"], default="c")
+    ap.add_argument("--tls", action="store_true", help="HTTPS (Python suite)")
+    ap.add_argument("--loops", help="comma-separated subset of the Python loops (default: all)")
     ap.add_argument("--conns", default="1,50,500")
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
@@ -132,7 +149,9 @@ def main():
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
-    servers = c_servers() if args.suite == "c" else python_servers()
+    if args.tls and args.suite != "python":
+        sys.exit("--tls is for the Python suite")
+    servers = c_servers() if args.suite == "c" else python_servers(args.tls, args.loops and args.loops.split(","))
     ref = "libuv" if args.suite == "c" else "aiohttp on uvloop"
     conns_list = [int(c) for c in args.conns.split(",")]
     port = args.port
@@ -142,13 +161,14 @@ def main():
             for conns in conns_list:
                 for name, make_cmd, env in servers:
                     port += 1
-                    res = one_run(name, make_cmd(port, scratch), env, port, conns, args.seconds)
+                    res = one_run(name, make_cmd(port, scratch), env, port, conns, args.seconds,
+                                  "https" if args.tls else "http")
                     results.setdefault((conns, name), []).append(res)
                     print(f"round {r + 1}, {conns} conns, {name}: {res['rate']:.0f} req/s, {res['cpu_us']:.2f} µs "
                           f"CPU/req ({res['user_us']:.2f} user), p99 {res['p99']} µs", flush=True)
                     time.sleep(0.2)
     what = ("examples/c/http_hello.c through libevloop.so, the same server on libuv, nginx with one worker"
-            if args.suite == "c" else "an aiohttp hello-world app on each loop")
+            if args.suite == "c" else f"an aiohttp hello-world app {'over HTTPS ' if args.tls else ''}on each loop")
     lines = [f"`wrk -t1` against {what}; {args.seconds} s per run, median of {args.rounds} rounds, rounds "
              f"interleaved; server on CPU 0, wrk on CPU 1. Ratios: medians of per-round ratios against {ref}.", ""]
     extra_ref = "nginx (1 worker)" if args.suite == "c" and any(n.startswith("nginx") for n, _, _ in servers) else None

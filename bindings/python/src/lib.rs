@@ -11,6 +11,7 @@ mod errors;
 mod fs;
 mod handle;
 mod pipe;
+mod tls;
 mod transport;
 mod transport_state;
 
@@ -23,6 +24,9 @@ fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::TimerHandle>()?;
     m.add_class::<transport::StreamTransport>()?;
     m.add_function(wrap_pyfunction!(transport::_set_transport_class, m)?)?;
+    m.add_class::<tls::protocol::TlsProtocol>()?;
+    m.add_class::<tls::app_transport::TlsTransport>()?;
+    m.add_function(wrap_pyfunction!(tls::app_transport::_set_tls_transport_class, m)?)?;
     m.add_class::<pipe::PipeTransport>()?;
     m.add_function(wrap_pyfunction!(pipe::_set_pipe_transport_classes, m)?)?;
     m.add_class::<datagram::DatagramTransport>()?;

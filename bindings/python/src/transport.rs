@@ -6,6 +6,7 @@
 use crate::core_loop::Core;
 use crate::errors::os_error;
 use crate::handle::{copy_current_context, report, Ran};
+use crate::tls::protocol::TlsProtocol;
 use crate::transport_state::TransportState;
 use evloop::{Handle as _, Loop, Read, Stream};
 #[cfg(not(feature = "abi3"))]
@@ -118,7 +119,18 @@ pub(crate) fn _set_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> Py
         .map_err(|_| PyRuntimeError::new_err("the transport class is already set"))
 }
 
-fn is_buffered(py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
+/// `protocol` as evloop's TLS protocol, if it is one (never in the stable ABI's build).
+fn tls_protocol(protocol: &Bound<'_, PyAny>) -> Option<Py<TlsProtocol>> {
+    if cfg!(feature = "abi3") {
+        return None;
+    }
+    protocol
+        .downcast::<TlsProtocol>()
+        .ok()
+        .map(|p| p.clone().unbind())
+}
+
+pub(crate) fn is_buffered(py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
     let cls = BUFFERED_PROTOCOL.get_or_try_init(py, || {
         py.import_bound("asyncio")?
             .getattr("BufferedProtocol")?
@@ -140,6 +152,10 @@ pub struct StreamTransport {
     /// The backend sends through the ring (io_uring): see `write_bytes`.
     ring_writes: bool,
     buffered: Cell<bool>,
+    /// The protocol, when it is evloop's TLS protocol: reads go to it as slices, with no Python
+    /// call (the stable ABI's build, which cannot enter a context around native code, calls
+    /// its `data_received` instead).
+    tls: RefCell<Option<Py<TlsProtocol>>>,
     /// Extra information given at creation and what `get_extra_info` has computed since (the
     /// socket's wrapper and addresses are made on first request: an idle connection does not
     /// carry them). A connection the loop's own server accepted does not keep its Python
@@ -249,7 +265,10 @@ impl StreamTransport {
         let this = slf.get();
         let result = match read {
             Read::Data(data) => {
-                if this.buffered.get() {
+                let tls = this.tls.borrow().as_ref().map(|p| p.clone_ref(py));
+                if let Some(tls) = tls {
+                    Self::feed_tls(slf, tls.bind(py), data)
+                } else if this.buffered.get() {
                     Self::feed_buffered(slf, data)
                 } else {
                     this.t
@@ -269,6 +288,27 @@ impl StreamTransport {
         if let Err((err, message)) = result {
             Self::fatal_error(slf, err, message);
         }
+    }
+
+    #[cfg(not(feature = "abi3"))]
+    fn feed_tls(
+        slf: &Bound<'_, Self>,
+        tls: &Bound<'_, TlsProtocol>,
+        data: &[u8],
+    ) -> Result<(), (PyErr, &'static str)> {
+        slf.get()
+            .t
+            .within_protocol_context(slf.py(), || TlsProtocol::feed(tls, data))
+            .map_err(|e| (e, "Fatal error: protocol.buffer_updated() call failed."))
+    }
+
+    #[cfg(feature = "abi3")]
+    fn feed_tls(
+        _: &Bound<'_, Self>,
+        _: &Bound<'_, TlsProtocol>,
+        _: &[u8],
+    ) -> Result<(), (PyErr, &'static str)> {
+        unreachable!("the stable ABI's build never sets `tls`")
     }
 
     fn feed_buffered(slf: &Bound<'_, Self>, mut data: &[u8]) -> Result<(), (PyErr, &'static str)> {
@@ -326,7 +366,7 @@ impl StreamTransport {
     }
 
     /// Tears the connection down now, dropping queued writes; `connection_lost(exc)` follows.
-    fn force_close(slf: &Bound<'_, Self>, exc: Option<PyObject>) {
+    pub(crate) fn force_close(slf: &Bound<'_, Self>, exc: Option<PyObject>) {
         if slf.get().t.begin_force_close(exc) {
             Self::close_stream(slf);
         }
@@ -362,6 +402,8 @@ impl StreamTransport {
             let _ = set_result_unless_done(py, waiter.bind(py));
         }
         this.t.drop_protocol(py);
+        let tls = this.tls.borrow_mut().take();
+        drop(tls);
         let server = this.server.borrow_mut().take();
         if let Some(server) = server {
             let detached = if py.version_info() >= (3, 13) {
@@ -722,11 +764,13 @@ impl StreamTransport {
             }
         }
         let ring_writes = lp.backend_name() == "uring";
+        let tls = tls_protocol(protocol.bind(py));
         Ok(StreamTransport {
             t: TransportState::new(core, protocol, copy_current_context(py)?, sock, fd),
             stream,
             ring_writes,
             buffered: Cell::new(buffered),
+            tls: RefCell::new(tls),
             extra: RefCell::new(extra),
             server: RefCell::new(server),
             eof_written: Cell::new(false),
@@ -758,7 +802,7 @@ impl StreamTransport {
         settle_waiter(py, waiter)
     }
 
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let empty = with_bytes(data, |b| b.is_empty())?;
         if !Self::writable_state(slf)? || empty {
             return Ok(());
@@ -846,6 +890,12 @@ impl StreamTransport {
         Self::force_close(slf, None);
     }
 
+    /// asyncio's transports' `_force_close(exc)`: an abort whose `connection_lost` gets `exc`.
+    #[pyo3(signature = (exc = None))]
+    fn _force_close(slf: &Bound<'_, Self>, exc: Option<PyObject>) {
+        Self::force_close(slf, exc.filter(|e| !e.is_none(slf.py())));
+    }
+
     fn is_closing(&self) -> bool {
         self.t.closing.get()
     }
@@ -890,6 +940,8 @@ impl StreamTransport {
 
     fn set_protocol(&self, py: Python<'_>, protocol: PyObject) -> PyResult<()> {
         self.buffered.set(is_buffered(py, protocol.bind(py))?);
+        let old = self.tls.replace(tls_protocol(protocol.bind(py)));
+        drop(old);
         self.t.set_protocol(protocol);
         Ok(())
     }
@@ -971,6 +1023,11 @@ impl StreamTransport {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.t.traverse(&visit)?;
+        if let Ok(tls) = self.tls.try_borrow() {
+            if let Some(tls) = tls.as_ref() {
+                visit.call(tls)?;
+            }
+        }
         if let Ok(extra) = self.extra.try_borrow() {
             if let Some(extra) = extra.as_ref() {
                 visit.call(extra)?;

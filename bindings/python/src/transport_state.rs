@@ -107,6 +107,27 @@ impl TransportState {
         result
     }
 
+    /// `f()` in the transport's context, as `call_protocol` runs a protocol method: for a
+    /// protocol implemented here, called without going through Python.
+    #[cfg(not(feature = "abi3"))]
+    pub(crate) fn within_protocol_context<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce() -> PyResult<R>,
+    ) -> PyResult<R> {
+        let context = match self.in_context.get() {
+            true => None,
+            false => self.context.borrow().as_ref().map(|c| c.clone_ref(py)),
+        };
+        let Some(context) = context else {
+            return f();
+        };
+        self.in_context.set(true);
+        let result = within_context(py, &context, f);
+        self.in_context.set(false);
+        result
+    }
+
     /// Replaces the protocol; the old one is dropped after the cell is released (its finalizer
     /// may call back).
     pub(crate) fn set_protocol(&self, protocol: PyObject) {

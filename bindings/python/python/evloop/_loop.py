@@ -2,18 +2,20 @@
 
 `EventLoop` puts evloop's native `Core` (scheduling, timers, fd readiness, stream, UDP and pipe
 transports, in Rust) in front of asyncio's own Unix loop in the method resolution order: what the
-core does not provide (servers' accept loop, Unix datagram transports, TLS, signals, the
-executor, name resolution) is asyncio's code running on the core's fd watchers.
+core does not provide (servers' accept loop, Unix datagram transports, signals, the executor, name
+resolution) is asyncio's code running on the core's fd watchers. TLS is native (`_evloop.TlsProtocol`,
+asyncio's `sslproto` state machine in Rust) over the native stream transports.
 """
 
 import asyncio
 import os
 import selectors
 import socket
+import ssl
 import stat
 import sys
 import weakref
-from asyncio import base_events, exceptions, transports, unix_events
+from asyncio import base_events, constants, exceptions, sslproto, transports, unix_events
 from asyncio.log import logger
 
 from . import _evloop
@@ -121,6 +123,17 @@ class WritePipeTransportType(transports._FlowControlMixin, asyncio.WriteTranspor
 _evloop._set_pipe_transport_classes(ReadPipeTransportType, WritePipeTransportType)
 
 
+class SSLTransportType(sslproto._SSLProtocolTransport):
+    """What evloop's TLS transports (`_evloop.TlsTransport`) present as their class, so
+    `isinstance` checks against asyncio's `_SSLProtocolTransport` and `asyncio.Transport` hold."""
+
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("TLS transports are made by the event loop")
+
+
+_evloop._set_tls_transport_class(SSLTransportType)
+
+
 def _set_nodelay(sock):
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
         try:
@@ -179,6 +192,45 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
         transport = _evloop.StreamTransport(self, sock, protocol, extra, server)
         self.call_soon(transport._start, waiter)
         return transport
+
+    def _make_ssl_transport(
+        self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False, server_hostname=None,
+        extra=None, server=None, ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
+        ssl_protocol = _evloop.TlsProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False, server_hostname=None,
+                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        # asyncio's start_tls with evloop's TLS protocol.
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}")
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        waiter = self.create_future()
+        ssl_protocol = _evloop.TlsProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
+        )
+        # Paused first, so that no data reaches the TLS protocol before its connection_made.
+        transport.pause_reading()
+        transport.set_protocol(ssl_protocol)
+        made = self.call_soon(ssl_protocol.connection_made, transport)
+        resumed = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            made.cancel()
+            resumed.cancel()
+            raise
+        return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
