@@ -1,5 +1,5 @@
 """A real framework: an aiohttp server answering an aiohttp client (many requests, streamed
-bodies, websockets), on asyncio's loop and evloop's, both backends."""
+bodies, websockets), over HTTP and HTTPS, on asyncio's loop and evloop's, both backends."""
 
 import asyncio
 import hashlib
@@ -51,15 +51,19 @@ def _app():
     return app
 
 
-def test_aiohttp_server_and_client(loop):
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_aiohttp_server_and_client(loop, scheme, tls_contexts):
+    server_ctx, client_ctx = tls_contexts if scheme == "https" else (None, None)
+
     async def main():
         runner = web.AppRunner(_app())
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        base = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as session:
+        base = f"{scheme}://localhost:{port}"
+        connector = aiohttp.TCPConnector(ssl=client_ctx) if client_ctx else None
+        async with aiohttp.ClientSession(connector=connector) as session:
 
             async def get(i):
                 async with session.get(f"{base}/hello/n{i}") as r:

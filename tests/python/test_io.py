@@ -1,11 +1,9 @@
-"""Readiness callbacks, socket methods, datagrams, pipes, processes and TLS, on asyncio's loop
+"""Readiness callbacks, socket methods, datagrams, pipes and processes, on asyncio's loop
 (the oracle) and evloop's, both backends."""
 
 import asyncio
-import datetime
 import os
 import socket
-import ssl
 import sys
 import tempfile
 
@@ -209,108 +207,3 @@ def test_subprocesses(loop):
     loop.run_until_complete(main())
 
 
-@pytest.fixture(scope="module")
-def tls_contexts():
-    """A self-signed certificate made here, and server and client contexts trusting it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    with tempfile.TemporaryDirectory() as d:
-        cert_path = os.path.join(d, "cert.pem")
-        key_path = os.path.join(d, "key.pem")
-        with open(cert_path, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        with open(key_path, "wb") as f:
-            f.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                )
-            )
-        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server.load_cert_chain(cert_path, key_path)
-        client = ssl.create_default_context(cafile=cert_path)
-        yield server, client
-
-
-def test_tls_streams_and_start_tls(loop, tls_contexts):
-    server_ctx, client_ctx = tls_contexts
-
-    async def handle(reader, writer):
-        data = await reader.read(1 << 20)
-        while data:
-            writer.write(data)
-            await writer.drain()
-            data = await reader.read(1 << 20)
-        writer.close()
-
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx, ssl_handshake_timeout=30)
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost", ssl_handshake_timeout=30
-        )
-        assert writer.get_extra_info("ssl_object").version().startswith("TLS")
-        payload = os.urandom(2 * 1024 * 1024)
-        writer.write(payload)
-        await writer.drain()
-        got = await reader.readexactly(len(payload))
-        assert got == payload
-        writer.close()
-        await writer.wait_closed()
-        # Plain TCP upgraded with start_tls.
-        plain = await asyncio.start_server(handle, "127.0.0.1", 0)
-        pport = plain.sockets[0].getsockname()[1]
-        server.close()
-        await server.wait_closed()
-
-        async def upgrade_server(reader, writer):
-            await writer.start_tls(server_ctx) if hasattr(writer, "start_tls") else None
-            await handle(reader, writer)
-
-        if sys.version_info >= (3, 11):
-            up = await asyncio.start_server(upgrade_server, "127.0.0.1", 0)
-            uport = up.sockets[0].getsockname()[1]
-            r2, w2 = await asyncio.open_connection("127.0.0.1", uport)
-            await w2.start_tls(client_ctx, server_hostname="localhost")
-            w2.write(b"upgraded")
-            await w2.drain()
-            assert await r2.readexactly(8) == b"upgraded"
-            w2.close()
-            up.close()
-            await up.wait_closed()
-        plain.close()
-        await plain.wait_closed()
-
-    loop.run_until_complete(main())
-
-
-def test_tls_refuses_a_certificate_it_does_not_trust(loop, tls_contexts):
-    server_ctx, _ = tls_contexts
-    untrusting = ssl.create_default_context()
-
-    async def main():
-        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_ctx)
-        port = server.sockets[0].getsockname()[1]
-        with pytest.raises(ssl.SSLCertVerificationError):
-            await asyncio.open_connection("127.0.0.1", port, ssl=untrusting, server_hostname="localhost")
-        server.close()
-        await server.wait_closed()
-
-    loop.run_until_complete(main())
