@@ -1,11 +1,13 @@
 """Echo server for bench/python_echo.py: one loop, one mode.
 
-usage: echo_server.py PORT LOOP MODE
+usage: echo_server.py PORT LOOP MODE [CERTFILE KEYFILE]
   LOOP: evloop-uring | evloop-epoll | uvloop | rloop | asyncio
   MODE: protocol | buffered | streams
+With a certificate and key the server speaks TLS.
 """
 import asyncio
 import signal
+import ssl
 import sys
 
 import loops
@@ -41,12 +43,17 @@ async def stream_echo(reader, writer):
     writer.close()
 
 
-async def main(port, mode):
+async def main(port, mode, tls_files):
     loop = asyncio.get_running_loop()
+    context = None
+    if tls_files:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls_files)
     if mode == "streams":
-        server = await asyncio.start_server(stream_echo, "127.0.0.1", port, backlog=1024)
+        server = await asyncio.start_server(stream_echo, "127.0.0.1", port, backlog=1024, ssl=context)
     else:
-        server = await loop.create_server(Echo if mode == "protocol" else BufferedEcho, "127.0.0.1", port, backlog=1024)
+        protocol = Echo if mode == "protocol" else BufferedEcho
+        server = await loop.create_server(protocol, "127.0.0.1", port, backlog=1024, ssl=context)
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
     await stop
@@ -55,4 +62,4 @@ async def main(port, mode):
 
 if __name__ == "__main__":
     port, kind, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    loops.run(kind, main(port, mode))
+    loops.run(kind, main(port, mode, sys.argv[4:6]))

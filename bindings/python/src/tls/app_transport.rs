@@ -169,7 +169,7 @@ impl TlsTransport {
         if with_bytes(data, |b| b.is_empty())? {
             return Ok(());
         }
-        TlsProtocol::write_appdata(&self.protocol(py)?, vec![data.clone()])
+        TlsProtocol::write_one(&self.protocol(py)?, data)
     }
 
     fn writelines(&self, py: Python<'_>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -79,7 +79,14 @@ pub struct TlsProtocol {
     extra: Py<PyDict>,
     incoming: PyObject,
     outgoing: PyObject,
+    /// The `ssl.SSLObject` (what `get_extra_info('ssl_object')` gives).
     sslobj: PyObject,
+    /// What reads, writes and the handshake call: the `_ssl` object inside a stock
+    /// `SSLObject` (whose methods are Python functions that only forward to it), or the
+    /// `SSLObject` itself when the context's `sslobject_class` is the user's own.
+    engine: PyObject,
+    /// `engine` is the `_ssl` object (its unwrap is called `shutdown`).
+    engine_is_inner: bool,
     handshake_timeout: f64,
     shutdown_timeout: f64,
     state: Cell<State>,
@@ -153,8 +160,13 @@ fn with_view<R>(
         )
     }?;
     let r = f(&view);
-    let released = view.call_method0(intern!(py, "release"));
-    r.and_then(|v| released.map(|_| v))
+    // Someone kept the view (MemoryBIO.write does not): release it, so it cannot reach `data`.
+    // SAFETY: reading the reference count of a live object.
+    if unsafe { pyo3::ffi::Py_REFCNT(view.as_ptr()) } > 1 {
+        let released = view.call_method0(intern!(py, "release"));
+        return r.and_then(|v| released.map(|_| v));
+    }
+    r
 }
 
 impl TlsProtocol {
@@ -379,7 +391,7 @@ impl TlsProtocol {
     fn do_handshake(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        match this.sslobj.call_method0(py, intern!(py, "do_handshake")) {
+        match this.engine.call_method0(py, intern!(py, "do_handshake")) {
             Ok(_) => Self::on_handshake_complete(slf, None),
             Err(e) if this.is_again(py, &e) => Self::process_outgoing(slf),
             Err(e) if Self::is_ssl_error(py, &e) => Self::on_handshake_complete(slf, Some(e)),
@@ -394,7 +406,7 @@ impl TlsProtocol {
         let peercert = match failure {
             None => this
                 .set_state(State::Wrapped)
-                .and_then(|_| this.sslobj.call_method0(py, intern!(py, "getpeercert"))),
+                .and_then(|_| this.engine.call_method0(py, intern!(py, "getpeercert"))),
             Some(e) => Err(e),
         };
         let peercert = match peercert {
@@ -471,7 +483,13 @@ impl TlsProtocol {
         let this = slf.get();
         let unwrapped = match this.eof_received.get() {
             true => Ok(()),
-            false => this.sslobj.call_method0(py, intern!(py, "unwrap")).map(drop),
+            false => {
+                let unwrap = match this.engine_is_inner {
+                    true => intern!(py, "shutdown"),
+                    false => intern!(py, "unwrap"),
+                };
+                this.engine.call_method0(py, unwrap).map(drop)
+            }
         };
         match unwrapped {
             Ok(()) => {
@@ -505,6 +523,37 @@ impl TlsProtocol {
     }
 
     // ---- outgoing ----
+
+    /// The application's `write(data)`: straight to `SSLObject.write` when nothing waits
+    /// before it.
+    pub(crate) fn write_one(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.state.get() != State::Wrapped || !this.backlog.borrow().is_empty() {
+            return Self::write_appdata(slf, vec![data.clone()]);
+        }
+        let sent = || -> PyResult<()> {
+            let len = data.len()?;
+            let count: usize = match this.engine.call_method1(py, intern!(py, "write"), (data,)) {
+                Ok(n) => n.extract(py)?,
+                Err(e) if this.is_again(py, &e) => 0,
+                Err(e) => return Err(e),
+            };
+            if count < len {
+                let rest = match count {
+                    0 => data.clone(),
+                    _ => data.get_item(pyo3::types::PySlice::new_bound(py, count as isize, len as isize, 1))?,
+                };
+                this.backlog.borrow_mut().push_back(rest.unbind());
+                this.backlog_size.set(this.backlog_size.get() + len - count);
+            }
+            Self::process_outgoing(slf)
+        };
+        match sent() {
+            Ok(()) => Ok(()),
+            Err(e) => Self::fatal_unless_base(slf, e, "Fatal error on SSL protocol"),
+        }
+    }
 
     /// The application's `write`/`writelines`.
     pub(crate) fn write_appdata(slf: &Bound<'_, Self>, items: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
@@ -549,7 +598,7 @@ impl TlsProtocol {
                 break;
             };
             let data = data.bind(py);
-            let count: usize = match this.sslobj.call_method1(py, intern!(py, "write"), (data,)) {
+            let count: usize = match this.engine.call_method1(py, intern!(py, "write"), (data,)) {
                 Ok(n) => n.extract(py)?,
                 Err(e) if this.is_again(py, &e) => break,
                 Err(e) => return Err(e),
@@ -579,14 +628,15 @@ impl TlsProtocol {
     fn process_outgoing(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !this.ssl_writing_paused.get() {
+        let drained = !this.ssl_writing_paused.get();
+        if drained {
             let data = this.outgoing.call_method0(py, intern!(py, "read"))?;
             let data = data.bind(py);
             if data.len()? > 0 {
                 this.raw_write(py, data)?;
             }
         }
-        Self::control_app_writing(slf)
+        Self::control_app_writing_after(slf, drained)
     }
 
     // ---- incoming ----
@@ -617,55 +667,64 @@ impl TlsProtocol {
         }
     }
 
-    /// The plaintext that can be waiting: what the incoming BIO holds (an upper bound, records
-    /// carry overhead) and what OpenSSL decrypted and has not handed out. Zero means a read
-    /// would only raise SSLWantReadError.
-    fn readable_bound(&self, py: Python<'_>) -> PyResult<usize> {
-        let incoming: usize = self.incoming.getattr(py, intern!(py, "pending"))?.extract(py)?;
-        let decrypted: usize = self
-            .sslobj
-            .call_method0(py, intern!(py, "pending"))?
-            .extract(py)?;
-        Ok(incoming + decrypted)
+    fn incoming_pending(&self, py: Python<'_>) -> PyResult<usize> {
+        self.incoming.getattr(py, intern!(py, "pending"))?.extract(py)
+    }
+
+    /// What the next decrypting read should ask for, or None if it could only raise
+    /// SSLWantReadError: the bytes in the incoming BIO (an upper bound of their plaintext), or,
+    /// when it is empty but the last read may have stopped inside a record, what OpenSSL
+    /// holds decrypted. Reading exactly this much allocates no more than the data (asyncio
+    /// and uvloop ask for 256 KiB each time) and saves the failing read that ends their loops.
+    fn next_read_size(&self, py: Python<'_>, inside_record: bool) -> PyResult<Option<usize>> {
+        let incoming = self.incoming_pending(py)?;
+        if incoming > 0 {
+            return Ok(Some(incoming.min(MAX_READ)));
+        }
+        if !inside_record {
+            return Ok(None);
+        }
+        let decrypted: usize = self.engine.call_method0(py, intern!(py, "pending"))?.extract(py)?;
+        Ok((decrypted > 0).then_some(decrypted.min(MAX_READ)))
     }
 
     fn read_copied(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let mut chunks: Vec<Bound<'_, PyAny>> = Vec::new();
+        let mut first: Option<Bound<'_, PyAny>> = None;
+        let mut more: Vec<Bound<'_, PyAny>> = Vec::new();
         let mut close_notify = false;
-        loop {
-            let bound = this.readable_bound(py)?;
-            if bound == 0 {
-                break;
-            }
-            match this
-                .sslobj
-                .call_method1(py, intern!(py, "read"), (bound.min(MAX_READ),))
-            {
+        // A read that filled what it asked for may have stopped inside a record (or a
+        // buffered read left part of one): OpenSSL can hold decrypted bytes.
+        let mut inside_record = true;
+        while let Some(want) = this.next_read_size(py, inside_record)? {
+            match this.engine.call_method1(py, intern!(py, "read"), (want,)) {
                 Ok(chunk) => {
                     let chunk = chunk.into_bound(py);
-                    if chunk.len()? == 0 {
+                    let got = chunk.len()?;
+                    if got == 0 {
                         close_notify = true;
                         break;
                     }
-                    chunks.push(chunk);
+                    inside_record = got == want;
+                    match first {
+                        None => first = Some(chunk),
+                        Some(_) => more.push(chunk),
+                    }
                 }
                 Err(e) if this.is_again(py, &e) => break,
                 Err(e) => return Err(e),
             }
         }
-        match chunks.len() {
-            0 => {}
-            1 => {
-                let chunk = chunks.pop().expect("one chunk");
-                this.call_app(py, intern!(py, "data_received"), (chunk,))?;
-            }
-            _ => {
-                let joined = PyBytes::new_bound(py, b"")
-                    .call_method1(intern!(py, "join"), (PyList::new_bound(py, chunks),))?;
-                this.call_app(py, intern!(py, "data_received"), (joined,))?;
-            }
+        if let Some(first) = first {
+            let data = match more.is_empty() {
+                true => first,
+                false => {
+                    more.insert(0, first);
+                    PyBytes::new_bound(py, b"").call_method1(intern!(py, "join"), (PyList::new_bound(py, more),))?
+                }
+            };
+            this.call_app(py, intern!(py, "data_received"), (data,))?;
         }
         if close_notify {
             Self::call_eof_received(slf)?;
@@ -677,18 +736,19 @@ impl TlsProtocol {
     fn read_buffered(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let size_hint: usize = this.incoming.getattr(py, intern!(py, "pending"))?.extract(py)?;
+        let size_hint = this.incoming_pending(py)?;
         let buf = this.call_app(py, intern!(py, "get_buffer"), (size_hint,))?;
         let buf = buf.bind(py);
         let wants = buf.len()?;
         let mut offset = 0;
         let mut close_notify = false;
+        let mut inside_record = true;
         loop {
-            if offset > 0 && this.readable_bound(py)? == 0 {
+            if offset > 0 && this.next_read_size(py, inside_record)?.is_none() {
                 break;
             }
             let read = if offset == 0 {
-                this.sslobj.call_method1(py, intern!(py, "read"), (wants, buf))
+                this.engine.call_method1(py, intern!(py, "read"), (wants, buf))
             } else {
                 let rest = PyMemoryView::from_bound(buf)?.get_item(pyo3::types::PySlice::new_bound(
                     py,
@@ -696,7 +756,7 @@ impl TlsProtocol {
                     wants as isize,
                     1,
                 ))?;
-                this.sslobj
+                this.engine
                     .call_method1(py, intern!(py, "read"), (wants - offset, rest))
             };
             match read {
@@ -706,6 +766,7 @@ impl TlsProtocol {
                         close_notify = true;
                         break;
                     }
+                    inside_record = n == wants - offset;
                     offset += n;
                     if offset >= wants {
                         // The application's buffer is full: the rest next time round.
@@ -760,9 +821,18 @@ impl TlsProtocol {
     }
 
     pub(crate) fn control_app_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::control_app_writing_after(slf, false)
+    }
+
+    /// Pauses or resumes the application's writing; `drained`: the outgoing BIO was just
+    /// emptied, so only the backlog counts (no call to ask the BIO).
+    fn control_app_writing_after(slf: &Bound<'_, Self>, drained: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let size = this.write_buffer_size(py)?;
+        let size = match drained {
+            true => this.backlog_size.get(),
+            false => this.write_buffer_size(py)?,
+        };
         let (name, message) = if size >= this.outgoing_high.get() && !this.app_writing_paused.get() {
             this.app_writing_paused.set(true);
             (intern!(py, "pause_writing"), "protocol.pause_writing() failed")
@@ -995,8 +1065,13 @@ impl TlsProtocol {
         )?;
         let sslobj = sslcontext
             .bind(py)
-            .call_method(intern!(py, "wrap_bio"), (&incoming, &outgoing), Some(&kwargs))?
-            .unbind();
+            .call_method(intern!(py, "wrap_bio"), (&incoming, &outgoing), Some(&kwargs))?;
+        let engine_is_inner = sslobj.get_type().is(n.ssl_object.bind(py));
+        let engine = match engine_is_inner {
+            true => sslobj.getattr(intern!(py, "_sslobj"))?.unbind(),
+            false => sslobj.clone().unbind(),
+        };
+        let sslobj = sslobj.unbind();
         let protocol = TlsProtocol {
             lp,
             sslcontext,
@@ -1004,6 +1079,8 @@ impl TlsProtocol {
             incoming,
             outgoing,
             sslobj,
+            engine,
+            engine_is_inner,
             handshake_timeout,
             shutdown_timeout,
             state: Cell::new(State::Unwrapped),
@@ -1266,6 +1343,7 @@ impl TlsProtocol {
         visit.call(&self.sslcontext)?;
         visit.call(&self.extra)?;
         visit.call(&self.sslobj)?;
+        visit.call(&self.engine)?;
         for cell in [
             &self.app_protocol,
             &self.transport,
