@@ -853,3 +853,63 @@ fn echoed_reads_with_write_callbacks_go_out_once() {
         lp.run(evloop::RunMode::Default).unwrap();
     });
 }
+
+#[test]
+fn accept_from_a_listener_the_caller_owns() {
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd;
+    each_backend(|lp| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(
+            Stream::accept_from(lp, listener.as_raw_fd(), libc::AF_INET).err(),
+            Some(Error::EAGAIN)
+        );
+        let mut peers: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut accepted = Vec::new();
+        while accepted.len() < 3 {
+            match Stream::accept_from(lp, listener.as_raw_fd(), libc::AF_INET) {
+                Ok(s) => accepted.push(s),
+                Err(Error::EAGAIN) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Err(e) => panic!("accept_from: {e:?}"),
+            }
+        }
+        for (i, s) in accepted.iter().enumerate() {
+            assert_eq!(s.local_addr(lp).unwrap(), addr);
+            s.write(lp, format!("to {i}").as_bytes(), None).unwrap();
+        }
+        let got = Rc::new(RefCell::new(Vec::new()));
+        for s in &accepted {
+            let g = got.clone();
+            s.read_start(lp, move |_, _, read| {
+                if let Read::Data(b) = read {
+                    g.borrow_mut().extend_from_slice(b);
+                }
+            })
+            .unwrap();
+        }
+        for (i, p) in peers.iter_mut().enumerate() {
+            p.write_all(format!("from {i};").as_bytes()).unwrap();
+        }
+        run_until(lp, LIMIT, |_| got.borrow().len() >= "from 0;".len() * 3);
+        let mut text = String::from_utf8(got.borrow().clone()).unwrap();
+        let mut parts: Vec<&str> = text.split_terminator(';').collect();
+        parts.sort();
+        assert_eq!(parts, ["from 0", "from 1", "from 2"]);
+        text.clear();
+        let closed = Rc::new(Cell::new(0));
+        for s in accepted {
+            let c = closed.clone();
+            s.close(lp, Some(Box::new(move |_| c.set(c.get() + 1)))).unwrap();
+        }
+        run_until(lp, LIMIT, |_| closed.get() == 3);
+        for (i, p) in peers.iter_mut().enumerate() {
+            let mut reply = String::new();
+            p.read_to_string(&mut reply).unwrap();
+            assert_eq!(reply, format!("to {i}"));
+        }
+    });
+}

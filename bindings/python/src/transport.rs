@@ -240,6 +240,41 @@ impl StreamTransport {
         Ok(Some(sock))
     }
 
+    /// A transport around `stream` (whose fd is `fd`), the loop's from now on.
+    #[allow(clippy::too_many_arguments)]
+    fn around(
+        py: Python<'_>,
+        core: Py<Core>,
+        stream: Stream,
+        fd: i32,
+        sock: Option<PyObject>,
+        protocol: PyObject,
+        extra: Option<Py<PyDict>>,
+        server: Option<PyObject>,
+    ) -> PyResult<StreamTransport> {
+        let lp = core.bind(py).get().lp()?;
+        core.bind(py).get().state.transport_fds.borrow_mut().insert(fd);
+        let buffered = is_buffered(py, protocol.bind(py))?;
+        if let Some(server) = &server {
+            if py.version_info() < (3, 13) {
+                server.call_method0(py, intern!(py, "_attach"))?;
+            }
+        }
+        let ring_writes = lp.backend_name() == "uring";
+        let tls = tls_protocol(protocol.bind(py));
+        Ok(StreamTransport {
+            t: TransportState::new(core, protocol, copy_current_context(py)?, sock, fd),
+            stream,
+            ring_writes,
+            buffered: Cell::new(buffered),
+            tls: RefCell::new(tls),
+            extra: RefCell::new(extra),
+            server: RefCell::new(server),
+            eof_written: Cell::new(false),
+            empty_waiter: RefCell::new(None),
+        })
+    }
+
     fn lp(&self, _py: Python<'_>) -> PyResult<&mut Loop> {
         self.t.core.get().lp()
     }
@@ -749,7 +784,6 @@ impl StreamTransport {
         let lp = core.bind(py).get().lp()?;
         let fd: i32 = sock.call_method0(py, intern!(py, "fileno"))?.extract(py)?;
         let stream = Stream::adopt(lp, fd).map_err(os_error)?;
-        core.bind(py).get().state.transport_fds.borrow_mut().insert(fd);
         // Accepted by the loop's own server: nothing else refers to this socket object.
         let sock = if server.is_some() {
             sock.call_method0(py, intern!(py, "detach"))?;
@@ -757,25 +791,51 @@ impl StreamTransport {
         } else {
             Some(sock)
         };
-        let buffered = is_buffered(py, protocol.bind(py))?;
-        if let Some(server) = &server {
+        Self::around(py, core, stream, fd, sock, protocol, extra, server)
+    }
+
+    /// The next connection waiting on the listening socket `listener` (of address family
+    /// `family`), as a transport of `server` whose protocol is None until `set_protocol`; None if
+    /// no connection is waiting. asyncio's accept makes a Python socket object, wraps it and
+    /// sets TCP_NODELAY through Python; this is one accept4 (and, for TCP, one setsockopt).
+    #[staticmethod]
+    fn _accept(
+        py: Python<'_>,
+        core: Py<Core>,
+        listener: i32,
+        family: i32,
+        server: PyObject,
+    ) -> PyResult<Option<StreamTransport>> {
+        let lp = core.bind(py).get().lp()?;
+        let stream = loop {
+            match Stream::accept_from(lp, listener, family) {
+                Ok(s) => break s,
+                Err(evloop::Error::EAGAIN) => return Ok(None),
+                // Gone before we took it (asyncio skips these too).
+                Err(evloop::Error::ECONNABORTED) | Err(evloop::Error::EINTR) => continue,
+                Err(e) => return Err(os_error(e)),
+            }
+        };
+        if family == libc::AF_INET || family == libc::AF_INET6 {
+            let _ = stream.set_nodelay(lp, true);
+        }
+        let fd = stream.fd(lp).map_err(os_error)?;
+        Self::around(py, core, stream, fd, None, py.None(), None, Some(server)).map(Some)
+    }
+
+    /// Lets go of a transport `_accept` made whose protocol could not be made: the connection
+    /// closes without any callback.
+    fn _discard(&self, py: Python<'_>) -> PyResult<()> {
+        if self.t.tear_down() {
+            let _ = self.stream.close(self.lp(py)?, None);
+        }
+        let server = self.server.borrow_mut().take();
+        if let Some(server) = server {
             if py.version_info() < (3, 13) {
-                server.call_method0(py, intern!(py, "_attach"))?;
+                server.call_method0(py, intern!(py, "_detach"))?;
             }
         }
-        let ring_writes = lp.backend_name() == "uring";
-        let tls = tls_protocol(protocol.bind(py));
-        Ok(StreamTransport {
-            t: TransportState::new(core, protocol, copy_current_context(py)?, sock, fd),
-            stream,
-            ring_writes,
-            buffered: Cell::new(buffered),
-            tls: RefCell::new(tls),
-            extra: RefCell::new(extra),
-            server: RefCell::new(server),
-            eof_written: Cell::new(false),
-            empty_waiter: RefCell::new(None),
-        })
+        Ok(())
     }
 
     /// `connection_made`, then reading, then the waiter: asyncio's order.

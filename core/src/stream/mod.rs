@@ -8,6 +8,7 @@
 //! lent to the queue ([`Stream::write_kept`]) and sent from where it is. On epoll the send is
 //! tried at once and usually finishes inside `write`; only `EAGAIN` arms writability.
 
+mod accept;
 pub mod pipe;
 pub mod tcp;
 pub mod unix;

@@ -8,6 +8,9 @@ asyncio's `sslproto` state machine in Rust) over the native stream transports.
 """
 
 import asyncio
+import contextvars
+import errno
+import functools
 import os
 import selectors
 import socket
@@ -15,7 +18,7 @@ import ssl
 import stat
 import sys
 import weakref
-from asyncio import base_events, constants, exceptions, sslproto, transports, unix_events
+from asyncio import base_events, constants, exceptions, sslproto, transports, trsock, unix_events
 from asyncio.log import logger
 
 from . import _evloop
@@ -134,6 +137,21 @@ class SSLTransportType(sslproto._SSLProtocolTransport):
 _evloop._set_tls_transport_class(SSLTransportType)
 
 
+def _handshake_done(loop, protocol, transport, waiter):
+    """The end of an accepted TLS connection's handshake: on failure the transport is closed,
+    and in debug mode the error is reported, as asyncio's accept does."""
+    if not waiter.cancelled() and waiter.exception() is None:
+        return
+    transport.close()
+    if loop.get_debug() and not waiter.cancelled():
+        loop.call_exception_handler({
+            "message": "Error on transport creation for incoming connection",
+            "exception": waiter.exception(),
+            "protocol": protocol,
+            "transport": transport,
+        })
+
+
 def _set_nodelay(sock):
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
         try:
@@ -192,6 +210,76 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
         transport = _evloop.StreamTransport(self, sock, protocol, extra, server)
         self.call_soon(transport._start, waiter)
         return transport
+
+    def _accept_connection(
+        self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT, ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
+        # asyncio's accept loop (called when the listening socket is readable), with the accept
+        # and the transport made natively and no task per connection: asyncio makes a Python
+        # socket, a coroutine and a task for each. Each connection's protocol and transport are
+        # made in a copy of the context, as asyncio's task would make them.
+        if self._debug:  # asyncio logs each connection's address
+            return super()._accept_connection(
+                protocol_factory, sock, sslcontext, server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout
+            )
+        fd, family = sock.fileno(), int(sock.family)
+        for _ in range(backlog):
+            try:
+                accepted = contextvars.copy_context().run(
+                    self._accept_one, fd, family, protocol_factory, sslcontext, server,
+                    ssl_handshake_timeout, ssl_shutdown_timeout,
+                )
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise  # the loop reports it, as asyncio's does
+                # As asyncio: stop watching the socket for a while (it stays readable). Once,
+                # where asyncio's loop goes on failing and reporting up to `backlog` times.
+                self.call_exception_handler({
+                    "message": "socket.accept() out of system resource",
+                    "exception": exc,
+                    "socket": trsock.TransportSocket(sock),
+                })
+                self._remove_reader(fd)
+                self.call_later(
+                    constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory, sock, sslcontext, server,
+                    backlog, ssl_handshake_timeout, ssl_shutdown_timeout,
+                )
+                return
+            if not accepted:
+                return
+
+    def _accept_one(self, fd, family, protocol_factory, sslcontext, server, ssl_handshake_timeout,
+                    ssl_shutdown_timeout):
+        raw = _evloop.StreamTransport._accept(self, fd, family, server)
+        if raw is None:
+            return False
+        protocol = transport = None
+        try:
+            protocol = protocol_factory()
+            if sslcontext:
+                waiter = self.create_future()
+                tls = _evloop.TlsProtocol(
+                    self, protocol, sslcontext, waiter, True, None,
+                    ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                )
+                transport = tls._app_transport
+                raw.set_protocol(tls)
+                waiter.add_done_callback(functools.partial(_handshake_done, self, protocol, transport))
+            else:
+                transport = raw
+                raw.set_protocol(protocol)
+            self.call_soon(raw._start, None)
+        except (SystemExit, KeyboardInterrupt):
+            raw._discard()
+            raise
+        except BaseException as exc:
+            raw._discard()
+            if transport is not None and transport is not raw:
+                transport.abort()
+            # As asyncio's: reported in debug mode only (where this path is not taken).
+            del exc
+        return True
 
     def _make_ssl_transport(
         self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False, server_hostname=None,

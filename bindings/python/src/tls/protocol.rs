@@ -542,7 +542,12 @@ impl TlsProtocol {
             if count < len {
                 let rest = match count {
                     0 => data.clone(),
-                    _ => data.get_item(pyo3::types::PySlice::new_bound(py, count as isize, len as isize, 1))?,
+                    _ => data.get_item(pyo3::types::PySlice::new_bound(
+                        py,
+                        count as isize,
+                        len as isize,
+                        1,
+                    ))?,
                 };
                 this.backlog.borrow_mut().push_back(rest.unbind());
                 this.backlog_size.set(this.backlog_size.get() + len - count);
@@ -684,7 +689,10 @@ impl TlsProtocol {
         if !inside_record {
             return Ok(None);
         }
-        let decrypted: usize = self.engine.call_method0(py, intern!(py, "pending"))?.extract(py)?;
+        let decrypted: usize = self
+            .engine
+            .call_method0(py, intern!(py, "pending"))?
+            .extract(py)?;
         Ok((decrypted > 0).then_some(decrypted.min(MAX_READ)))
     }
 
@@ -721,7 +729,8 @@ impl TlsProtocol {
                 true => first,
                 false => {
                     more.insert(0, first);
-                    PyBytes::new_bound(py, b"").call_method1(intern!(py, "join"), (PyList::new_bound(py, more),))?
+                    PyBytes::new_bound(py, b"")
+                        .call_method1(intern!(py, "join"), (PyList::new_bound(py, more),))?
                 }
             };
             this.call_app(py, intern!(py, "data_received"), (data,))?;
@@ -1063,9 +1072,11 @@ impl TlsProtocol {
             "server_hostname",
             server_hostname.as_ref().map(|h| h.clone_ref(py)),
         )?;
-        let sslobj = sslcontext
-            .bind(py)
-            .call_method(intern!(py, "wrap_bio"), (&incoming, &outgoing), Some(&kwargs))?;
+        let sslobj = sslcontext.bind(py).call_method(
+            intern!(py, "wrap_bio"),
+            (&incoming, &outgoing),
+            Some(&kwargs),
+        )?;
         let engine_is_inner = sslobj.get_type().is(n.ssl_object.bind(py));
         let engine = match engine_is_inner {
             true => sslobj.getattr(intern!(py, "_sslobj"))?.unbind(),
