@@ -11,7 +11,10 @@ Three parts:
 - handshakes: a new connection per request (full TLS 1.3 handshake, no resumption, one echo,
   close), --hs-conns at a time: handshakes per second and server CPU per handshake;
 - idle memory: the server's resident memory per idle TLS connection (--idle of them, after
-  their handshakes), against uvloop's.
+  their handshakes), against uvloop's;
+- with aiofastnet installed, the echo also on each loop patched by aio-libs' aiofastnet (its
+  own transports and OpenSSL driving, on the loop's add_reader/add_writer): what it costs on
+  evloop against on uvloop measures the loops' fd-watcher paths.
 
 The aiohttp-over-HTTPS figures come from `bench/http.py --suite python --tls`.
 
@@ -20,6 +23,7 @@ usage: bench/python_tls.py [--loops L1,L2] [--conns 100] [--size 1024] [--second
 Needs bench/build.sh's tls_loadgen (libssl-dev) and openssl(1).
 """
 import argparse
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -51,10 +55,10 @@ def parse(name, load):
     return fields
 
 
-def loaded_run(name, cmd, port, load_args, seconds):
+def loaded_run(name, cmd, port, load_args, seconds, env=None):
     """CPU per message of the server `cmd` under `tls_loadgen load_args`."""
     load, user, system = echo.measure_server(
-        cmd, {}, port,
+        cmd, env or {}, port,
         lambda: subprocess.run(["taskset", "-c", "1", LOADGEN, str(port)] + load_args + ["-d", str(seconds)],
                                capture_output=True, text=True, timeout=seconds + 120))
     fields = parse(name, load)
@@ -132,12 +136,16 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         tls = certificate(scratch)
         echo_table = [(f"{lp}, {mode}", lp, mode) for mode in ("protocol", "buffered") for lp in loops]
+        afn = importlib.util.find_spec("aiofastnet") is not None
+        if afn:
+            echo_table += [(f"{lp} + aiofastnet, protocol", lp, "protocol") for lp in loops if lp != "asyncio"]
         hs_table = [(lp, lp) for lp in loops]
         for r in range(args.rounds):
             for name, lp, mode in echo_table:
                 port += 1
                 res = loaded_run(name, [sys.executable, SERVER, str(port), lp, mode] + tls, port,
-                                 ["-c", str(args.conns), "-s", str(args.size)], args.seconds)
+                                 ["-c", str(args.conns), "-s", str(args.size)], args.seconds,
+                                 {"EVLOOP_BENCH_AIOFASTNET": "1"} if "aiofastnet" in name else {})
                 results.setdefault(("echo", name), []).append(res)
                 print(f"round {r + 1} echo {name}: {res['rate']:.0f} msg/s, {res['cpu_us']:.2f} µs CPU/msg "
                       f"({res['user_us']:.2f} user), p99 {res['p99']} µs", flush=True)
@@ -161,12 +169,14 @@ def main():
              f"{sys.version.split()[0]}; {args.seconds} s per run, median of {args.rounds} rounds, rounds interleaved; "
              "server on CPU 0, load on CPU 1. Ratios: medians of per-round ratios against uvloop.", "",
              f"Echo, {args.conns} connections × {args.size} B:", "",
+             "(rows with aiofastnet are compared with uvloop + aiofastnet)", "",
              "| server | msg/s | CPU µs/msg | user µs/msg | p99 µs | CPU/msg vs uvloop | user/msg vs uvloop |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, lp, mode in echo_table:
         runs = results[("echo", name)]
-        ref = results.get(("echo", f"{REF}, {mode}"))
-        own = lp == REF
+        ref_name = f"{REF} + aiofastnet, {mode}" if "aiofastnet" in name else f"{REF}, {mode}"
+        ref = results.get(("echo", ref_name))
+        own = name == ref_name
         lines.append(f"| {name} | {med(runs, 'rate'):.0f} | {med(runs, 'cpu_us'):.2f} | {med(runs, 'user_us'):.2f} | "
                      f"{med(runs, 'p99'):.0f} | {'–' if own or not ref else median_ratio(runs, ref, 'cpu_us')} | "
                      f"{'–' if own or not ref else median_ratio(runs, ref, 'user_us')} |")

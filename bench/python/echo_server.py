@@ -3,9 +3,11 @@
 usage: echo_server.py PORT LOOP MODE [CERTFILE KEYFILE]
   LOOP: evloop-uring | evloop-epoll | uvloop | rloop | asyncio
   MODE: protocol | buffered | streams
-With a certificate and key the server speaks TLS.
+With a certificate and key the server speaks TLS. With EVLOOP_BENCH_AIOFASTNET=1 the loop is
+patched by aio-libs' aiofastnet (its own transports and TLS on the loop's add_reader/add_writer).
 """
 import asyncio
+import os
 import signal
 import ssl
 import sys
@@ -45,6 +47,10 @@ async def stream_echo(reader, writer):
 
 async def main(port, mode, tls_files):
     loop = asyncio.get_running_loop()
+    if os.environ.get("EVLOOP_BENCH_AIOFASTNET") == "1":
+        import aiofastnet
+
+        aiofastnet.patch_loop(loop)
     context = None
     if tls_files:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

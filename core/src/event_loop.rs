@@ -364,7 +364,7 @@ impl Loop {
     /// addon runs JavaScript for them then) calls it once they are handled, so that their
     /// replies leave now, not with the next run.
     pub fn flush(&mut self) -> Result<()> {
-        self.backend.submit_queued()
+        self.backend.flush()
     }
 
     /// Milliseconds until the loop needs to run again without I/O (`-1`: no deadline; `0`: it has

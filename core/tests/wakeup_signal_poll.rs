@@ -184,3 +184,53 @@ fn poll_stop_and_restart_inside_the_callback() {
         }
     });
 }
+
+/// A binding (Python, Node) handles readiness after `run` returns: the fd it drains there must
+/// not be reported again by the next run, and one it leaves ready must be.
+#[test]
+fn readiness_handled_after_run_returns_is_not_reported_twice() {
+    each_backend(|lp| {
+        let (a, b) = socket_pair();
+        let w = FdWatcher::new(lp, a).unwrap();
+        let reports = Rc::new(Cell::new(0u32));
+        let r = reports.clone();
+        w.start(lp, ready::READABLE, move |_, _, res| {
+            res.unwrap();
+            r.set(r.get() + 1);
+        })
+        .unwrap();
+        let mut buf = [0u8; 16];
+        for round in 1..=50u32 {
+            // SAFETY: `b` is an open socket; one byte from a static buffer.
+            assert_eq!(unsafe { libc::write(b, b"x".as_ptr().cast(), 1) }, 1);
+            while reports.get() < round {
+                lp.run(RunMode::Once).unwrap();
+            }
+            // Handled "outside" the loop, as a binding's callback queue does.
+            // SAFETY: `a` is an open socket; `buf` is writable for its length.
+            assert_eq!(unsafe { libc::read(a, buf.as_mut_ptr().cast(), buf.len()) }, 1);
+            for _ in 0..3 {
+                lp.run(RunMode::NoWait).unwrap();
+            }
+            assert_eq!(
+                reports.get(),
+                round,
+                "round {round}: a drained fd was reported again"
+            );
+        }
+        // Left unread, it stays ready: reported on each of the next runs (level-triggered).
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::write(b, b"y".as_ptr().cast(), 1) }, 1);
+        let before = reports.get();
+        while reports.get() < before + 3 {
+            lp.run(RunMode::Once).unwrap();
+        }
+        w.close(lp, None).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        // SAFETY: the pair's fds, closed once; the watcher is closed.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
+    });
+}

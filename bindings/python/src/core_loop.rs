@@ -48,6 +48,16 @@ impl WaitHook for ReleaseGil {
     }
 }
 
+/// A watched fd: the core watcher, the selectors mask it watches for, and the callbacks
+/// asyncio's selector key holds for it (`(reader, writer)` handles), which readiness queues
+/// directly.
+struct Watched {
+    watcher: FdWatcher,
+    mask: u32,
+    reader: Option<PyObject>,
+    writer: Option<PyObject>,
+}
+
 /// What the loop thread owns. Reached only from the owning thread (`Core::check_thread`).
 pub(crate) struct State {
     /// The core loop (a leaked box, freed by `close` or drop); null once closed.
@@ -58,7 +68,7 @@ pub(crate) struct State {
     due_timers: RefCell<VecDeque<PyObject>>,
     /// Readiness of watched fds reported during the last run: (fd, selectors mask).
     fd_events: RefCell<Vec<(RawFd, u32)>>,
-    watchers: RefCell<HashMap<RawFd, FdWatcher>>,
+    watchers: RefCell<HashMap<RawFd, Watched>>,
     /// fds owned by open native transports: `add_reader` and the like refuse them, as asyncio
     /// refuses its transports' fds (a set of fds here, where asyncio keeps a weak reference
     /// per transport).
@@ -292,6 +302,69 @@ impl Core {
         Ok(())
     }
 
+    /// (Re)starts `w`, the watcher of `fd`, for `mask`; readiness is recorded in `fd_events`.
+    fn start_watcher(&self, lp: &mut Loop, fd: RawFd, w: FdWatcher, mask: u32) -> PyResult<()> {
+        let weak = Rc::downgrade(&self.state);
+        let started = w.start(lp, mask, move |_, _, res| {
+            let Some(st) = weak.upgrade() else { return };
+            let ready = match res {
+                Ok(r) => selector_mask(r) & mask,
+                // The fd failed (e.g. closed behind the loop's back): wake both directions so
+                // the callbacks meet the error.
+                Err(_) => mask,
+            };
+            if ready != 0 {
+                st.fd_events.borrow_mut().push((fd, ready));
+            }
+        });
+        if let Err(e) = started {
+            let gone = self.state.watchers.borrow_mut().remove(&fd);
+            let _ = w.close(lp, None);
+            drop(gone);
+            return Err(os_error(e));
+        }
+        Ok(())
+    }
+
+    /// Queues the handles of the fds the poll found ready, in asyncio's order (per fd, the
+    /// reader before the writer). A cancelled handle is left to asyncio's `_process_events`
+    /// (through `_process_fd_events`), which also unregisters it.
+    fn queue_fd_events(slf: &Bound<'_, Self>, events: &[(RawFd, u32)]) -> PyResult<()> {
+        let py = slf.py();
+        let st = &slf.get().state;
+        let mut left = Vec::new();
+        for &(fd, ready) in events {
+            let handles = match st.watchers.borrow().get(&fd) {
+                Some(w) => [
+                    (
+                        evloop::ready::READABLE,
+                        w.reader.as_ref().map(|h| h.clone_ref(py)),
+                    ),
+                    (
+                        evloop::ready::WRITABLE,
+                        w.writer.as_ref().map(|h| h.clone_ref(py)),
+                    ),
+                ],
+                // Unregistered since (asyncio skips fds no longer in its selector).
+                None => continue,
+            };
+            for (bit, handle) in handles {
+                let Some(handle) = handle.filter(|_| ready & bit != 0) else {
+                    continue;
+                };
+                if is_cancelled(handle.bind(py))? {
+                    left.push((fd, bit));
+                } else {
+                    st.ready.borrow_mut().push_back(handle);
+                }
+            }
+        }
+        if !left.is_empty() {
+            slf.call_method1(intern!(py, "_process_fd_events"), (PyList::new_bound(py, left),))?;
+        }
+        Ok(())
+    }
+
     /// Runs the callbacks that were ready when this step began; later ones wait for the next
     /// iteration, so a callback that re-queues itself cannot starve I/O.
     fn run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -324,6 +397,14 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// Whether a ready-queue entry (an evloop handle or asyncio's) was cancelled.
+fn is_cancelled(h: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if let Ok(h) = h.downcast::<Handle>() {
+        return Ok(h.get().is_cancelled());
+    }
+    h.getattr(intern!(h.py(), "_cancelled"))?.is_truthy()
 }
 
 /// Runs one entry of the ready queue: an evloop handle, or any object with asyncio's `_run`.
@@ -549,8 +630,7 @@ impl Core {
         let scheduled_since = st.ready.borrow().len();
         let events = std::mem::take(&mut *st.fd_events.borrow_mut());
         if !events.is_empty() {
-            let list = PyList::new_bound(py, events.iter().map(|&(fd, m)| (fd, m)));
-            slf.call_method1(intern!(py, "_process_fd_events"), (list,))?;
+            Self::queue_fd_events(slf, &events)?;
         }
         order_like_asyncio(st, scheduled_since);
         Self::run_ready(slf)
@@ -561,39 +641,57 @@ impl Core {
         self.state.transport_fds.borrow().contains(&fd)
     }
 
-    /// Watches `fd` for `mask` (selectors.EVENT_READ | EVENT_WRITE); readiness comes back to
-    /// `_process_fd_events`. Level-triggered on both backends, as asyncio's selectors are.
-    fn _watch_fd(&self, fd: RawFd, mask: u32) -> PyResult<()> {
+    /// Watches `fd` for `mask` (selectors.EVENT_READ | EVENT_WRITE) with `data`, asyncio's
+    /// `(reader, writer)` handles: readiness queues them directly (see `_run_once`).
+    /// Level-triggered on both backends, as asyncio's selectors are.
+    #[pyo3(signature = (fd, mask, data = None))]
+    fn _watch_fd(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        mask: u32,
+        data: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let lp = self.lp()?;
         let mask = mask & (evloop::ready::READABLE | evloop::ready::WRITABLE);
-        let mut watchers = self.state.watchers.borrow_mut();
-        let w = match watchers.get(&fd) {
-            Some(&w) => w,
-            None => {
-                let w = FdWatcher::new(lp, fd).map_err(os_error)?;
-                watchers.insert(fd, w);
-                w
+        let (reader, writer) = match data {
+            Some(d) if !d.is_none() => {
+                let (r, w): (PyObject, PyObject) = d.extract()?;
+                (
+                    Some(r).filter(|r| !r.is_none(py)),
+                    Some(w).filter(|w| !w.is_none(py)),
+                )
             }
+            _ => (None, None),
         };
-        let weak = Rc::downgrade(&self.state);
-        let started = w.start(lp, mask, move |_, _, res| {
-            let Some(st) = weak.upgrade() else { return };
-            let ready = match res {
-                Ok(r) => selector_mask(r) & mask,
-                // The fd failed (e.g. closed behind the loop's back): wake both directions so
-                // the callbacks meet the error.
-                Err(_) => mask,
-            };
-            if ready != 0 {
-                st.fd_events.borrow_mut().push((fd, ready));
+        let mut watchers = self.state.watchers.borrow_mut();
+        if let Some(watched) = watchers.get_mut(&fd) {
+            let old = (
+                std::mem::replace(&mut watched.reader, reader),
+                std::mem::replace(&mut watched.writer, writer),
+            );
+            let same_mask = watched.mask == mask;
+            watched.mask = mask;
+            let w = watched.watcher;
+            drop(watchers);
+            drop(old);
+            if same_mask {
+                return Ok(());
             }
-        });
-        if let Err(e) = started {
-            watchers.remove(&fd);
-            let _ = w.close(lp, None);
-            return Err(os_error(e));
+            return self.start_watcher(lp, fd, w, mask);
         }
-        Ok(())
+        let w = FdWatcher::new(lp, fd).map_err(os_error)?;
+        watchers.insert(
+            fd,
+            Watched {
+                watcher: w,
+                mask,
+                reader,
+                writer,
+            },
+        );
+        drop(watchers);
+        self.start_watcher(lp, fd, w, mask)
     }
 
     /// Watches the child `pid` (started by `subprocess.Popen`, which has every option asyncio
@@ -638,10 +736,18 @@ impl Core {
 
     fn _unwatch_fd(&self, fd: RawFd) -> PyResult<()> {
         let lp = self.lp()?;
-        if let Some(w) = self.state.watchers.borrow_mut().remove(&fd) {
-            let _ = w.close(lp, None);
+        let watched = self.state.watchers.borrow_mut().remove(&fd);
+        if let Some(watched) = watched {
+            let _ = watched.watcher.close(lp, None);
         }
         Ok(())
+    }
+
+    /// An unscheduled handle for `callback(*args)` in a copy of the current context: what
+    /// `add_reader`/`add_writer` register (asyncio makes an `events.Handle`; this one runs
+    /// without a Python frame).
+    fn _fd_handle(slf: &Bound<'_, Self>, callback: PyObject, args: Py<PyTuple>) -> PyResult<Handle> {
+        Self::make_handle(slf, callback, args, None)
     }
 
     /// Any thread may set it, as asyncio allows: the flag is read under the GIL, like the ready
@@ -667,8 +773,9 @@ impl Core {
         self.closed.store(true, Ordering::Release);
         // Taken out before dropping: a destructor run by the drop may call back into the loop.
         let ready = std::mem::take(&mut *self.state.ready.borrow_mut());
-        self.state.watchers.borrow_mut().clear();
+        let watchers = std::mem::take(&mut *self.state.watchers.borrow_mut());
         self.state.close_loop();
+        drop(watchers);
         drop(ready);
         Ok(())
     }

@@ -534,6 +534,15 @@ impl Backend {
     /// close callback runs, only after the fds closed through the ring are closed, and a loop
     /// polled through `backend_fd` by a foreign loop has its interests registered before that
     /// loop sleeps.
+    /// `submit_queued` once the caller has handled the last run's events (see `Loop::flush`):
+    /// io_uring's readiness polls are re-armed now too.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        if let Backend::Uring(b) = self {
+            b.arm_polls_again();
+        }
+        self.submit_queued()
+    }
+
     pub(crate) fn submit_queued(&mut self) -> Result<()> {
         match self {
             Backend::Epoll(b) => {

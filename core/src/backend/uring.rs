@@ -77,7 +77,10 @@ pub(crate) struct UringConfig {
 /// multishot poll is edge-triggered (it posts on wake-ups, so data a callback leaves unread is
 /// never reported again), so each poll is a one-shot request, re-armed after it completes; the
 /// kernel checks readiness when a poll is armed, so whatever is still ready completes at the
-/// next enter. The re-arm rides in the submission batch the loop makes anyway: no system call.
+/// next enter. The re-arm waits (in `rearms`) until the loop next waits or is flushed: by then
+/// the callbacks have run, whether inside `run` (C) or after it returns (Python, Node), and
+/// an fd they drained is not reported again. It rides in the submission batch the loop makes
+/// anyway: no system call.
 #[derive(Clone, Copy)]
 struct LevelPoll {
     fd: RawFd,
@@ -124,6 +127,11 @@ pub(crate) struct UringBackend {
     listeners: HashMap<Token, RawFd>,
     /// Armed readiness polls by token (see [`LevelPoll`]).
     polls: HashMap<Token, LevelPoll>,
+    /// Polls that completed and are re-armed at the next wait or flush (see [`LevelPoll`]).
+    rearms: Vec<Token>,
+    /// Completions made here rather than by the kernel: the final one of a poll cancelled
+    /// while waiting to be re-armed.
+    made_here: Vec<Completion>,
     reserve: FdReserve,
     /// File operations this kernel runs in the ring, as bits by `FileOp::index`.
     file_ops: u16,
@@ -365,6 +373,8 @@ impl UringBackend {
             recv_addr: RawAddr::empty(),
             listeners: HashMap::new(),
             polls: HashMap::new(),
+            rearms: Vec::new(),
+            made_here: Vec::new(),
             reserve: FdReserve::empty(),
             file_ops: probe_file_ops(&probe),
             multishot_read: probe.is_supported(opcode::ReadMulti::CODE)
@@ -744,6 +754,25 @@ impl UringBackend {
         self.closes_queued = true;
     }
 
+    /// Queues the re-arms of the polls that completed since the loop last waited (see
+    /// [`LevelPoll`]); a poll cancelled meanwhile is not in the kernel, so its final completion
+    /// is made here.
+    pub(crate) fn arm_polls_again(&mut self) {
+        for token in std::mem::take(&mut self.rearms) {
+            match self.polls.get(&token).copied() {
+                Some(p) if !p.cancelled => {
+                    let again = opcode::PollAdd::new(types::Fd(p.fd), poll_events(p.want)).build();
+                    self.push(again.user_data(token | (OpKind::Poll as u64) << KIND_SHIFT));
+                }
+                _ => {
+                    self.polls.remove(&token);
+                    self.made_here
+                        .push(Completion::new(token, -libc::ECANCELED, false));
+                }
+            }
+        }
+    }
+
     /// Submits what is queued without waiting (a close runs inline as it is submitted).
     pub(crate) fn submit_queued(&mut self) -> Result<()> {
         if self.queued > 0 {
@@ -806,15 +835,17 @@ impl UringBackend {
     }
 
     pub(crate) fn has_ready(&self) -> bool {
-        self.cursor < self.cqes.len()
+        self.cursor < self.cqes.len() || !self.made_here.is_empty()
     }
 
     pub(crate) fn has_unsubmitted(&self) -> bool {
         self.queued > 0
+            || !self.rearms.is_empty()
             || matches!(&self.offload, Offload::On(r) if r.needs_kick() || r.has_completions_now())
     }
 
     pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
+        self.arm_polls_again();
         let mut timeout_ms = if self.has_ready() { 0 } else { timeout_ms };
         if self.embed_fd >= 0 {
             // Reset the embedding eventfd before entering: whatever is posted from here on
@@ -940,6 +971,9 @@ impl UringBackend {
     }
 
     pub(crate) fn next_completion(&mut self) -> Option<Completion> {
+        if let Some(c) = self.made_here.pop() {
+            return Some(c);
+        }
         loop {
             let cqe = self.cqes.get(self.cursor)?;
             let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
@@ -1015,8 +1049,7 @@ impl UringBackend {
                 k if k == OpKind::Poll as u8 => {
                     let want = match self.polls.get(&token).copied() {
                         Some(p) if res >= 0 && !p.cancelled => {
-                            let again = opcode::PollAdd::new(types::Fd(p.fd), poll_events(p.want)).build();
-                            self.push(again.user_data(ud));
+                            self.rearms.push(token);
                             c.more = true;
                             p.want
                         }

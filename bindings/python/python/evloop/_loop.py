@@ -29,7 +29,8 @@ __all__ = ("EventLoop", "EventLoopPolicy", "new_event_loop", "install", "run")
 class _CoreSelector(selectors._BaseSelectorImpl):
     """asyncio's selector bookkeeping (keys, data) with readiness from the core's fd watchers.
 
-    The loop never calls `select`: it waits in the core and is handed the ready fds.
+    The loop never calls `select`: it waits in the core, which also holds each key's data
+    (asyncio's reader and writer handles) and queues them itself when their fd is ready.
     """
 
     def __init__(self, core):
@@ -39,7 +40,7 @@ class _CoreSelector(selectors._BaseSelectorImpl):
     def register(self, fileobj, events, data=None):
         key = super().register(fileobj, events, data)
         try:
-            self._core()._watch_fd(key.fd, events)
+            self._core()._watch_fd(key.fd, events, data)
         except BaseException:
             super().unregister(fileobj)
             raise
@@ -57,9 +58,8 @@ class _CoreSelector(selectors._BaseSelectorImpl):
             key = self._fd_to_key[self._fileobj_lookup(fileobj)]
         except KeyError:
             raise KeyError(f"{fileobj!r} is not registered") from None
-        if events != key.events:
-            self._core()._watch_fd(key.fd, events)
         if events != key.events or data != key.data:
+            self._core()._watch_fd(key.fd, events, data)
             key = key._replace(events=events, data=data)
             self._fd_to_key[key.fd] = key
         return key
@@ -210,6 +210,34 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
         transport = _evloop.StreamTransport(self, sock, protocol, extra, server)
         self.call_soon(transport._start, waiter)
         return transport
+
+    # -- fd watchers: asyncio's bookkeeping, with the core's handles (run natively when ready) --
+
+    def _add_reader(self, fd, callback, *args):
+        self._check_closed()
+        handle = self._fd_handle(callback, args)
+        key = self._selector.get_map().get(fd)
+        if key is None:
+            self._selector.register(fd, selectors.EVENT_READ, (handle, None))
+        else:
+            mask, (reader, writer) = key.events, key.data
+            self._selector.modify(fd, mask | selectors.EVENT_READ, (handle, writer))
+            if reader is not None:
+                reader.cancel()
+        return handle
+
+    def _add_writer(self, fd, callback, *args):
+        self._check_closed()
+        handle = self._fd_handle(callback, args)
+        key = self._selector.get_map().get(fd)
+        if key is None:
+            self._selector.register(fd, selectors.EVENT_WRITE, (None, handle))
+        else:
+            mask, (reader, writer) = key.events, key.data
+            self._selector.modify(fd, mask | selectors.EVENT_WRITE, (reader, handle))
+            if writer is not None:
+                writer.cancel()
+        return handle
 
     def _accept_connection(
         self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
