@@ -3,7 +3,7 @@
 # minutes). `--quick` runs each scenario once and briefly (a few minutes, for development) and
 # writes bench/results/QUICK.md instead, leaving BENCHMARKS.md alone. Installs the peers the
 # scenarios use where missing: libuv1-dev (scripts/setup.sh), wrk, nginx and liburing-dev (Debian), uvloop,
-# rloop, aiohttp, aiofiles and matplotlib from PyPI, Node with npm (the addon is built by npm
+# rloop, aiohttp, aiofiles, aiofastnet and matplotlib from PyPI, Node with npm (the addon is built by npm
 # install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,14 +11,14 @@ quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 scripts/setup.sh >/dev/null
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
-python3 -c "import uvloop, rloop, aiohttp, aiofiles, matplotlib" 2>/dev/null ||
-    python3 -m pip install --quiet uvloop rloop aiohttp aiofiles matplotlib 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages uvloop rloop aiohttp aiofiles matplotlib
+python3 -c "import uvloop, rloop, aiohttp, aiofiles, matplotlib, aiofastnet" 2>/dev/null ||
+    python3 -m pip install --quiet uvloop rloop aiohttp aiofiles matplotlib aiofastnet 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages uvloop rloop aiohttp aiofiles matplotlib aiofastnet
 if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } ||
-    [ ! -f /usr/include/liburing.h ]; then
+    [ ! -f /usr/include/liburing.h ] || [ ! -f /usr/include/openssl/ssl.h ]; then
     sudo=$([ "$(id -u)" = 0 ] || echo sudo)
     $sudo apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk nginx-light liburing-dev >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk nginx-light liburing-dev libssl-dev >/dev/null
 fi
 out=BENCHMARKS.md
 idle_busy_args=(--plot bench/results/idle_busy.png)
@@ -59,6 +59,11 @@ if [ $quick = 0 ]; then
 fi
 python3 bench/http.py --suite python --rounds "${HTTP_ROUNDS:-3}" --seconds "$py_seconds" --conns "$http_conns" --markdown "$tmp/http_python.md"
 python3 bench/python_profile.py --mode http --conns 50 --seconds "$py_seconds" --markdown "$tmp/python_profile_http.md"
+python3 bench/http.py --suite python --tls --loops evloop-uring,evloop-epoll,uvloop,asyncio --rounds "${HTTP_ROUNDS:-3}" \
+    --seconds "$py_seconds" --conns "$([ $quick = 1 ] && echo 50 || echo 1,50)" --markdown "$tmp/https_python.md"
+python3 bench/python_tls.py --rounds "${PY_ROUNDS:-5}" --seconds "$py_seconds" --idle "$([ $quick = 1 ] && echo 200 || echo 2000)" \
+    --markdown "$tmp/python_tls.md"
+python3 bench/python_poll.py --rounds "${PY_ROUNDS:-5}" --seconds "$([ $quick = 1 ] && echo 1 || echo 2)" --markdown "$tmp/python_poll.md"
 # Node: the addon as users build it.
 (cd bindings/node && npm install --no-audit --no-fund --loglevel=error)
 python3 bench/node_echo.py --rounds "${NODE_ROUNDS:-3}" --seconds "$py_seconds" --markdown "$tmp/node_echo.md"
@@ -150,6 +155,20 @@ python3 bench/light_load.py --rounds "${LIGHT_ROUNDS:-3}" --seconds "$py_seconds
     echo "Where the aiohttp servers' time goes (\`bench/python_profile.py --mode http\`):"
     echo
     cat "$tmp/python_profile_http.md"
+    echo
+    echo "## Python: TLS"
+    echo
+    echo "aiohttp over HTTPS (\`bench/http.py --suite python --tls\`):"
+    echo
+    cat "$tmp/https_python.md"
+    echo
+    echo "TLS echo, handshakes and idle TLS connections (\`bench/python_tls.py\`):"
+    echo
+    cat "$tmp/python_tls.md"
+    echo
+    echo "## Python: fd watchers (\`bench/python_poll.py\`)"
+    echo
+    cat "$tmp/python_poll.md"
     echo
     echo "## Python: scheduling (\`bench/python_scheduling.py\`)"
     echo

@@ -16,6 +16,8 @@ command -v taskset >/dev/null || need+=(util-linux)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 pkg-config --exists libuv 2>/dev/null || need+=(libuv1-dev)
+# The TLS load generator (bench/c/tls_loadgen.c, built by bench/build.sh with the C checks).
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 # The release checks: libabigail's abidw/abidiff (make abi-check), CMake (the C install test).
 command -v abidiff >/dev/null || need+=(abigail-tools)
 command -v cmake >/dev/null || need+=(cmake)
