@@ -137,6 +137,12 @@ class SSLTransportType(sslproto._SSLProtocolTransport):
 _evloop._set_tls_transport_class(SSLTransportType)
 
 
+# asyncio 3.11 added the TLS shutdown timeout (and rewrote sslproto, which evloop's TLS follows on
+# every version); before it, the default is the one 3.11 chose.
+_SSL_SHUTDOWN_TIMEOUT = getattr(constants, "SSL_SHUTDOWN_TIMEOUT", 30.0)
+_SERVING_TAKES_SHUTDOWN_TIMEOUT = sys.version_info >= (3, 11)
+
+
 def _handshake_done(loop, protocol, transport, waiter):
     """The end of an accepted TLS connection's handshake: on failure the transport is closed,
     and in debug mode the error is reported, as asyncio's accept does."""
@@ -241,16 +247,17 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
 
     def _accept_connection(
         self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
-        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT, ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT, ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
     ):
         # asyncio's accept loop (called when the listening socket is readable), with the accept
         # and the transport made natively and no task per connection: asyncio makes a Python
         # socket, a coroutine and a task for each. Each connection's protocol and transport are
         # made in a copy of the context, as asyncio's task would make them.
+        serving = (protocol_factory, sock, sslcontext, server, backlog, ssl_handshake_timeout)
+        if _SERVING_TAKES_SHUTDOWN_TIMEOUT:
+            serving += (ssl_shutdown_timeout,)
         if self._debug:  # asyncio logs each connection's address
-            return super()._accept_connection(
-                protocol_factory, sock, sslcontext, server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout
-            )
+            return super()._accept_connection(*serving)
         fd, family = sock.fileno(), int(sock.family)
         for _ in range(backlog):
             try:
@@ -269,10 +276,7 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
                     "socket": trsock.TransportSocket(sock),
                 })
                 self._remove_reader(fd)
-                self.call_later(
-                    constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory, sock, sslcontext, server,
-                    backlog, ssl_handshake_timeout, ssl_shutdown_timeout,
-                )
+                self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving, *serving)
                 return
             if not accepted:
                 return
@@ -312,7 +316,7 @@ class EventLoop(_evloop.Core, unix_events.SelectorEventLoop):
     def _make_ssl_transport(
         self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False, server_hostname=None,
         extra=None, server=None, ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+        ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
     ):
         ssl_protocol = _evloop.TlsProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,

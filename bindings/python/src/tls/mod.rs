@@ -63,17 +63,26 @@ pub(crate) fn names(py: Python<'_>) -> PyResult<&Names> {
                 .getattr("_create_transport_context")?
                 .unbind(),
             sendfile_fallback: constants.getattr("_SendfileMode")?.getattr("FALLBACK")?.unbind(),
-            handshake_timeout: constants.getattr("SSL_HANDSHAKE_TIMEOUT")?.extract()?,
-            shutdown_timeout: constants.getattr("SSL_SHUTDOWN_TIMEOUT")?.extract()?,
-            read_high_water_kib: constants.getattr("FLOW_CONTROL_HIGH_WATER_SSL_READ")?.extract()?,
-            write_high_water_kib: constants
-                .getattr("FLOW_CONTROL_HIGH_WATER_SSL_WRITE")?
-                .extract()?,
-            conn_lost_log_threshold: constants
-                .getattr("LOG_THRESHOLD_FOR_CONNLOST_WRITES")?
-                .extract()?,
+            handshake_timeout: constant(&constants, "SSL_HANDSHAKE_TIMEOUT", 60.0)?,
+            // Added by 3.11 with the SSL protocol this one follows; its values before.
+            shutdown_timeout: constant(&constants, "SSL_SHUTDOWN_TIMEOUT", 30.0)?,
+            read_high_water_kib: constant(&constants, "FLOW_CONTROL_HIGH_WATER_SSL_READ", 256)?,
+            write_high_water_kib: constant(&constants, "FLOW_CONTROL_HIGH_WATER_SSL_WRITE", 512)?,
+            conn_lost_log_threshold: constant(&constants, "LOG_THRESHOLD_FOR_CONNLOST_WRITES", 5)?,
         })
     })
+}
+
+/// `asyncio.constants.<name>`, or `default` on a Python that does not have it.
+fn constant<'py, T: FromPyObject<'py>>(
+    constants: &Bound<'py, PyModule>,
+    name: &str,
+    default: T,
+) -> PyResult<T> {
+    match constants.getattr(name) {
+        Ok(v) => v.extract(),
+        Err(_) => Ok(default),
+    }
 }
 
 /// asyncio's `add_flowcontrol_defaults`: `(high, low)` from what the caller gave, with `kib`
