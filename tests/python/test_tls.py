@@ -29,6 +29,16 @@ def _oracle_has_this_protocol(request):
         pytest.skip("asyncio's SSL protocol before 3.11 is not the oracle")
 
 
+def assert_same_bytes(got, want):
+    """`got == want` for large buffers, saying where they part (pytest's own diff of two
+    multi-megabyte values takes minutes)."""
+    got = bytes(got)
+    if got == want:
+        return
+    at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    raise AssertionError(f"{len(got)} bytes received, {len(want)} sent; first difference at offset {at}")
+
+
 def run(loop, coro):
     return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
 
@@ -84,7 +94,7 @@ def test_tls_streams_and_start_tls(loop, tls_contexts):
         writer.write(payload)
         await writer.drain()
         got = await reader.readexactly(len(payload))
-        assert got == payload
+        assert_same_bytes(got, payload)
         await close_all(writer, server)
 
         # Plain TCP upgraded with start_tls on both sides.
@@ -207,7 +217,7 @@ def test_tls_protocols_get_every_byte_with_flow_control(loop, tls_contexts, kind
         receiver.transport.resume_reading()
         while len(receiver.data) < len(payload):
             await asyncio.sleep(0.01)
-        assert bytes(receiver.data) == payload
+        assert_same_bytes(receiver.data, payload)
         assert client.resumed == 1
         assert transport.get_write_buffer_size() == 0
         transport.close()
@@ -247,7 +257,7 @@ def test_tls_shutdown_while_reading_is_paused_keeps_the_data(loop, tls_contexts)
         receiver.transport.resume_reading()
         assert await receiver.lost is None
         assert await client.lost is None
-        assert bytes(receiver.data) == payload
+        assert_same_bytes(receiver.data, payload)
         assert receiver.events == ["made", "data", "eof", "lost"]
         server.close()
         await server.wait_closed()
@@ -268,7 +278,7 @@ def test_tls_close_flushes_queued_data(loop, tls_contexts):
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
         got = await reader.read()  # to the end: close_notify after every byte
-        assert len(got) == len(payload) and got == payload
+        assert_same_bytes(got, payload)
         await close_all(writer, server)
 
     run(loop, main())
@@ -370,7 +380,7 @@ def test_start_tls_with_a_buffered_protocol(loop, tls_contexts, request):
         buffered.connection_made(tls_transport)  # start_tls does not call it
         while len(buffered.data) < len(payload):
             await asyncio.sleep(0.01)
-        assert bytes(buffered.data) == payload
+        assert_same_bytes(buffered.data, payload)
         tls_transport.write(b"done")
         assert await reader.readexactly(4) == b"done"
         await close_all(writer, server)
