@@ -16,7 +16,8 @@ Servers: evloop's Rust echo server and its C example through libevloop.so (each 
 (uv_write, and uv_try_write first), a bare epoll loop and a bare liburing multishot loop.
 Needs the binaries built by bench/build.sh.
 """
-import argparse, os, socket, statistics, subprocess, sys, time
+import argparse
+import contextlib, os, socket, statistics, subprocess, sys, time
 from report import emit, median_ratio, perf_works
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,17 +130,14 @@ def cpu_ticks(pid):
     return int(fields[11]), int(fields[12])  # utime, stime
 
 
-def measure_server(cmd, env, port, load):
-    """Starts the server `cmd` on CPU 0, waits for it to listen on `port`, runs `load()` and
-    stops the server (SIGTERM, then SIGKILL). Returns what `load` returned and the server's user
-    and system CPU ticks during it."""
+@contextlib.contextmanager
+def running_server(cmd, env, port):
+    """The server `cmd` on CPU 0, listening on `port`; stopped (SIGTERM, then SIGKILL) on exit."""
     proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_port(port, proc)
-        u0, s0 = cpu_ticks(proc.pid)
-        result = load()
-        u1, s1 = cpu_ticks(proc.pid)
+        yield proc
     finally:
         proc.send_signal(15)
         try:
@@ -147,6 +145,15 @@ def measure_server(cmd, env, port, load):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def measure_server(cmd, env, port, load):
+    """Runs `load()` against the server `cmd` (see `running_server`). Returns what `load`
+    returned and the server's user and system CPU ticks during it."""
+    with running_server(cmd, env, port) as proc:
+        u0, s0 = cpu_ticks(proc.pid)
+        result = load()
+        u1, s1 = cpu_ticks(proc.pid)
     return result, u1 - u0, s1 - s0
 
 

@@ -83,9 +83,7 @@ def rss_kib(pid):
 def idle_memory(cmd, port, n):
     """Bytes of server memory per idle TLS connection: RSS with `n` handshaken idle connections
     minus RSS after a warm-up connection set was opened and closed."""
-    proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        echo.wait_port(port, proc)
+    with echo.running_server(cmd, {}, port) as proc:
 
         def hold(count):
             p = subprocess.Popen(["taskset", "-c", "1", LOADGEN, str(port), "-m", "idle", "-c", str(count), "-d", "300"],
@@ -105,13 +103,6 @@ def idle_memory(cmd, port, n):
         after = rss_kib(proc.pid)
         idle.stdin.close()
         idle.wait(timeout=30)
-    finally:
-        proc.send_signal(15)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return (after - before) * 1024 / n
 
 

@@ -1,6 +1,6 @@
 /*
- * What the two-thread benchmarks (wakeup.c, wake_paths.c) share: the monotonic clock in
- * nanoseconds and pinning the calling thread to one CPU.
+ * What the benchmark programs share: the monotonic clock in nanoseconds (wakeup.c, wake_paths.c,
+ * tls_loadgen.c) and pinning the calling thread to one CPU (the two-thread ones).
  */
 #ifndef BENCH_THREADS_H
 #define BENCH_THREADS_H

@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "threads.h"
+
 #define MAX_LATENCY_US 1000000
 
 enum mode { PINGPONG, HANDSHAKE, IDLE };
@@ -46,12 +48,6 @@ struct conn {
     size_t received;
     uint64_t started_ns;
 };
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *what) {
     perror(what);

@@ -57,6 +57,24 @@ async def close_all(*closables):
         await c.wait_closed()
 
 
+async def tls_pair(loop, server_kind, server_ctx, client_ctx):
+    """A TLS server making `server_kind(loop)` protocols and one client `Collector` connected to
+    it: (server, client transport, client protocol, the server's protocol once made)."""
+    made = []
+
+    def factory():
+        made.append(server_kind(loop))
+        return made[-1]
+
+    server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    transport, client = await loop.create_connection(
+        lambda: Collector(loop), "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+    )
+    await made[0].made
+    return server, transport, client, made[0]
+
+
 async def echo_handler(reader, writer):
     data = await reader.read(1 << 20)
     while data:
@@ -181,20 +199,7 @@ def test_tls_protocols_get_every_byte_with_flow_control(loop, tls_contexts, kind
     payload = os.urandom(32 * 1024 * 1024 + 17)  # more than loopback sockets buffer
 
     async def main():
-        server_side = []
-
-        def factory():
-            p = kind(loop)
-            server_side.append(p)
-            return p
-
-        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ctx)
-        port = server.sockets[0].getsockname()[1]
-        transport, client = await loop.create_connection(
-            lambda: Collector(loop), "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-        )
-        await server_side[0].made
-        receiver = server_side[0]
+        server, transport, client, receiver = await tls_pair(loop, kind, server_ctx, client_ctx)
         # The receiver stops reading: the raw socket fills, the sender's TLS protocol is paused
         # by its raw transport and the records it makes stay in its BIO, until the
         # application is paused in turn.
@@ -235,20 +240,7 @@ def test_tls_shutdown_while_reading_is_paused_keeps_the_data(loop, tls_contexts)
     payload = os.urandom(200_000)
 
     async def main():
-        server_side = []
-
-        def factory():
-            p = Collector(loop)
-            server_side.append(p)
-            return p
-
-        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ctx)
-        port = server.sockets[0].getsockname()[1]
-        transport, client = await loop.create_connection(
-            lambda: Collector(loop), "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-        )
-        await server_side[0].made
-        receiver = server_side[0]
+        server, transport, client, receiver = await tls_pair(loop, Collector, server_ctx, client_ctx)
         receiver.transport.pause_reading()
         transport.write(payload)
         transport.close()  # data, then close_notify, while the receiver is paused

@@ -10,7 +10,7 @@ use crate::handle::copy_current_context;
 use crate::transport::{presented_class, report_transport_error, settle_waiter, with_bytes};
 use crate::transport_state::{extra_info, TransportState};
 use evloop::{Handle as _, Loop, Udp};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -28,9 +28,7 @@ static PRESENTED_CLASS: GILOnceCell<Py<PyType>> = GILOnceCell::new();
 
 #[pyfunction]
 pub(crate) fn _set_datagram_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
-    PRESENTED_CLASS
-        .set(py, cls.unbind())
-        .map_err(|_| PyRuntimeError::new_err("the datagram transport class is already set"))
+    crate::transport::set_presented_class(py, &PRESENTED_CLASS, cls, "datagram transport")
 }
 
 /// A transport over a UDP socket, connected (`address` given) or not. It has a `__dict__`,

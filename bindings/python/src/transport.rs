@@ -114,9 +114,19 @@ static PRESENTED_CLASS: GILOnceCell<Py<PyType>> = GILOnceCell::new();
 /// Sets the class of `PRESENTED_CLASS` (once, from the package's `__init__`).
 #[pyfunction]
 pub(crate) fn _set_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
-    PRESENTED_CLASS
-        .set(py, cls.unbind())
-        .map_err(|_| PyRuntimeError::new_err("the transport class is already set"))
+    set_presented_class(py, &PRESENTED_CLASS, cls, "transport")
+}
+
+/// Registers `cls` as the class a kind of native transport presents (see `presented_class`);
+/// once per process.
+pub(crate) fn set_presented_class(
+    py: Python<'_>,
+    cell: &GILOnceCell<Py<PyType>>,
+    cls: Bound<'_, PyType>,
+    what: &str,
+) -> PyResult<()> {
+    cell.set(py, cls.unbind())
+        .map_err(|_| PyRuntimeError::new_err(format!("the {what} class is already set")))
 }
 
 /// `protocol` as evloop's TLS protocol, if it is one (never in the stable ABI's build).

@@ -3,7 +3,7 @@
 
 use super::names;
 use super::protocol::TlsProtocol;
-use crate::transport::{presented_class, with_bytes};
+use crate::transport::{presented_class, set_presented_class, with_bytes};
 use pyo3::exceptions::{PyNotImplementedError, PyResourceWarning, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -17,9 +17,7 @@ static PRESENTED_CLASS: GILOnceCell<Py<PyType>> = GILOnceCell::new();
 
 #[pyfunction]
 pub(crate) fn _set_tls_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
-    PRESENTED_CLASS
-        .set(py, cls.unbind())
-        .map_err(|_| PyRuntimeError::new_err("the TLS transport class is already set"))
+    set_presented_class(py, &PRESENTED_CLASS, cls, "TLS transport")
 }
 
 #[pyclass(frozen, weakref, dict, module = "evloop._evloop")]
@@ -132,7 +130,7 @@ impl TlsTransport {
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
-        self.protocol(py)?.get().write_size(py)
+        self.protocol(py)?.get().write_buffer_size(py)
     }
 
     #[pyo3(signature = (high = None, low = None))]
@@ -147,7 +145,7 @@ impl TlsTransport {
     }
 
     fn get_read_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
-        self.protocol(py)?.get().read_size(py)
+        self.protocol(py)?.get().incoming_pending(py)
     }
 
     /// Whether the application's protocol is paused (asyncio's sendfile fallback reads it).

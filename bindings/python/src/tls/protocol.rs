@@ -222,7 +222,7 @@ impl TlsProtocol {
         }
     }
 
-    fn set_app_protocol_inner(&self, py: Python<'_>, protocol: PyObject) -> PyResult<()> {
+    pub(crate) fn set_app_protocol(&self, py: Python<'_>, protocol: PyObject) -> PyResult<()> {
         let buffered =
             is_buffered(py, protocol.bind(py))? && protocol.bind(py).hasattr(intern!(py, "get_buffer"))?;
         self.app_buffered.set(buffered);
@@ -672,7 +672,7 @@ impl TlsProtocol {
         }
     }
 
-    fn incoming_pending(&self, py: Python<'_>) -> PyResult<usize> {
+    pub(crate) fn incoming_pending(&self, py: Python<'_>) -> PyResult<usize> {
         self.incoming.getattr(py, intern!(py, "pending"))?.extract(py)
     }
 
@@ -824,7 +824,7 @@ impl TlsProtocol {
 
     // ---- flow control ----
 
-    fn write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+    pub(crate) fn write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
         let pending: usize = self.outgoing.getattr(py, intern!(py, "pending"))?.extract(py)?;
         Ok(pending + self.backlog_size.get())
     }
@@ -875,7 +875,7 @@ impl TlsProtocol {
     pub(crate) fn control_ssl_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let size: usize = this.incoming.getattr(py, intern!(py, "pending"))?.extract(py)?;
+        let size = this.incoming_pending(py)?;
         if size >= this.incoming_high.get() && !this.ssl_reading_paused.get() {
             this.ssl_reading_paused.set(true);
             this.raw_call(py, intern!(py, "pause_reading"))
@@ -946,10 +946,6 @@ impl TlsProtocol {
         self.app_protocol(py).unwrap_or_else(|| py.None())
     }
 
-    pub(crate) fn set_app_protocol(&self, py: Python<'_>, protocol: PyObject) -> PyResult<()> {
-        self.set_app_protocol_inner(py, protocol)
-    }
-
     pub(crate) fn app_reading_paused(&self) -> bool {
         self.app_reading_paused.get()
     }
@@ -1002,14 +998,6 @@ impl TlsProtocol {
 
     pub(crate) fn read_limits(&self) -> (usize, usize) {
         (self.incoming_low.get(), self.incoming_high.get())
-    }
-
-    pub(crate) fn write_size(&self, py: Python<'_>) -> PyResult<usize> {
-        self.write_buffer_size(py)
-    }
-
-    pub(crate) fn read_size(&self, py: Python<'_>) -> PyResult<usize> {
-        self.incoming.getattr(py, intern!(py, "pending"))?.extract(py)
     }
 
     pub(crate) fn append_backlog(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -1124,7 +1112,7 @@ impl TlsProtocol {
             handshake_started: Cell::new(None),
             receive_buffer: RefCell::new(None),
         };
-        protocol.set_app_protocol_inner(py, app_protocol)?;
+        protocol.set_app_protocol(py, app_protocol)?;
         protocol.set_read_limits(py, None, None)?;
         protocol.set_write_limits(py, None, None)?;
         Ok(protocol)
