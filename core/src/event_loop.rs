@@ -52,6 +52,9 @@ pub struct Stats {
     /// io_uring: writes sent straight from the receive buffer their bytes arrived in (held
     /// until sent) instead of being copied into the write queue.
     pub sends_from_receive_buffers: u64,
+    /// io_uring: stream receive buffers posted to the kernel now. Only as many as recent passes
+    /// used stay posted, so that the same few, warm in the cache, take each receive.
+    pub receive_buffers_posted: u64,
 }
 
 /// Code run around each wait in the kernel that may block (see [`Loop::set_wait_hook`]).
@@ -293,6 +296,7 @@ impl Loop {
             completion_overflow_flushes: c.overflow_flushes,
             offloaded_file_ops: c.offloaded_file_ops,
             sends_from_receive_buffers: c.read_buffer_loans,
+            receive_buffers_posted: self.backend.receive_buffers_posted().into(),
         }
     }
 

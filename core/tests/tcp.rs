@@ -701,6 +701,84 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 /// Many connections share each buffer at once, with small and large messages mixed and some
 /// reads held by echoes (`sends_from_receive_buffers`): every byte must come back unchanged and
 /// in order after the buffers have gone round the ring many times.
+/// Echo clients on threads: `conns` connections, each sending `rounds` messages of `size` bytes
+/// and reading each one back before the next. Returns the most receive buffers the loop had
+/// posted while they ran.
+fn most_buffers_posted_during(
+    lp: &mut Loop,
+    addr: SocketAddr,
+    conns: usize,
+    rounds: usize,
+    size: usize,
+) -> u64 {
+    use std::io::Read as _;
+    let clients: Vec<_> = (0..conns)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let mut sock = std::net::TcpStream::connect(addr).unwrap();
+                let mut back = vec![0u8; size];
+                for round in 0..rounds {
+                    let message = vec![(n + round) as u8; size];
+                    sock.write_all(&message).unwrap();
+                    sock.read_exact(&mut back).unwrap();
+                    assert!(back == message, "echo {round} of connection {n} differs");
+                }
+            })
+        })
+        .collect();
+    let mut most = 0;
+    run_until(lp, LIMIT, |lp| {
+        most = most.max(lp.stats().receive_buffers_posted);
+        clients.iter().all(|c| c.is_finished())
+    });
+    for c in clients {
+        c.join().unwrap();
+    }
+    most
+}
+
+#[test]
+fn receive_buffers_posted_follow_the_load() {
+    each_backend(|lp| {
+        // An echo server that sends each piece at once (no Nagle), as request/response servers
+        // do: the clients wait for every byte of each reply.
+        let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let addr = server.local_addr(lp).unwrap();
+        server
+            .listen(lp, 128, |lp, _, conn| {
+                let conn = conn.unwrap();
+                conn.set_nodelay(lp, true).unwrap();
+                conn.read_start(lp, |lp, c, r| match r {
+                    Read::Data(b) => {
+                        c.write(lp, b, None).unwrap();
+                    }
+                    Read::Eof | Read::Error(_) => c.close(lp, None).unwrap(),
+                })
+                .unwrap();
+            })
+            .unwrap();
+        // One connection: a few buffers posted, so the same few (warm in the cache) take every
+        // receive instead of the kernel cycling through all of them.
+        let light = most_buffers_posted_during(lp, addr, 1, 300, 64 * 1024);
+        // Many connections at once: the ring deepens for them rather than running dry.
+        let heavy = most_buffers_posted_during(lp, addr, 48, 20, 64 * 1024);
+        if lp.backend_name() == "uring" {
+            assert!(
+                (1..=24).contains(&light),
+                "one connection kept {light} buffers posted"
+            );
+            assert!(
+                heavy >= 2 * light && heavy > 32,
+                "48 connections: {heavy} buffers posted at most, one: {light}"
+            );
+        } else {
+            assert_eq!((light, heavy), (0, 0), "epoll posts no buffers");
+        }
+        server.close(lp, None).unwrap();
+        lp.run(evloop::RunMode::Default).unwrap();
+    });
+}
+
 #[test]
 fn receive_buffers_shared_by_many_connections_keep_every_byte() {
     use std::io::Read as _;

@@ -9,6 +9,14 @@
 //! buffer goes back to the ring when the kernel has moved past it and every completion's bytes
 //! in it have been let go (`release`).
 //!
+//! Only as many buffers as recent passes used are posted to the kernel; the rest wait in a stack,
+//! the last one let go on top. The kernel takes buffers in the order they were posted, so a ring
+//! holding all of them would cycle every receive through all of its memory (8 MiB by default),
+//! each one a cold cache line for the kernel's copy: at one connection that copy cost 60% more
+//! than epoll's into its one warm buffer. Posting few keeps the same few buffers in use; a pass
+//! that takes more raises the depth at once (and running dry raises it to all of them), and the
+//! depth sinks back slowly (see docs/ARCHITECTURE.md, "Receive buffers").
+//!
 //! Layout rules this type keeps: the ring of `io_uring_buf` entries is page-aligned memory whose
 //! size is a power of two of entries; the ring's tail is the `resv` field of entry 0, written with
 //! release ordering after the entries it publishes; a buffer id is an index into one contiguous
@@ -35,7 +43,22 @@ pub(crate) struct BufRing {
     tail: u16,
     /// Set for an incremental ring: what each buffer's completions took, and who holds them.
     incremental: Option<Box<[Filling]>>,
+    /// Buffers posted that the kernel has not moved past yet.
+    posted: u16,
+    /// Free buffers not posted, the most recently freed (warmest) last.
+    spare: Vec<u16>,
+    /// How many buffers to keep posted (`top_up`).
+    depth: u16,
+    /// Buffers the kernel moved past since the last `top_up`.
+    used_since_top_up: u16,
+    /// The most buffers recent passes used, sinking slowly while passes use fewer.
+    recent_peak: u16,
+    /// A receive found no buffer since the last `top_up`.
+    ran_dry: bool,
 }
+
+/// The fewest buffers kept posted: enough for a pass or two of one busy connection.
+const LEAST_DEPTH: u16 = 4;
 
 /// An incremental ring's bookkeeping for one buffer between two trips to the kernel.
 #[derive(Clone, Copy, Default)]
@@ -117,11 +140,15 @@ impl BufRing {
             size,
             tail: 0,
             incremental: None,
+            posted: 0,
+            // Popped from the end: buffer 0 is posted first.
+            spare: (0..count).rev().collect(),
+            depth: count.min(LEAST_DEPTH),
+            used_since_top_up: 0,
+            recent_peak: 0,
+            ran_dry: false,
         };
-        for bid in 0..count {
-            r.push(bid);
-        }
-        r.publish();
+        r.post_spares();
         Ok(r)
     }
 
@@ -167,10 +194,64 @@ impl BufRing {
         }
     }
 
-    /// Gives buffer `bid` back to the kernel.
-    pub(crate) fn recycle(&mut self, bid: u16) {
-        self.push(bid);
+    /// Posts spare buffers, warmest first, until `depth` are posted; true if it posted any.
+    fn post_spares(&mut self) -> bool {
+        let before = self.posted;
+        while self.posted < self.depth {
+            let Some(bid) = self.spare.pop() else { break };
+            self.push(bid);
+            self.posted += 1;
+        }
+        if self.posted == before {
+            return false;
+        }
         self.publish();
+        true
+    }
+
+    /// Called before each wait: sets the depth from what recent passes used and posts up to it.
+    pub(crate) fn top_up(&mut self) {
+        let used = std::mem::take(&mut self.used_since_top_up);
+        self.recent_peak = if std::mem::take(&mut self.ran_dry) {
+            self.count
+        } else if used >= self.recent_peak {
+            used
+        } else {
+            self.recent_peak - (self.recent_peak / 16).max(1)
+        };
+        // Twice the peak: a pass may bring as much again before the next top-up.
+        self.depth = self.recent_peak.saturating_mul(2).clamp(LEAST_DEPTH, self.count);
+        self.post_spares();
+    }
+
+    /// A receive found the ring empty (`ENOBUFS`): post every buffer at the next top-up.
+    pub(crate) fn note_ran_dry(&mut self) {
+        self.ran_dry = true;
+    }
+
+    /// How many buffers are posted to the kernel now.
+    pub(crate) fn posted(&self) -> u16 {
+        self.posted
+    }
+
+    /// The kernel moved past one posted buffer.
+    fn left_by_kernel(&mut self) {
+        debug_assert!(self.posted > 0);
+        self.posted -= 1;
+        self.used_since_top_up = self.used_since_top_up.saturating_add(1);
+    }
+
+    /// A free buffer: posted again at once if the ring is below its depth, else kept spare.
+    fn free(&mut self, bid: u16) {
+        self.spare.push(bid);
+        self.post_spares();
+    }
+
+    /// Buffer `bid` came back in a completion that used none of it (an end or an error, on a
+    /// ring that is not incremental): it is free again.
+    pub(crate) fn recycle(&mut self, bid: u16) {
+        self.left_by_kernel();
+        self.free(bid);
     }
 
     /// Where a completion's `len` received bytes in buffer `bid` start; `kernel_more`: the
@@ -179,6 +260,7 @@ impl BufRing {
     pub(crate) fn take(&mut self, bid: u16, len: u32, kernel_more: bool) -> *const u8 {
         let base = self.buffer(bid);
         let Some(fillings) = self.incremental.as_mut() else {
+            self.left_by_kernel();
             return base;
         };
         let f = &mut fillings[bid as usize];
@@ -187,6 +269,9 @@ impl BufRing {
         f.taken += len;
         f.views += 1;
         f.left_by_kernel = !kernel_more;
+        if !kernel_more {
+            self.left_by_kernel();
+        }
         // SAFETY: the kernel placed the bytes inside the buffer, after those it placed before.
         unsafe { base.add(start as usize) }
     }
@@ -203,7 +288,7 @@ impl BufRing {
             }
             *f = Filling::default();
         }
-        self.recycle(bid);
+        self.free(bid);
     }
 }
 

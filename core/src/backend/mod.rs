@@ -299,6 +299,14 @@ impl Backend {
         }
     }
 
+    /// io_uring: stream receive buffers posted to the kernel now (0 on epoll).
+    pub(crate) fn receive_buffers_posted(&self) -> u16 {
+        match self {
+            Backend::Epoll(_) => 0,
+            Backend::Uring(b) => b.receive_buffers_posted(),
+        }
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Epoll(_) => "epoll",

@@ -846,6 +846,10 @@ impl UringBackend {
 
     pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<()> {
         self.arm_polls_again();
+        self.buffers.top_up();
+        if let Some(b) = self.datagram_buffers.as_mut() {
+            b.top_up();
+        }
         let mut timeout_ms = if self.has_ready() { 0 } else { timeout_ms };
         if self.embed_fd >= 0 {
             // Reset the embedding eventfd before entering: whatever is posted from here on
@@ -937,6 +941,10 @@ impl UringBackend {
         self.buffers.is_incremental()
     }
 
+    pub(crate) fn receive_buffers_posted(&self) -> u16 {
+        self.buffers.posted()
+    }
+
     pub(crate) fn lend_read_buffer(&mut self, buf_id: u32) -> bool {
         // Stream buffers only (datagram ones are few and large), and at most half of them: the
         // rest keep multishot receives supplied while sends from the lent ones wait.
@@ -986,6 +994,15 @@ impl UringBackend {
             let more = cqueue::more(flags);
             if res == -libc::ENOBUFS {
                 self.counters.buffer_exhaustions += 1;
+                match (ud >> KIND_SHIFT) as u8 {
+                    k if k == OpKind::Recv as u8 => self.buffers.note_ran_dry(),
+                    k if k == OpKind::RecvFrom as u8 => {
+                        if let Some(b) = self.datagram_buffers.as_mut() {
+                            b.note_ran_dry();
+                        }
+                    }
+                    _ => {}
+                }
             }
             let mut c = Completion::new(token, res, more);
             let kind = (ud >> KIND_SHIFT) as u8;
