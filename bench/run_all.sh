@@ -206,7 +206,7 @@ python3 bench/light_load.py --rounds "${LIGHT_ROUNDS:-3}" --seconds "$py_seconds
 } > "$tmp/body.md"
 plot=$([ $quick = 1 ] && echo idle_busy-quick.png || echo idle_busy.png)
 # The other plots, drawn from the sections' own tables.
-python3 bench/plot.py "$tmp/body.md" bench/results $([ $quick = 1 ] && echo "--suffix -quick" || echo "--link-prefix bench/results/") > "$tmp/plots.md"
+python3 bench/plot.py "$tmp/body.md" bench/results $([ $quick = 1 ] && echo "--suffix=-quick" || echo "--link-prefix bench/results/") > "$tmp/plots.md"
 {
     if [ $quick = 1 ]; then echo "# Benchmarks (quick run: one short round each, for development; BENCHMARKS.md has the real figures)"; else echo "# Benchmarks"; fi
     echo
