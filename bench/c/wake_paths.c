@@ -110,6 +110,13 @@ static int sleep_until_woken(struct side *s) {
                 fprintf(stderr, "futex wait: %s\n", strerror(-res));
                 return -1;
             }
+            if (atomic_load(&s->word) == 0) {
+                /* A FUTEX_WAKE that arrived late: the waker set the word for an earlier round,
+                   which this side saw at once (EAGAIN) and finished; its wake then ended this
+                   round's wait. Not a wake-up: wait again. */
+                arm(s);
+                continue;
+            }
             atomic_store(&s->word, 0);
         } else if (mode == EVENTFD && res != 8) {
             fprintf(stderr, "eventfd read: %d\n", res);
