@@ -740,23 +740,10 @@ fn most_buffers_posted_during(
 #[test]
 fn receive_buffers_posted_follow_the_load() {
     each_backend(|lp| {
-        // An echo server that sends each piece at once (no Nagle), as request/response servers
-        // do: the clients wait for every byte of each reply.
+        // The clients wait for every byte of each reply: no Nagle on the server's side.
         let server = Stream::tcp_bind(lp, "127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
         let addr = server.local_addr(lp).unwrap();
-        server
-            .listen(lp, 128, |lp, _, conn| {
-                let conn = conn.unwrap();
-                conn.set_nodelay(lp, true).unwrap();
-                conn.read_start(lp, |lp, c, r| match r {
-                    Read::Data(b) => {
-                        c.write(lp, b, None).unwrap();
-                    }
-                    Read::Eof | Read::Error(_) => c.close(lp, None).unwrap(),
-                })
-                .unwrap();
-            })
-            .unwrap();
+        listen_echo_with(lp, server, true);
         // One connection: a few buffers posted, so the same few (warm in the cache) take every
         // receive instead of the kernel cycling through all of them.
         let light = most_buffers_posted_during(lp, addr, 1, 300, 64 * 1024);

@@ -194,19 +194,17 @@ impl BufRing {
         }
     }
 
-    /// Posts spare buffers, warmest first, until `depth` are posted; true if it posted any.
-    fn post_spares(&mut self) -> bool {
+    /// Posts spare buffers, warmest first, until `depth` are posted.
+    fn post_spares(&mut self) {
         let before = self.posted;
         while self.posted < self.depth {
             let Some(bid) = self.spare.pop() else { break };
             self.push(bid);
             self.posted += 1;
         }
-        if self.posted == before {
-            return false;
+        if self.posted != before {
+            self.publish();
         }
-        self.publish();
-        true
     }
 
     /// Called before each wait: sets the depth from what recent passes used and posts up to it.

@@ -68,17 +68,26 @@ pub const LIMIT: Duration = Duration::from_secs(20);
 /// Makes `server` (bound, not yet listening) an echo server: every connection writes back what
 /// it reads and closes at EOF or on an error.
 pub fn listen_echo(lp: &mut Loop, server: evloop::Stream) {
+    listen_echo_with(lp, server, false);
+}
+
+/// `listen_echo`, with Nagle's algorithm off on each connection if `nodelay` (as
+/// request/response servers have it: each piece of a reply leaves at once).
+pub fn listen_echo_with(lp: &mut Loop, server: evloop::Stream, nodelay: bool) {
     use evloop::Read;
     server
-        .listen(lp, 1024, |lp, _, conn| {
-            conn.unwrap()
-                .read_start(lp, |lp, c, r| match r {
-                    Read::Data(b) => {
-                        c.write(lp, b, None).unwrap();
-                    }
-                    Read::Eof | Read::Error(_) => c.close(lp, None).unwrap(),
-                })
-                .unwrap();
+        .listen(lp, 1024, move |lp, _, conn| {
+            let conn = conn.unwrap();
+            if nodelay {
+                conn.set_nodelay(lp, true).unwrap();
+            }
+            conn.read_start(lp, |lp, c, r| match r {
+                Read::Data(b) => {
+                    c.write(lp, b, None).unwrap();
+                }
+                Read::Eof | Read::Error(_) => c.close(lp, None).unwrap(),
+            })
+            .unwrap();
         })
         .unwrap();
 }
