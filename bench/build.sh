@@ -11,8 +11,9 @@ gcc $CFLAGS -o bench/bin/loadgen bench/c/loadgen.c
 gcc $CFLAGS -o bench/bin/bare_echo bench/c/bare_echo.c
 if [ -f /usr/include/openssl/ssl.h ]; then
     gcc $CFLAGS -o bench/bin/tls_loadgen bench/c/tls_loadgen.c -lssl -lcrypto
+    gcc $CFLAGS -o bench/bin/tls_echo bench/c/tls_echo.c -lssl -lcrypto
 else
-    echo "libssl-dev not found: the TLS load generator (bench/python_tls.py) is skipped" >&2
+    echo "libssl-dev not found: the TLS load generator and bare TLS server (bench/python_tls.py) are skipped" >&2
 fi
 if [ -f /usr/include/liburing.h ]; then
     gcc $CFLAGS -o bench/bin/uring_echo bench/c/uring_echo.c -luring

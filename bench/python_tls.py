@@ -14,7 +14,10 @@ Three parts:
   their handshakes), against uvloop's;
 - with aiofastnet installed, the echo also on each loop patched by aio-libs' aiofastnet (its
   own transports and OpenSSL driving, on the loop's add_reader/add_writer): what it costs on
-  evloop against on uvloop measures the loops' fd-watcher paths.
+  evloop against on uvloop measures the loops' fd-watcher paths;
+- with bench/build.sh's tls_echo, the floor: the same echo, handshakes and idle connections
+  served by C with no Python and no loop library (epoll, OpenSSL on the socket), against which
+  any Python loop's figures can be read.
 
 The aiohttp-over-HTTPS figures come from `bench/http.py --suite python --tls`.
 
@@ -37,6 +40,8 @@ from report import emit, median_ratio, python_loops
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "python", "echo_server.py")
 LOADGEN = os.path.join(HERE, "bin", "tls_loadgen")
+BARE_SERVER = os.path.join(HERE, "bin", "tls_echo")
+BARE = "C + OpenSSL, no Python"
 REF = "uvloop"
 
 
@@ -126,15 +131,26 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         tls = certificate(scratch)
+
+        def server(lp, mode, port):
+            if lp == BARE:
+                return [BARE_SERVER, str(port)] + tls
+            return [sys.executable, SERVER, str(port), lp, mode] + tls
+
         echo_table = [(f"{lp}, {mode}", lp, mode) for mode in ("protocol", "buffered") for lp in loops]
         afn = importlib.util.find_spec("aiofastnet") is not None
         if afn:
             echo_table += [(f"{lp} + aiofastnet, protocol", lp, "protocol") for lp in loops if lp != "asyncio"]
         hs_table = [(lp, lp) for lp in loops]
+        memory_servers = list(loops)
+        if os.path.exists(BARE_SERVER):
+            echo_table.append((BARE, BARE, None))
+            hs_table.append((BARE, BARE))
+            memory_servers.append(BARE)
         for r in range(args.rounds):
             for name, lp, mode in echo_table:
                 port += 1
-                res = loaded_run(name, [sys.executable, SERVER, str(port), lp, mode] + tls, port,
+                res = loaded_run(name, server(lp, mode, port), port,
                                  ["-c", str(args.conns), "-s", str(args.size)], args.seconds,
                                  {"EVLOOP_BENCH_AIOFASTNET": "1"} if "aiofastnet" in name else {})
                 results.setdefault(("echo", name), []).append(res)
@@ -142,15 +158,15 @@ def main():
                       f"({res['user_us']:.2f} user), p99 {res['p99']} µs", flush=True)
             for name, lp in hs_table:
                 port += 1
-                res = loaded_run(name, [sys.executable, SERVER, str(port), lp, "protocol"] + tls, port,
+                res = loaded_run(name, server(lp, "protocol", port), port,
                                  ["-m", "handshake", "-c", str(args.hs_conns), "-s", "64"], args.seconds)
                 results.setdefault(("hs", name), []).append(res)
                 print(f"round {r + 1} handshakes {name}: {res['rate']:.0f}/s, {res['cpu_us']:.0f} µs CPU each "
                       f"({res['user_us']:.0f} user), p99 {res['p99']} µs", flush=True)
         memory = {}
-        for lp in loops:
+        for lp in memory_servers:
             port += 1
-            memory[lp] = idle_memory([sys.executable, SERVER, str(port), lp, "protocol"] + tls, port, args.idle)
+            memory[lp] = idle_memory(server(lp, "protocol", port), port, args.idle)
             print(f"idle memory {lp}: {memory[lp]:.0f} bytes per TLS connection", flush=True)
 
     def med(runs, key):
@@ -169,11 +185,15 @@ def main():
 
     native = [name for name, _, _ in echo_table if "aiofastnet" not in name]
     patched = [name for name, _, _ in echo_table if "aiofastnet" in name]
+    bare_note = ([f"{BARE}: bench/c/tls_echo.c, the floor under any Python server here (no Python, no loop "
+                  "library: one thread, epoll, OpenSSL reading and writing the socket), compared with uvloop's "
+                  "Protocol server.", ""] if BARE in memory_servers else [])
     lines = [f"TLS 1.3 servers (bench/python/echo_server.py) against bench/c/tls_loadgen.c; Python "
              f"{sys.version.split()[0]}; {args.seconds} s per run, median of {args.rounds} rounds, rounds interleaved; "
              "server on CPU 0, load on CPU 1. Ratios: medians of per-round ratios against uvloop.", "",
              f"Echo, {args.conns} connections × {args.size} B:", ""]
-    lines += echo_rows(native, lambda n: f"{REF}, {n.split(', ')[1]}", "uvloop")
+    lines = lines[:-2] + bare_note + lines[-2:]
+    lines += echo_rows(native, lambda n: f"{REF}, {n.split(', ')[1] if n != BARE else 'protocol'}", "uvloop")
     if patched:
         lines += ["", "The same echo with aiofastnet's transports on each loop (its TLS, on the loop's add_reader):", "",
                   "Echo with aiofastnet, vs uvloop + aiofastnet:", ""]
@@ -192,7 +212,7 @@ def main():
     lines += ["", f"Resident memory of the server per idle TLS connection ({args.idle} connections, handshakes done).", "",
               "Idle TLS connections:", "",
               "| server | bytes per connection | memory vs uvloop |", "|---|---:|---:|"]
-    for lp in loops:
+    for lp in memory_servers:
         vs = f"{memory[lp] / memory[REF]:.2f}×" if REF in memory and lp != REF else "–"
         lines.append(f"| {lp} | {memory[lp]:.0f} | {vs} |")
     emit(lines, args.markdown)
