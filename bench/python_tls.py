@@ -17,7 +17,9 @@ Three parts:
   evloop against on uvloop measures the loops' fd-watcher paths;
 - with bench/build.sh's tls_echo, the floor: the same echo, handshakes and idle connections
   served by C with no Python and no loop library (epoll, OpenSSL on the socket), against which
-  any Python loop's figures can be read.
+  any Python loop's figures can be read; and, beside the idle connections, what the ssl module's
+  SSLObject with its two MemoryBIOs keeps per connection with no loop at all
+  (bench/python/sslobject_memory.py), which every MemoryBIO-based loop holds.
 
 The aiohttp-over-HTTPS figures come from `bench/http.py --suite python --tls`.
 
@@ -42,6 +44,7 @@ SERVER = os.path.join(HERE, "python", "echo_server.py")
 LOADGEN = os.path.join(HERE, "bin", "tls_loadgen")
 BARE_SERVER = os.path.join(HERE, "bin", "tls_echo")
 BARE = "C + OpenSSL, no Python"
+SSLOBJECT = "ssl.SSLObject + 2 MemoryBIOs alone, no loop (allocated bytes)"
 REF = "uvloop"
 
 
@@ -168,6 +171,13 @@ def main():
             port += 1
             memory[lp] = idle_memory(server(lp, "protocol", port), port, args.idle)
             print(f"idle memory {lp}: {memory[lp]:.0f} bytes per TLS connection", flush=True)
+        alone = subprocess.run([sys.executable, os.path.join(HERE, "python", "sslobject_memory.py")] + tls +
+                               [str(args.idle)], capture_output=True, text=True, timeout=300)
+        if alone.returncode != 0 or not alone.stdout.startswith("RESULT bytes="):
+            raise RuntimeError(f"sslobject_memory.py failed: {alone.stdout} {alone.stderr}")
+        memory[SSLOBJECT] = float(alone.stdout.split("=")[1])
+        memory_servers.append(SSLOBJECT)
+        print(f"idle memory {SSLOBJECT}: {memory[SSLOBJECT]:.0f} bytes per connection", flush=True)
 
     def med(runs, key):
         return statistics.median(x[key] for x in runs)
