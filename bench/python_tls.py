@@ -145,11 +145,12 @@ def main():
         if afn:
             echo_table += [(f"{lp} + aiofastnet, protocol", lp, "protocol") for lp in loops if lp != "asyncio"]
         hs_table = [(lp, lp) for lp in loops]
-        memory_servers = list(loops)
-        if os.path.exists(BARE_SERVER):
+        memory_rows = list(loops)
+        has_bare = os.path.exists(BARE_SERVER)
+        if has_bare:
             echo_table.append((BARE, BARE, None))
             hs_table.append((BARE, BARE))
-            memory_servers.append(BARE)
+            memory_rows.append(BARE)
         for r in range(args.rounds):
             for name, lp, mode in echo_table:
                 port += 1
@@ -167,7 +168,7 @@ def main():
                 print(f"round {r + 1} handshakes {name}: {res['rate']:.0f}/s, {res['cpu_us']:.0f} µs CPU each "
                       f"({res['user_us']:.0f} user), p99 {res['p99']} µs", flush=True)
         memory = {}
-        for lp in memory_servers:
+        for lp in memory_rows:
             port += 1
             memory[lp] = idle_memory(server(lp, "protocol", port), port, args.idle)
             print(f"idle memory {lp}: {memory[lp]:.0f} bytes per TLS connection", flush=True)
@@ -176,7 +177,7 @@ def main():
         if alone.returncode != 0 or not alone.stdout.startswith("RESULT bytes="):
             raise RuntimeError(f"sslobject_memory.py failed: {alone.stdout} {alone.stderr}")
         memory[SSLOBJECT] = float(alone.stdout.split("=")[1])
-        memory_servers.append(SSLOBJECT)
+        memory_rows.append(SSLOBJECT)
         print(f"idle memory {SSLOBJECT}: {memory[SSLOBJECT]:.0f} bytes per connection", flush=True)
 
     def med(runs, key):
@@ -195,14 +196,14 @@ def main():
 
     native = [name for name, _, _ in echo_table if "aiofastnet" not in name]
     patched = [name for name, _, _ in echo_table if "aiofastnet" in name]
-    bare_note = ([f"{BARE}: bench/c/tls_echo.c, the floor under any Python server here (no Python, no loop "
-                  "library: one thread, epoll, OpenSSL reading and writing the socket), compared with uvloop's "
-                  "Protocol server.", ""] if BARE in memory_servers else [])
     lines = [f"TLS 1.3 servers (bench/python/echo_server.py) against bench/c/tls_loadgen.c; Python "
              f"{sys.version.split()[0]}; {args.seconds} s per run, median of {args.rounds} rounds, rounds interleaved; "
-             "server on CPU 0, load on CPU 1. Ratios: medians of per-round ratios against uvloop.", "",
-             f"Echo, {args.conns} connections × {args.size} B:", ""]
-    lines = lines[:-2] + bare_note + lines[-2:]
+             "server on CPU 0, load on CPU 1. Ratios: medians of per-round ratios against uvloop.", ""]
+    if has_bare:
+        lines += [f"{BARE}: bench/c/tls_echo.c, the floor under any Python server here (no Python, no loop "
+                  "library: one thread, epoll, OpenSSL reading and writing the socket), compared with uvloop's "
+                  "Protocol server.", ""]
+    lines += [f"Echo, {args.conns} connections × {args.size} B:", ""]
     lines += echo_rows(native, lambda n: f"{REF}, {n.split(', ')[1] if n != BARE else 'protocol'}", "uvloop")
     if patched:
         lines += ["", "The same echo with aiofastnet's transports on each loop (its TLS, on the loop's add_reader):", "",
@@ -222,7 +223,7 @@ def main():
     lines += ["", f"Resident memory of the server per idle TLS connection ({args.idle} connections, handshakes done).", "",
               "Idle TLS connections:", "",
               "| server | bytes per connection | memory vs uvloop |", "|---|---:|---:|"]
-    for lp in memory_servers:
+    for lp in memory_rows:
         vs = f"{memory[lp] / memory[REF]:.2f}×" if REF in memory and lp != REF else "–"
         lines.append(f"| {lp} | {memory[lp]:.0f} | {vs} |")
     emit(lines, args.markdown)

@@ -100,7 +100,7 @@ static int serve(struct conn *c) {
             return -1;
         }
         if (c->pending_len > 0) {
-            /* Keep order behind what is already waiting. Bounded: the peer's own window. */
+            /* Keep order behind what is already waiting (at most PENDING_LIMIT + READ_CHUNK). */
             unsigned char *grown = realloc(c->pending, c->pending_len + got);
             if (!grown)
                 return -1;
